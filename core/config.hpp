@@ -1,0 +1,97 @@
+#pragma once
+// Reading sdps YAML files: the server's own keys and each chain entry.
+
+#include <sdps/asio.hpp>
+#include <sdps/settings.hpp>
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace sdps::core {
+
+/// settings over one YAML mapping. Records which keys were read so the
+/// loader can refuse unknown ones.
+class yaml_settings final : public sdps::settings {
+ public:
+  /// `ignored` keys are consumed by the caller (module, name, timeout).
+  yaml_settings(YAML::Node node, std::filesystem::path file, std::string owner,
+                std::set<std::string> ignored = {});
+
+  bool has(const std::string& key) const override;
+  std::string string(const std::string& key) const override;
+  std::string string_or(const std::string& key, const std::string& fallback) const override;
+  std::int64_t integer_or(const std::string& key, std::int64_t fallback) const override;
+  bool boolean_or(const std::string& key, bool fallback) const override;
+  std::chrono::milliseconds duration_or(const std::string& key,
+                                        std::chrono::milliseconds fallback) const override;
+  std::filesystem::path path(const std::string& key) const override;
+  std::filesystem::path path_or(const std::string& key,
+                                const std::filesystem::path& fallback) const override;
+  std::vector<std::string> strings_or(const std::string& key,
+                                      const std::vector<std::string>& fallback) const override;
+  std::unique_ptr<sdps::settings> child(const std::string& key) const override;
+  std::string where(const std::string& key = {}) const override;
+
+  /// Keys present but never read, for the unknown-key check.
+  std::vector<std::string> unread() const;
+  /// Throws config_error naming the first unread key.
+  void refuse_unread(const std::string& what) const;
+
+ private:
+  YAML::Node get(const std::string& key) const;
+  [[noreturn]] void bad(const std::string& key, const std::string& expected) const;
+  YAML::Node peek(const std::string& key) const;
+
+  YAML::Node node_;
+  std::filesystem::path file_;
+  std::string owner_;
+  mutable std::set<std::string> read_;
+};
+
+/// Parses "250ms", "30s", "5m", "2h", "1d" or a bare number of seconds.
+/// Returns false on anything else.
+bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
+
+/// Parses "127.0.0.1:110", "[::1]:110", "*:110" (all IPv4), "[::]:110".
+/// Throws config_error on anything else.
+asio::ip::tcp::endpoint parse_endpoint(const std::string& text);
+
+/// One entry of the `modules:` list, before loading.
+struct chain_entry {
+  std::string module;    // module name: the .so file's stem
+  std::string instance;  // `name:`, defaults to module
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  std::shared_ptr<yaml_settings> options;
+  std::string where;  // "file:line" of the entry
+};
+
+/// The whole configuration file.
+struct server_config {
+  std::filesystem::path file;
+  std::vector<asio::ip::tcp::endpoint> listen;
+  std::string customer_domain = "demon.co.uk";
+  std::string server_name;  // defaults to the machine's host name
+  std::string banner;       // greeting text after "+OK "
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
+  std::size_t max_sessions = 1000;
+  std::string user;  // drop privileges to this user after binding
+  std::string log_level = "info";
+  /// Extra folders searched for modules, before the one next to the binary.
+  std::vector<std::filesystem::path> module_path;
+  unsigned blocking_threads = 2;
+  std::vector<chain_entry> chain;
+  /// The top-level mapping, for site sections that modules and the admin
+  /// tool share (`hosts`, `punts`).
+  std::shared_ptr<yaml_settings> globals;
+};
+
+/// Reads and validates FILE. Throws config_error with file and line.
+server_config load_config(const std::filesystem::path& file);
+
+}  // namespace sdps::core

@@ -1,0 +1,246 @@
+#include "connection.hpp"
+
+#include "bounded.hpp"
+#include "dot_stuffer.hpp"
+
+#include <boost/asio/write.hpp>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace sdps::core {
+
+namespace {
+
+/// A reply could not be completed (a body read failed half way): the only
+/// honest thing left is to drop the connection.
+class abort_session : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+awaitable<std::size_t> read_body(std::shared_ptr<body_source> body, std::shared_ptr<connection> /*keep alive*/,
+                                 std::span<char> into) {
+  co_return co_await body->read(into);
+}
+
+constexpr std::size_t max_status_text = 512 - 7;  // "-ERR " + text + CRLF within 512 octets
+
+}  // namespace
+
+connection::connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules,
+                       const connection_limits& limits, const std::string& banner, stderr_log& server_log)
+    : socket_(std::move(socket)),
+      idle_(socket_.get_executor()),
+      id_(id),
+      chain_(modules),
+      limits_(limits),
+      banner_(banner),
+      log_(server_log.derive("session " + std::to_string(id))),
+      reader_(limits.line_limit) {
+  boost::system::error_code ec;
+  remote_ = socket_.remote_endpoint(ec);
+  local_ = socket_.local_endpoint(ec);
+}
+
+connection::~connection() { reader_.wipe(); }
+
+void connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  idle_.cancel();
+}
+
+void connection::enter(pop3_state next) {
+  if (state_ == pop3_state::authorization && next == pop3_state::transaction) {
+    state_ = next;
+    authenticated_pending_ = true;
+    return;
+  }
+  if (state_ == pop3_state::transaction && next == pop3_state::update) {
+    state_ = next;
+    return;
+  }
+  throw std::logic_error(std::string("illegal state change from ") + to_string(state_) + " to " + to_string(next));
+}
+
+std::shared_ptr<void>& connection::slot_storage(const void* owner) {
+  if (auto* p = find_slot_storage(owner)) return *p;
+  return slots_.emplace_back(owner, nullptr).second;
+}
+
+std::shared_ptr<void>* connection::find_slot_storage(const void* owner) {
+  for (auto& [key, value] : slots_)
+    if (key == owner) return &value;
+  return nullptr;
+}
+
+void connection::drop_slot(const void* owner) {
+  const auto it = std::find_if(slots_.begin(), slots_.end(), [owner](const auto& s) { return s.first == owner; });
+  if (it != slots_.end()) slots_.erase(it);
+}
+
+awaitable<void> connection::run() {
+  auto self = shared_from_this();
+  log_->debug("connect from ", remote_);
+  touch();
+  asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
+  try {
+    co_await serve();
+  } catch (const abort_session& e) {
+    log_->warning("closing: ", e.what());
+  } catch (const boost::system::system_error& e) {
+    // The client went away or the idle timer closed the socket.
+    log_->debug("connection ended: ", e.code().message());
+  } catch (const std::exception& e) {
+    log_->error("closing after unexpected error: ", e.what());
+  }
+  close();
+  co_await chain_.fire(self, event::disconnect);
+  // Newest slot first: later modules may hold on to earlier ones' state.
+  while (!slots_.empty()) slots_.pop_back();
+  reader_.wipe();
+  log_->debug("closed");
+}
+
+awaitable<void> connection::watchdog() {
+  auto self = shared_from_this();
+  while (!closed_) {
+    boost::system::error_code ec;
+    co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) break;
+    if (idle_.expiry() <= std::chrono::steady_clock::now()) {
+      // RFC 1939 section 3: the autologout timer ends the session without UPDATE.
+      log_->info("idle for ", limits_.idle_timeout.count() / 1000, "s: closing without UPDATE");
+      close();
+      break;
+    }
+  }
+}
+
+awaitable<void> connection::serve() {
+  auto self = shared_from_this();
+  if (auto greeting = co_await chain_.fire(self, event::connect)) {
+    const bool refused = !greeting->reply.positive;
+    if (refused) greeting->reply.close = true;
+    if (!co_await send(std::move(*greeting))) {
+      co_await flush();
+      co_return;
+    }
+  } else {
+    out_ = "+OK " + banner_ + "\r\n";
+  }
+  co_await flush();
+
+  std::array<char, 4096> buffer;
+  for (;;) {
+    const std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer), asio::use_awaitable);
+    std::string_view data(buffer.data(), n);
+    do {
+      data.remove_prefix(reader_.feed(data));
+      switch (reader_.next()) {
+        case line_reader::status::line:
+          touch();
+          if (!co_await execute(reader_.line())) {
+            co_await flush();
+            co_return;
+          }
+          break;
+        case line_reader::status::overlong:
+          touch();
+          out_ += "-ERR line too long (the limit is 512 octets)\r\n";
+          break;
+        case line_reader::status::need_more:
+          break;
+      }
+    } while (!data.empty());
+    // Replies to pipelined commands go out together once the input read
+    // so far has been answered.
+    sodium_memzero(buffer.data(), n);
+    co_await flush();
+  }
+}
+
+awaitable<bool> connection::execute(const std::string& line) {
+  command cmd;
+  const auto space = line.find(' ');
+  cmd.name = line.substr(0, space);
+  if (space != std::string::npos) cmd.argument = line.substr(space + 1);
+  for (char& c : cmd.name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (cmd.name.empty()) {
+    out_ += "-ERR empty command\r\n";
+    co_return true;
+  }
+  log_->debug("command ", printable(cmd.name, 16));
+  auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
+  const bool keep_going = co_await send(std::move(result));
+  if (authenticated_pending_) {
+    authenticated_pending_ = false;
+    co_await flush();
+    co_await chain_.fire(shared_from_this(), event::authenticated);
+  }
+  if (state_ == pop3_state::update) {
+    co_await flush();
+    co_await chain_.fire(shared_from_this(), event::quit);
+    co_return false;
+  }
+  co_return keep_going;
+}
+
+void connection::append_status(const response& r) {
+  out_ += r.positive ? "+OK" : "-ERR";
+  if (!r.text.empty()) {
+    out_ += ' ';
+    const std::size_t n = std::min(r.text.size(), max_status_text);
+    for (std::size_t i = 0; i < n; ++i) {
+      const char c = r.text[i];
+      out_ += (c == '\r' || c == '\n' || c == '\0') ? ' ' : c;
+    }
+  }
+  out_ += "\r\n";
+}
+
+awaitable<bool> connection::send(dispatch_result result) {
+  response& r = result.reply;
+  append_status(r);
+  if (r.multiline) {
+    dot_stuffer stuffer;
+    if (r.body) {
+      std::shared_ptr<body_source> body(std::move(r.body));
+      const auto limit = result.by ? result.by->timeout : std::chrono::milliseconds(std::chrono::seconds(60));
+      chunk_.resize(limits_.body_chunk);
+      auto self = shared_from_this();
+      for (;;) {
+        std::size_t n = 0;
+        try {
+          n = co_await bounded<std::size_t>(get_executor(), limit, read_body(body, self, std::span<char>(chunk_)));
+        } catch (const std::exception& e) {
+          if (result.by) result.by->log->error("session ", id_, ": reading a reply body: ", e.what());
+          throw abort_session("a multi-line reply failed half way");
+        }
+        if (n == 0) break;
+        stuffer.append(std::string_view(chunk_.data(), std::min(n, chunk_.size())), out_);
+        if (out_.size() >= limits_.flush_threshold) co_await flush();
+      }
+      chunk_.clear();
+      chunk_.shrink_to_fit();
+    }
+    stuffer.finish(out_);
+  }
+  if (out_.size() >= limits_.flush_threshold) co_await flush();
+  co_return !r.close;
+}
+
+awaitable<void> connection::flush() {
+  if (out_.empty() || closed_) co_return;
+  co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
+  touch();
+  out_.clear();
+  if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();
+}
+
+}  // namespace sdps::core

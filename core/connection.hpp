@@ -1,0 +1,88 @@
+#pragma once
+// One client connection: reads command lines, runs them through the chain,
+// writes replies with backpressure, and owns the POP3 state.
+
+#include "chain.hpp"
+#include "line_reader.hpp"
+#include "logging.hpp"
+
+#include <sdps/session.hpp>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdps::core {
+
+/// Limits a connection works under (from the server config).
+struct connection_limits {
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
+  std::size_t line_limit = 512;
+  /// Output is flushed to the socket once this much is buffered.
+  std::size_t flush_threshold = 64 * 1024;
+  /// Body octets read from a module per read() call.
+  std::size_t body_chunk = 16 * 1024;
+};
+
+class connection final : public sdps::session, public std::enable_shared_from_this<connection> {
+ public:
+  connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules, const connection_limits& limits,
+             const std::string& banner, stderr_log& server_log);
+  ~connection() override;
+
+  /// Serves the client until it quits, the connection drops, the idle
+  /// timer fires or close() is called. Spawn it with co_spawn.
+  awaitable<void> run();
+  /// Ends the session without UPDATE (server shutdown). Idempotent.
+  void close();
+
+  // sdps::session
+  std::uint64_t id() const override { return id_; }
+  asio::ip::tcp::endpoint remote_endpoint() const override { return remote_; }
+  asio::ip::tcp::endpoint local_endpoint() const override { return local_; }
+  executor get_executor() override { return socket_.get_executor(); }
+  logger& log() override { return *log_; }
+  pop3_state state() const override { return state_; }
+  void enter(pop3_state next) override;
+  std::vector<std::string> capabilities() override { return chain_.capabilities(*this); }
+  std::optional<identity>& login() override { return login_; }
+  void drop_slot(const void* owner) override;
+
+ protected:
+  std::shared_ptr<void>& slot_storage(const void* owner) override;
+  std::shared_ptr<void>* find_slot_storage(const void* owner) override;
+
+ private:
+  awaitable<void> serve();
+  awaitable<void> watchdog();
+  /// Runs one command line; returns false when the session must end.
+  awaitable<bool> execute(const std::string& line);
+  /// Queues a reply (streaming its body); returns false if it asked to close.
+  awaitable<bool> send(dispatch_result result);
+  awaitable<void> flush();
+  void append_status(const response& r);
+  void touch() { idle_.expires_after(limits_.idle_timeout); }
+
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer idle_;
+  std::uint64_t id_;
+  chain& chain_;
+  const connection_limits& limits_;
+  const std::string& banner_;
+  std::unique_ptr<stderr_log> log_;
+  asio::ip::tcp::endpoint remote_, local_;
+  line_reader reader_;
+  std::string out_;
+  std::vector<char> chunk_;
+  pop3_state state_ = pop3_state::authorization;
+  bool authenticated_pending_ = false;
+  bool closed_ = false;
+  std::optional<identity> login_;
+  std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
+};
+
+}  // namespace sdps::core

@@ -1,0 +1,162 @@
+#include "loader.hpp"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <set>
+
+namespace sdps::core {
+
+std::filesystem::path default_module_dir() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "lib/sdps/modules";
+  return (self.parent_path() / ".." / "lib" / "sdps" / "modules").lexically_normal();
+}
+
+module_file open_module(const std::vector<std::filesystem::path>& dirs, const std::string& name) {
+  module_file file;
+  std::string searched;
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    if (std::filesystem::exists(dir / (name + ".so"), ec)) {
+      file.path = dir / (name + ".so");
+      break;
+    }
+    searched += (searched.empty() ? "" : ", ") + dir.string();
+  }
+  if (file.path.empty()) throw config_error("module '" + name + "' not found: no " + name + ".so in " + searched);
+  file.handle = ::dlopen(file.path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!file.handle) {
+    const char* why = ::dlerror();
+    throw config_error("module '" + name + "' cannot be loaded: " + (why ? why : "dlopen failed"));
+  }
+  ::dlerror();
+  file.info = static_cast<const sdps_module_info*>(::dlsym(file.handle, "sdps_module_entry"));
+  if (!file.info)
+    throw config_error(file.path.string() + " is not an sdps module: it exports no sdps_module_entry");
+  if (file.info->abi_version != SDPS_ABI_VERSION)
+    throw config_error(file.path.string() + " was built for sdps module ABI " + std::to_string(file.info->abi_version) +
+                       ", this sdpsd has ABI " + std::to_string(SDPS_ABI_VERSION) + ": rebuild the module");
+  const std::string theirs = file.info->build_signature ? file.info->build_signature : "(none)";
+  if (theirs != SDPS_BUILD_SIGNATURE)
+    throw config_error(file.path.string() + " is not binary compatible: module built as \"" + theirs +
+                       "\", sdpsd built as \"" SDPS_BUILD_SIGNATURE "\"");
+  if (!file.info->name || name != file.info->name)
+    throw config_error(file.path.string() + " calls itself '" + (file.info->name ? file.info->name : "") +
+                       "', not '" + name + "'");
+  if (!file.info->create) throw config_error(file.path.string() + " has no create function");
+  return file;
+}
+
+namespace {
+
+class instance_config final : public sdps::module_config {
+ public:
+  instance_config(const chain_entry& entry, std::size_t position, server_context& server, logger& log,
+                  service_registry& services)
+      : entry_(entry), position_(position), server_(server), log_(log), services_(services) {}
+
+  const std::string& instance() const override { return entry_.instance; }
+  settings& options() override { return *entry_.options; }
+  server_context& server() override { return server_; }
+  logger& log() override { return log_; }
+  std::size_t position() const override { return position_; }
+  void terminal() override { terminal_ = true; }
+
+  bool is_terminal() const { return terminal_; }
+  const std::vector<std::pair<std::string, bool>>& requirements() const { return requirements_; }
+
+ protected:
+  void provide_service(const char* id, void* object) override {
+    services_.add({entry_.instance, id, object, position_});
+  }
+  void require_service(const char* id, bool earlier) override { requirements_.emplace_back(id, earlier); }
+
+ private:
+  const chain_entry& entry_;
+  std::size_t position_;
+  server_context& server_;
+  logger& log_;
+  service_registry& services_;
+  bool terminal_ = false;
+  std::vector<std::pair<std::string, bool>> requirements_;
+};
+
+}  // namespace
+
+std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, stderr_log& log,
+                                   service_registry& services) {
+  auto dirs = config.module_path;
+  dirs.push_back(default_module_dir());
+  std::vector<std::unique_ptr<link>> links;
+  std::vector<std::vector<std::pair<std::string, bool>>> requirements;
+  std::size_t terminal_at = SIZE_MAX;
+  std::string terminal_name;
+
+  for (std::size_t i = 0; i < config.chain.size(); ++i) {
+    const chain_entry& entry = config.chain[i];
+    const std::string who = entry.where + ": module instance '" + entry.instance + "' (" + entry.module + ")";
+    module_file file;
+    try {
+      file = open_module(dirs, entry.module);
+    } catch (const config_error& e) {
+      throw config_error(who + ": " + e.what());
+    }
+    auto l = std::make_unique<link>();
+    l->module = entry.module;
+    l->instance = entry.instance;
+    l->where = entry.where;
+    l->timeout = entry.timeout;
+    l->log = log.derive(entry.instance);
+    instance_config ic(entry, i, server, *l->log, services);
+    try {
+      l->object.reset(file.info->create(ic));
+      if (!l->object) throw config_error("create returned nothing");
+      entry.options->refuse_unread(entry.instance);
+      l->specs = l->object->commands();
+    } catch (const config_error& e) {
+      const std::string text = e.what();
+      // Errors from settings already carry file:line and the instance.
+      throw config_error(text.find(entry.instance) != std::string::npos ? text : who + ": " + text);
+    } catch (const std::exception& e) {
+      throw config_error(who + ": " + e.what());
+    }
+    if (ic.is_terminal() && terminal_at == SIZE_MAX) {
+      terminal_at = i;
+      terminal_name = entry.instance;
+    }
+    requirements.push_back(ic.requirements());
+    links.push_back(std::move(l));
+  }
+
+  if (terminal_at != SIZE_MAX && terminal_at + 1 != links.size())
+    throw config_error(config.chain[terminal_at + 1].where + ": module instance '" + config.chain[terminal_at + 1].instance +
+                       "' can never run: '" + terminal_name + "' before it answers every command and must be last");
+
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    for (const auto& [id, earlier] : requirements[i]) {
+      bool found = false;
+      for (const auto& e : services.entries())
+        if (e.service == id && e.position != i && (!earlier || e.position < i)) found = true;
+      if (!found)
+        throw config_error(config.chain[i].where + ": module instance '" + links[i]->instance + "' (" +
+                           links[i]->module + ") needs a module providing " + id +
+                           (earlier ? " before it in the chain" : " in the chain"));
+    }
+  }
+
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    try {
+      links[i]->object->start(services);
+    } catch (const std::exception& e) {
+      const std::string text = e.what();
+      throw config_error(text.find(links[i]->instance) != std::string::npos
+                             ? text
+                             : config.chain[i].where + ": module instance '" + links[i]->instance + "': " + text);
+    }
+  }
+  return std::make_unique<chain>(std::move(links));
+}
+
+}  // namespace sdps::core

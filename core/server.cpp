@@ -1,0 +1,132 @@
+#include "server.hpp"
+
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/write.hpp>
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace sdps::core {
+
+server::server(server_config config)
+    : config_(std::move(config)),
+      pool_(config_.blocking_threads),
+      log_(parse_level(config_.log_level), "sdpsd"),
+      signals_(io_, SIGINT, SIGTERM, SIGHUP) {
+  limits_.idle_timeout = config_.idle_timeout;
+}
+
+server::~server() {
+  sessions_.clear();
+  pool_.join();
+}
+
+void server::load() { chain_ = build_chain(config_, *this, log_, services_); }
+
+void server::bind() {
+  for (const auto& endpoint : config_.listen) {
+    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
+    boost::system::error_code ec;
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+    if (!ec && endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      std::ostringstream where;
+      where << endpoint;
+      throw std::runtime_error("cannot listen on " + where.str() + ": " + ec.message());
+    }
+    log_.info("listening on ", acceptor->local_endpoint());
+    acceptors_.push_back(std::move(acceptor));
+  }
+}
+
+void server::drop_privileges() {
+  if (config_.user.empty()) return;
+  errno = 0;
+  const passwd* pw = ::getpwnam(config_.user.c_str());
+  if (!pw) throw std::runtime_error("user '" + config_.user + "' does not exist");
+  if (::geteuid() != 0) {
+    if (::geteuid() == pw->pw_uid) return;
+    throw std::runtime_error("cannot switch to user '" + config_.user + "': not running as root");
+  }
+  if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0)
+    throw std::runtime_error("cannot switch to user '" + config_.user + "': " + std::strerror(errno));
+  if (::setuid(0) == 0) throw std::runtime_error("privileges were not dropped: setuid(0) still works");
+  log_.info("running as user ", config_.user);
+}
+
+int server::run() {
+  ::signal(SIGPIPE, SIG_IGN);
+  watch_signals();
+  for (auto& acceptor : acceptors_) asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
+  io_.run();
+  log_.info("stopped");
+  return 0;
+}
+
+void server::watch_signals() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    if (signo == SIGHUP) {
+      log_.info("SIGHUP: reloading modules");
+      chain_->reload();
+      watch_signals();
+      return;
+    }
+    log_.info(signo == SIGINT ? "SIGINT" : "SIGTERM", ": closing ", sessions_.size(), " session(s) without UPDATE");
+    shutdown();
+  });
+}
+
+void server::shutdown() {
+  stopping_ = true;
+  for (auto& acceptor : acceptors_) {
+    boost::system::error_code ignored;
+    acceptor->close(ignored);
+  }
+  for (auto& [id, weak] : sessions_)
+    if (auto c = weak.lock()) c->close();
+  boost::system::error_code ignored;
+  signals_.cancel(ignored);
+}
+
+awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
+  asio::steady_timer backoff(io_);
+  while (!stopping_) {
+    boost::system::error_code ec;
+    auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopping_ || ec == asio::error::operation_aborted) break;
+      // Out of descriptors or similar: say so and let the load pass.
+      log_.warning("accept: ", ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (sessions_.size() >= config_.max_sessions) {
+      log_.warning("refusing a connection: ", sessions_.size(), " sessions open (max_sessions)");
+      static const std::string busy = "-ERR [SYS/TEMP] too many connections, try again later\r\n";
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(busy), ignored);
+      socket.close(ignored);
+      continue;
+    }
+    const std::uint64_t id = next_id_++;
+    auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_);
+    sessions_[id] = session;
+    asio::co_spawn(
+        io_,
+        [this, session, id]() -> awaitable<void> {
+          co_await session->run();
+          sessions_.erase(id);
+        },
+        asio::detached);
+  }
+}
+
+}  // namespace sdps::core

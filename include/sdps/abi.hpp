@@ -1,0 +1,64 @@
+#pragma once
+/// @file
+/// Binary compatibility between sdpsd and loadable modules.
+///
+/// A module is a shared object exporting one C symbol, `sdps_module_entry`,
+/// of type sdps_module_info. sdpsd reads `abi_version` first (the struct's
+/// first member never moves), then compares `build_signature` with its own,
+/// and only then calls `create`. Each mismatch is refused with one line that
+/// names both sides. Use SDPS_MODULE() rather than filling the struct by hand.
+
+#include <boost/version.hpp>
+#include <cstdint>
+
+/// Bumped whenever a public header changes in a way that breaks modules.
+#define SDPS_ABI_VERSION 1u
+
+#define SDPS_STR2_(x) #x
+#define SDPS_STR_(x) SDPS_STR2_(x)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SDPS_ABI_SANITIZE_ "+asan"
+#else
+#define SDPS_ABI_SANITIZE_ ""
+#endif
+
+#if defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
+#define SDPS_ABI_LIBCXX_ "cxx11"
+#else
+#define SDPS_ABI_LIBCXX_ "cxx98"
+#endif
+
+/// Everything besides the API version that must match for two objects to
+/// share C++ types: compiler family and major version, standard library ABI,
+/// Boost version (Asio's coroutine frames cross the boundary), sanitizers.
+#define SDPS_BUILD_SIGNATURE                                          \
+  "sdps-abi-" SDPS_STR_(SDPS_ABI_VERSION) " gcc-" SDPS_STR_(__GNUC__) \
+  " " SDPS_ABI_LIBCXX_ " boost-" SDPS_STR_(BOOST_VERSION) SDPS_ABI_SANITIZE_
+
+namespace sdps {
+class module;
+class module_config;
+}  // namespace sdps
+
+extern "C" {
+
+/// What a module's shared object exports as `sdps_module_entry`.
+struct sdps_module_info {
+  std::uint32_t abi_version;    ///< SDPS_ABI_VERSION the module was built with
+  const char* build_signature;  ///< SDPS_BUILD_SIGNATURE the module was built with
+  const char* name;             ///< module name, as written after `module:` in YAML
+  const char* summary;          ///< one line for `sdpsd --check` and logs
+  /// Builds one instance from its validated settings. Called once per YAML
+  /// entry at start-up, on the main thread. Throws sdps::config_error (or any
+  /// std::exception) to refuse the configuration.
+  sdps::module* (*create)(sdps::module_config& config);
+};
+}
+
+/// Defines the module's entry point. TYPE must be a subclass of sdps::module
+/// constructible from `sdps::module_config&`.
+#define SDPS_MODULE(NAME, SUMMARY, TYPE)                                              \
+  extern "C" __attribute__((visibility("default"))) const sdps_module_info            \
+      sdps_module_entry = {SDPS_ABI_VERSION, SDPS_BUILD_SIGNATURE, NAME, SUMMARY,      \
+                           [](sdps::module_config& c) -> sdps::module* { return new TYPE(c); }}

@@ -1,0 +1,253 @@
+#pragma once
+/// @file
+/// The module interface: what one YAML entry of the chain is, what it is
+/// given at start-up, and how it answers commands and session events.
+///
+/// Life cycle, all on the main thread before the first client connects:
+///  1. the loader dlopens the module's .so and checks its ABI;
+///  2. `create(config)` builds the instance from its settings (it may call
+///     config.provide(), config.require() and config.terminal());
+///  3. the loader checks unread settings, declared requirements and
+///     terminal placement;
+///  4. `start(registry)` runs on every instance in chain order, so modules
+///     can find the services of the others.
+/// Afterwards on_command() and on_event() run on the event loop, one
+/// command at a time per session, many sessions interleaved.
+
+#include <sdps/abi.hpp>
+#include <sdps/asio.hpp>
+#include <sdps/log.hpp>
+#include <sdps/response.hpp>
+#include <sdps/session.hpp>
+#include <sdps/settings.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sdps {
+
+/// One client command line, split into verb and argument.
+struct command {
+  std::string name;      ///< the verb in upper case: "RETR", "*ENV"
+  std::string argument;  ///< everything after the first space, verbatim (spaces kept)
+
+  /// The argument split on runs of spaces, for commands with numeric arguments.
+  std::vector<std::string_view> args() const {
+    std::vector<std::string_view> out;
+    std::string_view rest = argument;
+    while (!rest.empty()) {
+      const auto start = rest.find_first_not_of(' ');
+      if (start == std::string_view::npos) break;
+      rest.remove_prefix(start);
+      const auto end = rest.find(' ');
+      out.push_back(rest.substr(0, end));
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+    }
+    return out;
+  }
+};
+
+/// Session events, delivered to every module in chain order.
+enum class event {
+  /// A client connected. Answering with a response replaces the greeting;
+  /// a negative answer is sent and the connection closed (site policy).
+  connect,
+  /// The session entered TRANSACTION (after the PASS reply was sent).
+  authenticated,
+  /// The session entered UPDATE (the client sent QUIT in TRANSACTION).
+  quit,
+  /// The connection is over, whatever the reason. Answers are ignored.
+  disconnect,
+};
+
+const char* to_string(event e);
+
+/// A module's answer to a command or event: pass it on to the next module,
+/// or answer it (which ends the chain). "Stopping" a command is answering
+/// it with -ERR. The single return value is what makes answering twice, or
+/// not at all, impossible.
+class verdict {
+ public:
+  /// Same as next().
+  verdict() = default;
+  /// Not mine: let the next module in the chain see it.
+  static verdict next() { return verdict{}; }
+  /// Mine: send this reply; later modules do not see the command.
+  static verdict answer(response r) {
+    verdict v;
+    v.reply_ = std::move(r);
+    return v;
+  }
+  bool answered() const { return reply_.has_value(); }
+  response& reply() { return *reply_; }
+
+ private:
+  std::optional<response> reply_;
+};
+
+/// A command a module takes part in, and the states in which it is valid.
+/// The core refuses a command in a state that no module declared it for,
+/// and answers -ERR to a verb nobody declared. The name "*" asks to see
+/// every command (a policy module); it does not make any verb valid.
+struct command_spec {
+  std::string name;
+  state_mask states;
+};
+
+/// Services one module offers the others, found by instance name or kind.
+/// A service type T declares `static constexpr const char* service_id`.
+class registry {
+ public:
+  struct entry {
+    std::string instance;  ///< the providing instance's name
+    std::string service;   ///< T::service_id
+    void* object;          ///< a T*
+    std::size_t position;  ///< the instance's index in the chain
+  };
+
+  virtual ~registry() = default;
+  virtual const std::vector<entry>& entries() const = 0;
+
+  /// The service T of the named instance, or null.
+  template <typename T>
+  T* find(std::string_view instance) const {
+    for (const entry& e : entries())
+      if (e.instance == instance && e.service == T::service_id) return static_cast<T*>(e.object);
+    return nullptr;
+  }
+  /// Every provider of T, in chain order.
+  template <typename T>
+  std::vector<T*> all() const {
+    std::vector<T*> out;
+    for (const entry& e : entries())
+      if (e.service == T::service_id) out.push_back(static_cast<T*>(e.object));
+    return out;
+  }
+  /// Every provider of T with its instance name, in chain order.
+  template <typename T>
+  std::vector<std::pair<std::string, T*>> named() const {
+    std::vector<std::pair<std::string, T*>> out;
+    for (const entry& e : entries())
+      if (e.service == T::service_id) out.emplace_back(e.instance, static_cast<T*>(e.object));
+    return out;
+  }
+  /// The nearest provider of T before chain position `position`, or null.
+  template <typename T>
+  T* nearest_before(std::size_t position) const {
+    T* found = nullptr;
+    for (const entry& e : entries())
+      if (e.service == T::service_id && e.position < position) found = static_cast<T*>(e.object);
+    return found;
+  }
+};
+
+/// Process-wide facilities, alive for the life of the server.
+class server_context {
+ public:
+  virtual ~server_context() = default;
+  /// The event loop every session runs on.
+  virtual executor get_executor() = 0;
+  /// Threads for blocking or CPU-heavy work (password hashing, big directory
+  /// scans). Use run_blocking() rather than posting by hand.
+  virtual asio::thread_pool& blocking_pool() = 0;
+  /// `customer_domain` from the config, without a leading dot ("demon.co.uk").
+  virtual const std::string& customer_domain() const = 0;
+  /// This server's name, for banners and synthesised Message-IDs.
+  virtual const std::string& server_name() const = 0;
+  /// The config file's top level, for the site sections that several
+  /// modules and the admin tool share: `hosts` (the host database file)
+  /// and `punts` (punt name -> spool folder). Paths resolve against the
+  /// config file's folder.
+  virtual const settings& site() const = 0;
+  virtual logger& log() = 0;
+};
+
+/// What create() receives for one YAML entry of the chain.
+class module_config {
+ public:
+  virtual ~module_config() = default;
+  /// The instance name: the entry's `name:`, or the module name.
+  virtual const std::string& instance() const = 0;
+  /// The entry's settings (every key besides module, name and timeout).
+  virtual settings& options() = 0;
+  virtual server_context& server() = 0;
+  /// A logger whose lines carry the instance name.
+  virtual logger& log() = 0;
+  /// This instance's position in the chain (0 = first).
+  virtual std::size_t position() const = 0;
+
+  /// Offers service T (implemented by `object`, usually `this`) to the others.
+  template <typename T>
+  void provide(T* object) { provide_service(T::service_id, object); }
+  /// Refuses to start unless some instance provides T (earlier in the
+  /// chain when `earlier` is true).
+  template <typename T>
+  void require(bool earlier = false) { require_service(T::service_id, earlier); }
+  /// Declares that this instance answers everything that reaches it, so it
+  /// must be the last in the chain.
+  virtual void terminal() = 0;
+
+ protected:
+  virtual void provide_service(const char* id, void* object) = 0;
+  virtual void require_service(const char* id, bool earlier) = 0;
+};
+
+/// One instance of a module: one entry of the YAML chain.
+class module {
+ public:
+  virtual ~module() = default;
+
+  /// The commands this instance takes part in. Called once, after create().
+  virtual std::vector<command_spec> commands() const { return {}; }
+
+  /// Called after every instance exists, in chain order, on the main thread.
+  /// Look up other modules' services here. Throw config_error to refuse.
+  virtual void start(const registry&) {}
+
+  /// A command declared in commands() (or every command, for "*"), valid
+  /// in the current state. Runs on the event loop. The core bounds it with
+  /// the instance's `timeout` (then answers -ERR [SYS/TEMP] and ignores
+  /// the late result) and turns an exception into -ERR [SYS/TEMP].
+  virtual awaitable<verdict> on_command(session&, const command&) { co_return verdict::next(); }
+
+  /// A session event (see `event`). Same rules as on_command().
+  virtual awaitable<verdict> on_event(session&, event) { co_return verdict::next(); }
+
+  /// Lines this instance adds to the CAPA listing for this session.
+  virtual void capabilities(session&, std::vector<std::string>&) const {}
+
+  /// SIGHUP: re-read whatever external files the instance uses. Main
+  /// thread, between commands. Log problems and keep the old state.
+  virtual void reload() {}
+};
+
+/// Runs `fn` on the blocking pool and resumes the caller on its own
+/// executor with the result (or exception): `co_await run_blocking(server,
+/// [..] { return verify(..); })`. For Argon2id, fsync and other work that
+/// must not stall the event loop. `fn` must own what it uses.
+///
+/// Deliberately not a coroutine itself: GCC 12 corrupts closure objects
+/// passed by value into a coroutine, so never write a coroutine that takes
+/// a lambda parameter; pass the lambda straight to co_spawn as here.
+template <typename F>
+awaitable<std::invoke_result_t<F>> run_blocking(server_context& server, F fn) {
+  using result = std::invoke_result_t<F>;
+  return asio::co_spawn(
+      server.blocking_pool(), [fn = std::move(fn)]() mutable -> awaitable<result> { co_return fn(); },
+      asio::use_awaitable);
+}
+
+inline const char* to_string(event e) {
+  switch (e) {
+    case event::connect: return "connect";
+    case event::authenticated: return "authenticated";
+    case event::quit: return "quit";
+    case event::disconnect: return "disconnect";
+  }
+  return "?";
+}
+
+}  // namespace sdps

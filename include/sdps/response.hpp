@@ -1,0 +1,76 @@
+#pragma once
+/// @file
+/// What a module answers: a status line, optionally followed by a
+/// multi-line body that the core streams, dot-stuffs and terminates.
+
+#include <sdps/asio.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sdps {
+
+/// The raw octets of a multi-line response body, read piece by piece.
+///
+/// The core calls read() on the session's event loop until it returns 0,
+/// writing each piece to the client before asking for the next, so a large
+/// message never has to be held in memory and a slow client slows the
+/// reading (backpressure). Lines must end in CRLF; the core adds the
+/// dot-stuffing and the terminating "." line, and supplies a final CRLF if
+/// the body does not end with one. Each read() is bounded by the owning
+/// module's time limit; a read that throws or times out closes the
+/// connection (a multi-line reply cannot be turned into -ERR half way).
+class body_source {
+ public:
+  virtual ~body_source() = default;
+  /// Fills a prefix of `buffer`; returns how many octets, 0 at the end.
+  virtual awaitable<std::size_t> read(std::span<char> buffer) = 0;
+};
+
+/// A body already in memory (listings, short notices).
+class string_body final : public body_source {
+ public:
+  explicit string_body(std::string text) : text_(std::move(text)) {}
+  awaitable<std::size_t> read(std::span<char> buffer) override {
+    const std::size_t n = std::min(buffer.size(), text_.size() - offset_);
+    text_.copy(buffer.data(), n, offset_);
+    offset_ += n;
+    co_return n;
+  }
+
+ private:
+  std::string text_;
+  std::size_t offset_ = 0;
+};
+
+/// One POP3 reply. Build it with ok() / err() and, for a multi-line reply,
+/// with_body(). The status text must not contain CR or LF; the core
+/// replaces them if it does.
+struct response {
+  bool positive = false;
+  std::string text;                   ///< after "+OK " / "-ERR "
+  bool multiline = false;             ///< body follows (possibly empty)
+  std::unique_ptr<body_source> body;  ///< null with multiline means an empty body
+  bool close = false;                 ///< close the connection after sending
+
+  static response ok(std::string text = {}) { return {true, std::move(text), false, nullptr, false}; }
+  static response err(std::string text) { return {false, std::move(text), false, nullptr, false}; }
+
+  response&& with_body(std::unique_ptr<body_source> source) && {
+    multiline = true;
+    body = std::move(source);
+    return std::move(*this);
+  }
+  response&& with_body(std::string text) && {
+    return std::move(*this).with_body(std::make_unique<string_body>(std::move(text)));
+  }
+  response&& and_close() && {
+    close = true;
+    return std::move(*this);
+  }
+};
+
+}  // namespace sdps
