@@ -52,6 +52,13 @@ YAML::Node yaml_settings::peek(const std::string& key) const {
   return node_;
 }
 
+std::vector<std::string> yaml_settings::keys() const {
+  std::vector<std::string> out;
+  if (node_.IsMap())
+    for (auto it = node_.begin(); it != node_.end(); ++it) out.push_back(it->first.as<std::string>());
+  return out;
+}
+
 bool yaml_settings::has(const std::string& key) const {
   const YAML::Node n = get(key);
   return n.IsDefined() && !n.IsNull();

@@ -24,6 +24,7 @@ class yaml_settings final : public sdps::settings {
                 std::set<std::string> ignored = {});
 
   bool has(const std::string& key) const override;
+  std::vector<std::string> keys() const override;
   std::string string(const std::string& key) const override;
   std::string string_or(const std::string& key, const std::string& fallback) const override;
   std::int64_t integer_or(const std::string& key, std::int64_t fallback) const override;

@@ -34,6 +34,8 @@ class settings {
   virtual ~settings() = default;
 
   virtual bool has(const std::string& key) const = 0;
+  /// The keys of this mapping, in file order.
+  virtual std::vector<std::string> keys() const = 0;
 
   /// Required string; throws config_error when missing.
   virtual std::string string(const std::string& key) const = 0;

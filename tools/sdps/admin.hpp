@@ -1,0 +1,27 @@
+#pragma once
+// The sdps admin tool: what every subcommand gets from the config file.
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sdps::admin {
+
+/// The parts of an sdps config the admin tool works on. Any of the shipped
+/// configs (embedded, back end, front end) names the same hosts and spools.
+struct site {
+  std::filesystem::path config_file;
+  std::filesystem::path hosts;                         // `hosts:`, resolved
+  std::map<std::string, std::filesystem::path> punts;  // `punts:`, resolved, by name
+  std::string customer_domain;                         // "demon.co.uk"
+};
+
+/// Subcommands. `args` are the words after the subcommand's first word
+/// ("host", "deliver", "spool"). Each returns a sysexits.h status and
+/// prints errors to stderr as "sdps: ...".
+int host_main(const site& s, const std::vector<std::string>& args);     // host.cpp
+int deliver_main(const site& s, const std::vector<std::string>& args);  // deliver.cpp
+int spool_main(const site& s, const std::vector<std::string>& args);    // spool.cpp
+
+}  // namespace sdps::admin

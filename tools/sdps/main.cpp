@@ -1,0 +1,75 @@
+// sdps: the admin tool (hosts, local delivery, spool listing).
+
+#include "admin.hpp"
+
+#include "config.hpp"
+
+#include <sodium.h>
+#include <sysexits.h>
+
+#include <iostream>
+
+namespace {
+
+const char* usage =
+    "usage: sdps -c FILE COMMAND ...\n"
+    "  host add HOST [--dialup-ip ADDR[/PREFIX]]...\n"
+    "  host passwd HOST --dialup|--pop3      (reads the password, one line, from stdin)\n"
+    "  host del HOST\n"
+    "  host list\n"
+    "  deliver [--punt NAME] -f SENDER RECIPIENT...   (message on stdin)\n"
+    "  spool list HOST\n";
+
+sdps::admin::site load_site(const std::string& file) {
+  const auto config = sdps::core::load_config(file);
+  sdps::admin::site s;
+  s.config_file = config.file;
+  s.customer_domain = config.customer_domain;
+  const auto& top = *config.globals;
+  if (!top.has("hosts")) top.fail("hosts", "'hosts' (the host database file) is required by the sdps tool");
+  s.hosts = top.path("hosts");
+  if (top.has("punts")) {
+    const auto punts = top.child("punts");
+    for (const auto& name : punts->keys()) s.punts[name] = punts->path(name);
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string file;
+  if (args.size() >= 2 && (args[0] == "-c" || args[0] == "--config")) {
+    file = args[1];
+    args.erase(args.begin(), args.begin() + 2);
+  }
+  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
+    std::cout << usage;
+    return 0;
+  }
+  if (file.empty() || args.empty()) {
+    std::cerr << usage;
+    return EX_USAGE;
+  }
+  if (sodium_init() < 0) {
+    std::cerr << "sdps: libsodium failed to initialise\n";
+    return EX_SOFTWARE;
+  }
+  try {
+    const auto site = load_site(file);
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "host") return sdps::admin::host_main(site, args);
+    if (command == "deliver") return sdps::admin::deliver_main(site, args);
+    if (command == "spool") return sdps::admin::spool_main(site, args);
+    std::cerr << "sdps: unknown command '" << command << "'\n" << usage;
+    return EX_USAGE;
+  } catch (const sdps::config_error& e) {
+    std::cerr << "sdps: " << e.what() << "\n";
+    return EX_CONFIG;
+  } catch (const std::exception& e) {
+    std::cerr << "sdps: " << e.what() << "\n";
+    return EX_SOFTWARE;
+  }
+}
