@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <set>
 
 namespace sdps::core {
@@ -13,6 +15,32 @@ std::filesystem::path default_module_dir() {
   if (ec) return "lib/sdps/modules";
   return (self.parent_path() / ".." / "lib" / "sdps" / "modules").lexically_normal();
 }
+
+namespace {
+
+// Reads the signature marker from the file without loading it: a module
+// built with sanitizers would abort a plain sdpsd inside dlopen.
+void check_signature(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string marker = SDPS_MODULE_SIGNATURE_MARKER "abi=";
+  const auto at = bytes.find(marker);
+  if (at == std::string::npos)
+    throw config_error(path.string() + " is not an sdps module: it carries no sdps module signature");
+  const auto end = bytes.find('\0', at);
+  const std::string found = bytes.substr(at + marker.size(), end == std::string::npos ? 200 : end - at - marker.size());
+  const auto semicolon = found.find(";build=");
+  const std::string abi = found.substr(0, semicolon);
+  const std::string build = semicolon == std::string::npos ? "(none)" : found.substr(semicolon + 7);
+  if (abi != std::to_string(SDPS_ABI_VERSION))
+    throw config_error(path.string() + " was built for sdps module ABI " + abi + ", this sdpsd has ABI " +
+                       std::to_string(SDPS_ABI_VERSION) + ": rebuild the module");
+  if (build != SDPS_BUILD_SIGNATURE)
+    throw config_error(path.string() + " is not binary compatible: module built as \"" + build +
+                       "\", sdpsd built as \"" SDPS_BUILD_SIGNATURE "\"");
+}
+
+}  // namespace
 
 module_file open_module(const std::vector<std::filesystem::path>& dirs, const std::string& name) {
   module_file file;
@@ -26,6 +54,7 @@ module_file open_module(const std::vector<std::filesystem::path>& dirs, const st
     searched += (searched.empty() ? "" : ", ") + dir.string();
   }
   if (file.path.empty()) throw config_error("module '" + name + "' not found: no " + name + ".so in " + searched);
+  check_signature(file.path);
   file.handle = ::dlopen(file.path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!file.handle) {
     const char* why = ::dlerror();

@@ -2,11 +2,13 @@
 /// @file
 /// Binary compatibility between sdpsd and loadable modules.
 ///
-/// A module is a shared object exporting one C symbol, `sdps_module_entry`,
-/// of type sdps_module_info. sdpsd reads `abi_version` first (the struct's
-/// first member never moves), then compares `build_signature` with its own,
-/// and only then calls `create`. Each mismatch is refused with one line that
-/// names both sides. Use SDPS_MODULE() rather than filling the struct by hand.
+/// A module is a shared object exporting `sdps_module_entry` (type
+/// sdps_module_info) and `sdps_module_signature` (a marker string). sdpsd
+/// reads the marker from the file before dlopen, then, once loaded, checks
+/// `abi_version` (the struct's first member never moves) and
+/// `build_signature` again, and only then calls `create`. Each mismatch is
+/// refused with one line that names both sides. Use SDPS_MODULE() rather
+/// than filling these in by hand.
 
 #include <boost/version.hpp>
 #include <cstdint>
@@ -56,9 +58,20 @@ struct sdps_module_info {
 };
 }
 
+/// The marker sdpsd reads from a module's file BEFORE loading it, so that a
+/// module from an incompatible build (another ABI, or with sanitizers into
+/// a binary without them, which would abort the process inside dlopen) is
+/// refused with a message instead. SDPS_MODULE() emits it; the format is
+/// "sdps-module-signature:abi=N;build=SIGNATURE" followed by a NUL.
+#define SDPS_MODULE_SIGNATURE_MARKER "sdps-module-signature:"
+#define SDPS_MODULE_SIGNATURE(ABI, BUILD)                                          \
+  extern "C" __attribute__((used, visibility("default"))) const char              \
+      sdps_module_signature[] = SDPS_MODULE_SIGNATURE_MARKER "abi=" SDPS_STR_(ABI) ";build=" BUILD
+
 /// Defines the module's entry point. TYPE must be a subclass of sdps::module
 /// constructible from `sdps::module_config&`.
 #define SDPS_MODULE(NAME, SUMMARY, TYPE)                                              \
+  SDPS_MODULE_SIGNATURE(SDPS_ABI_VERSION, SDPS_BUILD_SIGNATURE);                      \
   extern "C" __attribute__((visibility("default"))) const sdps_module_info            \
       sdps_module_entry = {SDPS_ABI_VERSION, SDPS_BUILD_SIGNATURE, NAME, SUMMARY,      \
                            [](sdps::module_config& c) -> sdps::module* { return new TYPE(c); }}

@@ -54,8 +54,12 @@ TEST_CASE("a module that is not there is named with the folders searched") {
   CHECK_THAT(error, Catch::Contains("module 'no_such_module' not found"));
 }
 
+TEST_CASE("a shared object without the signature is refused before it is loaded") {
+  CHECK_THAT(load("  - module: fixture_no_signature\n"), Catch::Contains("carries no sdps module signature"));
+}
+
 TEST_CASE("a shared object without the entry symbol is refused") {
-  CHECK_THAT(load("  - module: fixture_no_entry\n"), Catch::Contains("is not an sdps module"));
+  CHECK_THAT(load("  - module: fixture_no_entry\n"), Catch::Contains("exports no sdps_module_entry"));
 }
 
 TEST_CASE("a module built for another ABI is refused naming both versions") {
