@@ -1,0 +1,145 @@
+#include "lock.hpp"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace sdps::lock {
+
+/// One session's locks. `attempt` numbers the PASS attempts, so that a
+/// lock() that completes after its attempt was given up (the core's time
+/// limit, a newer PASS, the end of the session) is not mistaken for
+/// current.
+struct lock_module::held {
+  std::vector<spool*> spools;  // in locking order
+  std::uint64_t attempt = 0;
+  bool over = false;  // the session has disconnected
+};
+
+lock_module::lock_module(module_config& config)
+    : log_(config.log()), instance_(config.instance()), punts_(config.options().strings_or("punts", {})) {
+  if (config.options().has("punts") && punts_.empty())
+    config.options().fail("punts", "'punts' must list at least one punt (or be left out: every spool)");
+  config.require<spool>();
+}
+
+std::vector<command_spec> lock_module::commands() const {
+  return {{"*", static_cast<state_mask>(pop3_state::authorization)}};
+}
+
+void lock_module::start(const registry& services) {
+  const auto spools = services.named<spool>();
+  std::vector<std::pair<std::string, spool*>> chosen;  // (instance, spool)
+  if (punts_.empty()) {
+    chosen = spools;
+  } else {
+    for (const std::string& name : punts_) {
+      const auto it = std::find_if(spools.begin(), spools.end(),
+                                   [&](const auto& e) { return e.second->punt() == name || e.first == name; });
+      if (it == spools.end())
+        throw config_error("module instance '" + instance_ + "': no spool instance serves punt '" + name + "'");
+      if (std::find(chosen.begin(), chosen.end(), *it) == chosen.end()) chosen.push_back(*it);
+    }
+  }
+  std::stable_sort(chosen.begin(), chosen.end(), [](const auto& a, const auto& b) {
+    if (a.second->punt() != b.second->punt()) return a.second->punt() < b.second->punt();
+    return a.first < b.first;
+  });
+  for (std::size_t i = 1; i < chosen.size(); ++i)
+    if (chosen[i].second->punt() == chosen[i - 1].second->punt())
+      throw config_error("module instance '" + instance_ + "': spool instances '" + chosen[i - 1].first + "' and '" +
+                         chosen[i].first + "' both serve punt '" + chosen[i].second->punt() +
+                         "'; list the one to lock under 'punts'");
+  order_.clear();
+  for (const auto& e : chosen) order_.push_back(e.second);
+  std::string names;
+  for (const spool* s : order_) names += (names.empty() ? "" : ", ") + s->punt();
+  log_.debug("locking order: ", names);
+}
+
+awaitable<verdict> lock_module::on_command(session& s, const command& cmd) {
+  if (cmd.name == "PASS") co_return co_await take(s);
+  // Any other command in AUTHORIZATION after a PASS that locked means a
+  // module after this one refused that PASS: the locks must not outlive it.
+  if (held* h = s.find_slot<held>(this); h && !h->spools.empty())
+    release(s, *h, "the PASS that took them did not succeed");
+  co_return verdict::next();
+}
+
+awaitable<verdict> lock_module::on_event(session& s, event e) {
+  if (e == event::disconnect) {
+    if (held* h = s.find_slot<held>(this)) {
+      h->over = true;
+      ++h->attempt;
+      release(s, *h, "the session ended");
+    }
+  }
+  co_return verdict::next();
+}
+
+void lock_module::release(session& s, held& h, const char* why) {
+  if (h.spools.empty()) return;
+  // Newest first, the reverse of the locking order.
+  for (auto it = h.spools.rbegin(); it != h.spools.rend(); ++it) {
+    try {
+      (*it)->unlock(s);
+    } catch (const std::exception& e) {
+      log_.error("session ", s.id(), ": unlocking punt ", (*it)->punt(), ": ", e.what());
+    }
+  }
+  log_.debug("session ", s.id(), ": released ", h.spools.size(), " lock(s): ", why);
+  h.spools.clear();
+}
+
+awaitable<verdict> lock_module::take(session& s) {
+  std::uint64_t attempt = 0;
+  {
+    held& h = s.slot<held>(this);
+    release(s, h, "a new PASS starts afresh");
+    attempt = ++h.attempt;
+  }
+  if (!s.login()) {
+    log_.error("session ", s.id(), ": PASS reached ", instance_, " without a login; is auth before it?");
+    co_return verdict::answer(response::err("[AUTH] authentication failed"));
+  }
+  const std::string who = s.login()->display();
+  for (spool* sp : order_) {
+    lock_status status = lock_status::unavailable;
+    try {
+      status = co_await sp->lock(s);
+    } catch (const spool_error& e) {
+      log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
+      status = lock_status::unavailable;
+    } catch (...) {
+      // Anything else is a fault, not a punt being down: give up the locks
+      // of this attempt (if it is still current) and let the core answer.
+      held* h = s.find_slot<held>(this);
+      if (h && !h->over && h->attempt == attempt) release(s, *h, "locking failed");
+      throw;
+    }
+    // The slot is looked up again after every suspension: the session may
+    // have ended, or started another PASS, meanwhile.
+    held* h = s.find_slot<held>(this);
+    if (!h || h->over || h->attempt != attempt) {
+      const bool kept = h && !h->over && std::find(h->spools.begin(), h->spools.end(), sp) != h->spools.end();
+      if (status == lock_status::acquired && !kept) sp->unlock(s);
+      log_.warning("session ", s.id(), ": a lock on punt ", sp->punt(), " came after its PASS was given up");
+      co_return verdict::answer(response::err("[SYS/TEMP] locking took too long, try again later"));
+    }
+    switch (status) {
+      case lock_status::acquired:
+        h->spools.push_back(sp);
+        break;
+      case lock_status::unavailable:
+        log_.warning("session ", s.id(), ": punt ", sp->punt(), " is unavailable: mail held there is left out of ",
+                     who, "'s maildrop for this session");
+        break;
+      case lock_status::in_use:
+        log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
+        release(s, *h, "the maildrop is in use");
+        co_return verdict::answer(response::err("[IN-USE] maildrop already locked"));
+    }
+  }
+  co_return verdict::next();
+}
+
+}  // namespace sdps::lock

@@ -1,0 +1,55 @@
+#pragma once
+// The lock module: takes the session's lock on every punt at PASS.
+
+#include <sdps/maildrop.hpp>
+#include <sdps/module.hpp>
+
+#include <string>
+#include <vector>
+
+namespace sdps::lock {
+
+/// The `lock` module. On PASS (after auth has set session.login()), takes
+/// spool::lock() on every spool it covers, one after another in a fixed
+/// order (punt name, then instance name), so that two sessions can never
+/// hold one punt each while waiting for the other's. Then it passes PASS on.
+///
+/// - a punt says in_use: the locks taken are released and PASS is
+///   answered `-ERR [IN-USE] maildrop already locked`;
+/// - a punt is unavailable (or its lock() throws spool_error): it is
+///   skipped and logged; its mail is missing from this session;
+/// - locks are released by a later PASS (which starts afresh), by any other
+///   command reaching it in AUTHORIZATION (which means the PASS that took
+///   them did not succeed: a later module refused it), and at disconnect.
+///
+/// Runs on the event loop; its only per-session state is the list of locks
+/// held, in a session slot.
+class lock_module final : public sdps::module {
+ public:
+  /// Reads `punts:` (optional). Throws config_error.
+  explicit lock_module(module_config& config);
+
+  /// Every command in AUTHORIZATION ("*"): PASS to lock, the others to
+  /// release what a failed PASS left locked.
+  std::vector<command_spec> commands() const override;
+  /// Finds the spools; throws config_error for an unknown or duplicate punt.
+  void start(const registry& services) override;
+  awaitable<verdict> on_command(session& s, const command& cmd) override;
+  /// disconnect: releases every lock the session holds.
+  awaitable<verdict> on_event(session& s, event e) override;
+
+  /// The spools in the order they are locked (after start()).
+  const std::vector<spool*>& order() const { return order_; }
+
+ private:
+  struct held;
+  awaitable<verdict> take(session& s);
+  void release(session& s, held& h, const char* why);
+
+  logger& log_;
+  std::string instance_;
+  std::vector<std::string> punts_;
+  std::vector<spool*> order_;
+};
+
+}  // namespace sdps::lock
