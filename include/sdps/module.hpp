@@ -225,9 +225,17 @@ class module {
 };
 
 /// Runs `fn` on the blocking pool and resumes the caller on its own
-/// executor with the result (or exception): `co_await run_blocking(server,
-/// [..] { return verify(..); })`. For Argon2id, fsync and other work that
-/// must not stall the event loop. `fn` must own what it uses.
+/// executor with the result (or exception). For Argon2id, fsync and other
+/// work that must not stall the event loop. `fn` must own what it uses.
+/// Name the lambda first, then move it in:
+///
+///     auto job = [check] { return check->run(); };
+///     const auto result = co_await run_blocking(server, std::move(job));
+///
+/// NOT `co_await run_blocking(server, [check] { ... })`: GCC 12 destroys a
+/// temporary lambda (or any temporary aggregate with a member that has a
+/// destructor) twice when it is an argument inside a co_await expression,
+/// which corrupts captured shared_ptrs and strings (ASan: use after free).
 ///
 /// Deliberately not a coroutine itself: GCC 12 corrupts closure objects
 /// passed by value into a coroutine, so never write a coroutine that takes
