@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -272,6 +271,8 @@ class Pop3:
             raw = raw.strip()
             if not raw:
                 continue
+            if raw == "C:":
+                raw = "C: "              # an empty command line
             kind, rest = raw[:3], raw[3:]
             if kind == "C: ":
                 self.send(rest)

@@ -4,13 +4,12 @@ failure delay, APOP, reloading the host database, secrets kept out of logs."""
 
 import re
 import signal
-import threading
 import time
 
 import pytest
 
 from conftest import DIALUP_IP, DIALUP_PW, OTHER_IP, POP_PW
-from sdps_harness import SLOW, Pop3, message, wait_until
+from sdps_harness import SLOW, message, wait_until
 
 
 def deliver_to(site, *locals_, host="sample"):

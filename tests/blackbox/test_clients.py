@@ -8,7 +8,6 @@ import os
 import poplib
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ clients, the idle timer, SIGTERM, --check, backpressure on a slow reader,
 IPv6 listeners."""
 
 import hashlib
-import os
 import random
 import shutil
 import signal
@@ -15,7 +14,7 @@ import time
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import (EX_CONFIG, SANITIZE, SLOW, SOURCE_DIR, TIMEOUT, Pop3, Site, binary, message, returned,
+from sdps_harness import (EX_CONFIG, SANITIZE, SLOW, SOURCE_DIR, TIMEOUT, Pop3, binary, message, returned,
                           sanitizer_report, shipped_chain)
 
 

@@ -3,13 +3,12 @@ issue 3 lock, merge, spool): locks and their release, the login snapshot,
 the dummy message, UPDATE, merge order, a punt that is down, persistence
 across restarts, UIDL uniqueness."""
 
-import shutil
 import time
 
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import SLOW, TIMEOUT, Pop3, message, returned, wait_until
+from sdps_harness import SLOW, message, returned, wait_until
 
 
 def deliver(site, subject, to="fred", punt=None, sender="alice@example.com", body=None):
