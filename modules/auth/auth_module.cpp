@@ -1,0 +1,277 @@
+#include "auth_module.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <system_error>
+
+namespace sdps::auth {
+
+namespace {
+
+constexpr std::string_view invalid_login = "[AUTH] invalid login";
+constexpr std::chrono::milliseconds max_fail_delay = std::chrono::seconds(30);
+constexpr std::size_t problems_logged = 20;
+
+bool atext(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  // RFC 5322 atext without '/', which would make the user part unsafe as a
+  // file name (modules use it to name per-user locks).
+  return std::strchr("!#$%&'*+-=?^_`{|}~", c) != nullptr && c != '\0';
+}
+
+bool valid_local_part(std::string_view user) {
+  if (user.empty() || user.size() > 64 || user.front() == '.' || user.back() == '.') return false;
+  if (user.find("..") != std::string_view::npos) return false;
+  return std::all_of(user.begin(), user.end(), [](char c) { return c == '.' || atext(c); });
+}
+
+// The client's address as it is: an IPv4 client on a dual-stack listener
+// shows as ::ffff:a.b.c.d, which logs read better as a.b.c.d.
+std::string address_for_log(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+// What the file reader hands back to the event loop.
+struct reload_outcome {
+  std::optional<hostdb::load_result> result;
+  std::string error;  // set when the file could not be read at all
+};
+
+reload_outcome read_file(const std::filesystem::path& file) {
+  reload_outcome out;
+  try {
+    out.result = hostdb::load(file);
+  } catch (const std::exception& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+// Cheap enough for start-up: one random password nobody knows, hashed at
+// the configured cost, so that checking it costs what checking a real
+// password costs.
+std::string make_dummy_hash(hostdb::cost c) {
+  std::array<unsigned char, 32> random{};
+  randombytes_buf(random.data(), random.size());
+  std::array<char, random.size() * 2 + 1> text{};
+  sodium_bin2hex(text.data(), text.size(), random.data(), random.size());
+  std::string hash = hostdb::hash_password(std::string_view(text.data(), random.size() * 2), c);
+  sodium_memzero(random.data(), random.size());
+  sodium_memzero(text.data(), text.size());
+  return hash;
+}
+
+// A run_blocking() job must resume on the session's event loop: the rest of
+// PASS touches the session and the module's state.
+void check_on_loop(session& s) {
+  const executor ex = s.get_executor();
+  const auto* loop = ex.target<asio::io_context::executor_type>();
+  if (loop && !loop->running_in_this_thread())
+    throw std::logic_error("password check resumed outside the session's event loop");
+}
+
+}  // namespace
+
+std::optional<identity> parse_user(std::string_view argument, std::string_view customer_domain) {
+  const auto first = argument.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return std::nullopt;
+  const auto last = argument.find_last_not_of(" \t");
+  const std::string_view text = argument.substr(first, last - first + 1);
+  if (text.size() > 255) return std::nullopt;
+  for (char c : text)
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) return std::nullopt;
+
+  identity who;
+  std::string_view host = text;
+  // Host names hold neither '+' nor '@', so the last one separates; the
+  // user part may itself contain '+' (fred+lists+sample).
+  const auto separator = text.find_last_of("+@");
+  if (separator != std::string_view::npos) {
+    const std::string_view user = text.substr(0, separator);
+    if (!valid_local_part(user)) return std::nullopt;
+    who.user.assign(user);
+    for (char& c : who.user)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    host = text.substr(separator + 1);
+  }
+  who.host = hostdb::normalise_host(host, customer_domain);
+  if (who.host.empty()) return std::nullopt;
+  return who;
+}
+
+credential password_check::run() const {
+  // Both checks run whenever the first fails, so a failure costs the same
+  // whether the host exists, has the password set, or not.
+  const bool pop3 = hostdb::verify_password(pop3_hash, password.view());
+  if (pop3 && pop3_real) return credential::pop3;
+  const bool dialup = hostdb::verify_password(dialup_hash, password.view());
+  if (dialup && dialup_real) return credential::dialup;
+  return credential::none;
+}
+
+auth_module::auth_module(module_config& config) : server_(config.server()), log_(config.log()) {
+  if (sodium_init() < 0) throw config_error("module instance '" + config.instance() + "': libsodium failed to initialise");
+  const settings& site = server_.site();
+  if (!site.has("hosts"))
+    site.fail("hosts", "the auth module needs 'hosts:' (the host database file) at the top level");
+  file_ = site.path("hosts");
+
+  const std::string cost_name = site.string_or("password_cost", "interactive");
+  const auto cost = hostdb::parse_cost(cost_name);
+  if (!cost) site.fail("password_cost", "'password_cost' must be interactive, moderate, sensitive or min");
+  cost_ = *cost;
+  if (cost_ == hostdb::cost::min)
+    log_.warning("password_cost is 'min': password hashes are cheap to crack; use it for tests and benchmarks only");
+
+  fail_delay_ = config.options().duration_or("fail_delay", std::chrono::seconds(1));
+  if (fail_delay_ > max_fail_delay) config.options().fail("fail_delay", "'fail_delay' must be at most 30s");
+
+  dummy_hash_ = make_dummy_hash(cost_);
+
+  reload_outcome first = read_file(file_);
+  if (!first.result) {
+    // Not fatal: the server runs, every login fails, and the next PASS
+    // after the file is fixed reads it.
+    log_.error("cannot read the host database: ", first.error, "; no host can log in until it is readable");
+    hosts_ = std::make_shared<const hostdb::database>();
+    return;
+  }
+  apply(std::move(*first.result), true);
+}
+
+std::vector<command_spec> auth_module::commands() const {
+  const state_mask authorization = static_cast<state_mask>(pop3_state::authorization);
+  return {{"USER", authorization}, {"PASS", authorization}, {"APOP", authorization}};
+}
+
+void auth_module::capabilities(session&, std::vector<std::string>& lines) const {
+  lines.push_back("USER");
+  lines.push_back("AUTH-RESP-CODE");
+}
+
+awaitable<verdict> auth_module::on_command(session& s, const command& cmd) {
+  if (cmd.name == "USER") co_return co_await user(s, cmd);
+  if (cmd.name == "PASS") co_return co_await pass(s, cmd);
+  if (cmd.name == "APOP") co_return verdict::answer(response::err("APOP not implemented; use USER and PASS"));
+  co_return verdict::next();
+}
+
+awaitable<verdict> auth_module::user(session& s, const command& cmd) {
+  auto who = parse_user(cmd.argument, server_.customer_domain());
+  if (!who) {
+    s.login().reset();
+    co_return verdict::answer(response::err("invalid user name: use HOST or USER+HOST"));
+  }
+  s.login() = std::move(*who);
+  // The same reply for every valid name: whether the host exists is not
+  // revealed before PASS, nor after it.
+  co_return verdict::answer(response::ok("send PASS"));
+}
+
+awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
+  if (!s.login()) co_return verdict::answer(response::err("send USER first"));
+  const identity who = *s.login();
+  const auto address = s.remote_endpoint().address();
+
+  co_await refresh();
+  const auto db = hosts();
+
+  auto check = std::make_shared<password_check>();
+  check->password = hostdb::secret(cmd.argument);
+  const hostdb::host_record* host = db->find(who.host);
+  check->pop3_real = host && !host->pop3_hash.empty();
+  check->pop3_hash = check->pop3_real ? host->pop3_hash : dummy_hash_;
+  check->dialup_real = host && !host->dialup_hash.empty() && host->dialup_from(address);
+  check->dialup_hash = check->dialup_real ? host->dialup_hash : dummy_hash_;
+
+  // Named, not a temporary inside the co_await (see run_blocking's notes).
+  auto job = [check] { return check->run(); };
+  const credential matched = co_await run_blocking(server_, std::move(job));
+  check->password.clear();
+  check_on_loop(s);
+
+  if (matched != credential::none) {
+    s.log().info("login ", who.display(), " from ", address_for_log(address), " with the ",
+                 matched == credential::pop3 ? "POP3" : "dialup", " password");
+    co_return verdict::next();
+  }
+
+  s.log().info("login failed: host ", who.host, " from ", address_for_log(address));
+  // Only forget the identity this PASS was about: if the core gave up on
+  // this command (time limit), a newer USER may already be pending.
+  if (s.login() && s.login()->host == who.host && s.login()->user == who.user) s.login().reset();
+  asio::steady_timer delay(s.get_executor());
+  delay.expires_after(fail_delay_);
+  boost::system::error_code ignored;
+  co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  co_return verdict::answer(response::err(std::string(invalid_login)));
+}
+
+std::shared_ptr<const hostdb::database> auth_module::hosts() const {
+  std::lock_guard guard(mutex_);
+  return hosts_;
+}
+
+awaitable<void> auth_module::refresh() {
+  hostdb::file_stamp now;
+  try {
+    now = hostdb::stamp(file_);
+  } catch (const std::exception& e) {
+    log_.error("host database: ", e.what(), "; keeping the hosts loaded before");
+    co_return;
+  }
+  {
+    std::lock_guard guard(mutex_);
+    if (now == loaded_ || (refused_ && now == *refused_)) co_return;
+  }
+  const std::filesystem::path file = file_;
+  auto job = [file] { return read_file(file); };
+  reload_outcome outcome = co_await run_blocking(server_, std::move(job));
+  if (!outcome.result) {
+    log_.error("host database: ", outcome.error, "; keeping the hosts loaded before");
+    co_return;
+  }
+  apply(std::move(*outcome.result), false);
+}
+
+void auth_module::reload() {
+  reload_outcome outcome = read_file(file_);
+  if (!outcome.result) {
+    log_.error("reload: ", outcome.error, "; keeping the hosts loaded before");
+    return;
+  }
+  apply(std::move(*outcome.result), false);
+}
+
+void auth_module::apply(hostdb::load_result result, bool initial) {
+  std::lock_guard guard(mutex_);
+  if (!initial && result.stamp == loaded_) return;  // another PASS got here first
+  for (std::size_t i = 0; i < result.problems.size() && i < problems_logged; ++i)
+    log_.warning(hostdb::describe(file_, result.problems[i]));
+  if (result.problems.size() > problems_logged)
+    log_.warning(file_.string(), ": ", result.problems.size() - problems_logged, " more malformed lines");
+
+  if (!result.problems.empty() && !initial) {
+    refused_ = result.stamp;
+    log_.error("not reloading ", file_.string(), ": it has ", result.problems.size(),
+               " malformed line(s); keeping the ", hosts_ ? hosts_->size() : 0, " host(s) loaded before");
+    return;
+  }
+  if (!result.stamp.exists)
+    log_.warning(file_.string(), " does not exist: no host can log in until `sdps host add` creates it");
+  else if (!result.problems.empty())
+    log_.warning("loaded ", result.hosts.size(), " host(s) from ", file_.string(), ", skipping ",
+                 result.problems.size(), " malformed line(s)");
+  else
+    log_.info("loaded ", result.hosts.size(), " host(s) from ", file_.string());
+  hosts_ = std::make_shared<const hostdb::database>(std::move(result.hosts));
+  loaded_ = result.stamp;
+  refused_.reset();
+}
+
+}  // namespace sdps::auth

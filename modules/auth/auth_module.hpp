@@ -1,0 +1,95 @@
+#pragma once
+// The auth module: USER and PASS against the host database (hostdb.hpp).
+// Settings are documented in README.md beside this file.
+
+#include <sdps/module.hpp>
+
+#include "hostdb.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sdps::auth {
+
+/// Parses USER's argument: `host`, `host.DOMAIN`, `user+host`, `user@host`,
+/// `user+host.DOMAIN` or `user@host.DOMAIN` (DOMAIN = `customer_domain`,
+/// any case). Surrounding spaces are ignored. The host goes through
+/// hostdb::normalise_host; the user part (before the last `+` or `@`) must
+/// be an RFC 5322 dot-atom of at most 64 octets without `/`, and is
+/// lower-cased, so both are safe as file names. Nullopt when invalid. Says
+/// nothing about whether the host exists.
+std::optional<identity> parse_user(std::string_view argument, std::string_view customer_domain);
+
+/// Which of a host's passwords a PASS matched.
+enum class credential { none, pop3, dialup };
+
+/// One password check, prepared on the event loop and run on the blocking
+/// pool. Every failing check costs the same: always two Argon2id
+/// verifications, against the real hash where there is one and against a
+/// dummy hash of the configured cost where there is not (unknown host,
+/// password not set, client outside the dialup prefixes).
+struct password_check {
+  hostdb::secret password;
+  std::string pop3_hash;    ///< the host's, or the dummy
+  bool pop3_real = false;   ///< pop3_hash is the host's own
+  std::string dialup_hash;  ///< the host's (client in its prefixes), or the dummy
+  bool dialup_real = false;
+
+  /// The blocking part. Any thread.
+  credential run() const;
+};
+
+/// The `auth` module instance.
+///
+/// USER stores the pending identity in session.login(). PASS verifies it
+/// (on the blocking pool), then on success passes the command on with
+/// session.login() set so that lock, merge and commands finish the login;
+/// on failure it waits `fail_delay`, clears session.login() and answers
+/// `-ERR [AUTH] invalid login`, whatever the cause. APOP is refused.
+class auth_module final : public sdps::module {
+ public:
+  /// Reads `fail_delay` from the instance, `hosts` and `password_cost`
+  /// from the top level, loads the database (malformed lines are logged
+  /// and skipped) and makes the dummy hash. Throws config_error.
+  explicit auth_module(module_config& config);
+
+  std::vector<command_spec> commands() const override;
+  awaitable<verdict> on_command(session& s, const command& cmd) override;
+  /// USER and AUTH-RESP-CODE (RFC 2449, RFC 3206).
+  void capabilities(session& s, std::vector<std::string>& lines) const override;
+  /// SIGHUP: re-reads the file; a file with malformed lines is refused
+  /// (logged) and the hosts loaded before stay in force.
+  void reload() override;
+
+  /// The hosts now in force (for tests and logs).
+  std::shared_ptr<const hostdb::database> hosts() const;
+
+ private:
+  awaitable<verdict> user(session& s, const command& cmd);
+  awaitable<verdict> pass(session& s, const command& cmd);
+  /// The cheap check at each PASS: re-reads the file (off the loop) when
+  /// its stamp differs from the version in force and from a version
+  /// already refused.
+  awaitable<void> refresh();
+  /// Installs a freshly read file, or refuses it. Event loop or main thread.
+  void apply(hostdb::load_result result, bool initial);
+
+  server_context& server_;
+  logger& log_;
+  std::filesystem::path file_;
+  hostdb::cost cost_;
+  std::chrono::milliseconds fail_delay_;
+  std::string dummy_hash_;
+
+  mutable std::mutex mutex_;  // guards the three below
+  std::shared_ptr<const hostdb::database> hosts_;
+  hostdb::file_stamp loaded_;
+  std::optional<hostdb::file_stamp> refused_;
+};
+
+}  // namespace sdps::auth
