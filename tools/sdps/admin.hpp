@@ -15,6 +15,7 @@ struct site {
   std::filesystem::path hosts;                         // `hosts:`, resolved
   std::map<std::string, std::filesystem::path> punts;  // `punts:`, resolved, by name
   std::string customer_domain;                         // "demon.co.uk"
+  std::string password_cost = "interactive";           // `password_cost:` (Argon2id), unchecked
 };
 
 /// Subcommands. `args` are the words after the subcommand's first word

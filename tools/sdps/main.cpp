@@ -25,6 +25,7 @@ sdps::admin::site load_site(const std::string& file) {
   sdps::admin::site s;
   s.config_file = config.file;
   s.customer_domain = config.customer_domain;
+  s.password_cost = config.globals->string_or("password_cost", s.password_cost);
   const auto& top = *config.globals;
   if (!top.has("hosts")) top.fail("hosts", "'hosts' (the host database file) is required by the sdps tool");
   s.hosts = top.path("hosts");
