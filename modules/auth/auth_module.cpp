@@ -245,6 +245,13 @@ void auth_module::reload() {
     log_.error("reload: ", outcome.error, "; keeping the hosts loaded before");
     return;
   }
+  {
+    std::lock_guard guard(mutex_);
+    if (outcome.result->stamp == loaded_) {
+      log_.info("reload: ", file_.string(), " unchanged, ", hosts_->size(), " host(s)");
+      return;
+    }
+  }
   apply(std::move(*outcome.result), false);
 }
 

@@ -426,8 +426,11 @@ TEST_CASE("auth: a broken file keeps the old data, at PASS and at SIGHUP", "[aut
 TEST_CASE("auth: SIGHUP reload reads a changed file", "[auth][reload]") {
   fixture f("fail_delay: 1ms");
   f.build();
+  f.module->reload();
+  CHECK(f.log.contains("unchanged, 2 host(s)"));
   hostdb::edit(f.hosts_file(), [](hostdb::database& db) { return db.remove("sample"); });
   f.module->reload();
+  CHECK(f.log.contains("loaded 1 host(s)"));
   CHECK(f.module->hosts()->size() == 1);
   CHECK_FALSE(f.module->hosts()->find("sample"));
 }
