@@ -337,7 +337,10 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
       asio::steady_timer timer(s.get_executor(), st->lock_delay);
       co_await timer.async_wait(asio::use_awaitable);
     } else {
-      co_await asio::post(s.get_executor(), asio::use_awaitable);
+      // (A named executor: GCC 12 mishandles temporaries with destructors
+      // as arguments inside a co_await expression.)
+      const executor ex = s.get_executor();
+      co_await asio::post(ex, asio::use_awaitable);
     }
     if (st->lock_throws) throw spool_error(st->punt + ": lock failed");
     if (st->down) {
@@ -363,7 +366,8 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
 
   awaitable<std::shared_ptr<maildrop>> open(session& s) override {
     const std::shared_ptr<fake_store> st = store;
-    co_await asio::post(s.get_executor(), asio::use_awaitable);
+    const executor ex = s.get_executor();
+    co_await asio::post(ex, asio::use_awaitable);
     if (auto* cached = s.find_slot<std::shared_ptr<fake_maildrop>>(this); cached && *cached) co_return *cached;
     st->note("open " + st->punt + " #" + std::to_string(s.id()));
     if (st->down) throw spool_error(st->punt + " is down");
