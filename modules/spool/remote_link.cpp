@@ -1,0 +1,327 @@
+#include "remote_link.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace sdps::remote {
+
+namespace {
+
+constexpr std::size_t buffer_size = 64 * 1024;
+constexpr std::size_t status_limit = 1024;
+constexpr std::size_t body_line_limit = 4096;
+
+std::string seconds(std::chrono::milliseconds limit) {
+  const auto ms = limit.count();
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace
+
+backend_link::backend_link(executor ex, link_options options, std::shared_ptr<const backend_secret> secret,
+                           logger& log, std::string tag)
+    : executor_(ex),
+      options_(std::move(options)),
+      secret_(std::move(secret)),
+      log_(log),
+      tag_(std::move(tag)),
+      socket_(ex),
+      deadline_(ex),
+      turn_wakeup_(ex),
+      in_(buffer_size),
+      last_used_(std::chrono::steady_clock::now()) {
+  turn_wakeup_.expires_at(std::chrono::steady_clock::time_point::max());
+}
+
+backend_link::~backend_link() { close(); }
+
+void backend_link::close(const std::string& why) {
+  if (closed_) return;
+  closed_ = true;
+  closed_why_ = why.empty() ? "closed" : why;
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  ++deadline_generation_;
+  deadline_.cancel();
+  turn_wakeup_.cancel();
+  if (keepalive_timer_) keepalive_timer_->cancel();
+}
+
+spool_error backend_link::failure(const std::string& what) {
+  close(what);
+  return spool_error("punt " + options_.punt + " (back end " + options_.display + "): " + what);
+}
+
+void backend_link::arm(std::chrono::milliseconds limit) {
+  const std::uint64_t generation = ++deadline_generation_;
+  timed_out_ = false;
+  deadline_.expires_after(limit);
+  deadline_.async_wait([weak = weak_from_this(), generation](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self || self->deadline_generation_ != generation) return;
+    // The wake-up for an operation that cannot be cancelled by itself:
+    // closing the socket completes it with an error.
+    self->timed_out_ = true;
+    boost::system::error_code ignored;
+    self->socket_.close(ignored);
+  });
+}
+
+void backend_link::disarm() {
+  ++deadline_generation_;
+  deadline_.cancel();
+}
+
+awaitable<void> backend_link::connect() {
+  auto self = shared_from_this();
+  if (closed_) fail("connection closed before it was opened");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  boost::system::error_code ec;
+  const auto literal = asio::ip::make_address(options_.backend.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(literal, static_cast<unsigned short>(std::stoi(options_.backend.port)));
+  } else {
+    // A name: resolve it within the connect time limit (the resolver runs
+    // on Asio's own thread; cancelling it ends the wait).
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(executor_);
+    auto timer = std::make_shared<asio::steady_timer>(executor_, options_.connect_timeout);
+    timer->async_wait([resolver](const boost::system::error_code& e) {
+      if (!e) resolver->cancel();
+    });
+    ec = {};
+    const auto results = co_await resolver->async_resolve(options_.backend.host, options_.backend.port,
+                                                          asio::redirect_error(asio::use_awaitable, ec));
+    timer->cancel();
+    if (ec) fail("cannot resolve " + options_.backend.host + ": " + ec.message());
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  }
+
+  std::string last_error = "no address";
+  bool connected = false;
+  for (const auto& endpoint : endpoints) {
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    if (spent >= options_.connect_timeout) {
+      last_error = "no connection within " + seconds(options_.connect_timeout);
+      break;
+    }
+    boost::system::error_code e;
+    socket_.close(e);
+    socket_.open(endpoint.protocol(), e);
+    if (e) {
+      last_error = e.message();
+      continue;
+    }
+    arm(options_.connect_timeout - spent);
+    co_await socket_.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, e));
+    disarm();
+    if (closed_) fail("closed while connecting");
+    if (!e) {
+      connected = true;
+      break;
+    }
+    last_error = timed_out_ ? "no connection within " + seconds(options_.connect_timeout) : e.message();
+  }
+  if (!connected) fail("cannot connect: " + last_error);
+  boost::system::error_code ignored;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  last_used_ = std::chrono::steady_clock::now();
+}
+
+awaitable<void> backend_link::acquire() {
+  auto self = shared_from_this();
+  while (held_ && !closed_) {
+    boost::system::error_code ignored;
+    co_await turn_wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  if (closed_)
+    throw spool_error("punt " + options_.punt + " (back end " + options_.display +
+                      "): the connection was lost earlier (" + closed_why_ + ")");
+  held_ = true;
+  if (body_pending_) {
+    try {
+      co_await drain();
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+}
+
+void backend_link::release() {
+  held_ = false;
+  turn_wakeup_.cancel();
+}
+
+awaitable<void> backend_link::send(std::vector<std::string> lines) {
+  auto self = shared_from_this();
+  if (closed_) fail("the connection was lost earlier (" + closed_why_ + ")");
+  out_.clear();
+  for (const auto& line : lines) {
+    out_ += line;
+    out_ += "\r\n";
+  }
+  boost::system::error_code ec;
+  arm(options_.read_timeout);
+  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+  disarm();
+  if (ec) fail(timed_out_ ? "could not send within " + seconds(options_.read_timeout) : "sending: " + ec.message());
+  last_used_ = std::chrono::steady_clock::now();
+}
+
+awaitable<void> backend_link::fill() {
+  auto self = shared_from_this();
+  if (closed_) fail("the connection was lost earlier (" + closed_why_ + ")");
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+  } else if (end_ == in_.size()) {
+    std::copy(in_.begin() + static_cast<std::ptrdiff_t>(begin_), in_.begin() + static_cast<std::ptrdiff_t>(end_),
+              in_.begin());
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  boost::system::error_code ec;
+  arm(options_.read_timeout);
+  const std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
+                                                         asio::redirect_error(asio::use_awaitable, ec));
+  disarm();
+  if (ec) {
+    if (timed_out_) fail("no answer within " + seconds(options_.read_timeout));
+    if (ec == asio::error::eof) fail("the back end closed the connection");
+    fail("reading: " + ec.message());
+  }
+  end_ += n;
+  last_used_ = std::chrono::steady_clock::now();
+}
+
+awaitable<std::string> backend_link::read_line(std::size_t limit) {
+  auto self = shared_from_this();
+  for (;;) {
+    const char* first = in_.data() + begin_;
+    const char* last = in_.data() + end_;
+    const char* newline = std::find(first, last, '\n');
+    if (newline != last) {
+      std::string line(first, newline);
+      begin_ += line.size() + 1;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      co_return line;
+    }
+    if (buffered() > limit) fail("a reply line longer than " + std::to_string(limit) + " octets");
+    co_await fill();
+  }
+}
+
+awaitable<status> backend_link::read_status() {
+  auto self = shared_from_this();
+  std::string line = co_await read_line(status_limit);
+  status out;
+  if (line == "+OK" || line.starts_with("+OK ")) {
+    out.positive = true;
+    out.text = line.size() > 4 ? line.substr(4) : std::string();
+  } else if (line == "-ERR" || line.starts_with("-ERR ")) {
+    out.text = line.size() > 5 ? line.substr(5) : std::string();
+  } else {
+    fail("not a POP3 status line: '" + printable(line, 80) + "'");
+  }
+  co_return out;
+}
+
+awaitable<std::optional<std::string>> backend_link::read_body_line() {
+  auto self = shared_from_this();
+  std::string line = co_await read_line(body_line_limit);
+  if (line == ".") co_return std::nullopt;
+  if (!line.empty() && line.front() == '.') line.erase(0, 1);
+  co_return line;
+}
+
+std::uint64_t backend_link::begin_body() {
+  body_pending_ = true;
+  body_ = unstuffer{};
+  return ++body_id_;
+}
+
+awaitable<std::size_t> backend_link::read_body(std::uint64_t id, std::span<char> out) {
+  auto self = shared_from_this();
+  if (id == body_id_ && !body_pending_) co_return 0;  // already at its end
+  if (closed_) fail("the connection was lost earlier (" + closed_why_ + ")");
+  if (id != body_id_ || held_)
+    throw spool_error("punt " + options_.punt + ": a message body was read after its command was given up");
+  held_ = true;
+  turn guard(*this);
+  for (;;) {
+    if (buffered() > 0) {
+      const auto step = body_.feed(std::string_view(in_.data() + begin_, buffered()), out);
+      begin_ += step.consumed;
+      if (body_.done()) body_pending_ = false;
+      if (step.produced > 0 || body_.done()) co_return step.produced;
+    }
+    co_await fill();
+  }
+}
+
+awaitable<void> backend_link::drain() {
+  auto self = shared_from_this();
+  std::array<char, 4096> scratch;
+  std::size_t dropped = 0;
+  while (body_pending_) {
+    if (buffered() > 0) {
+      const auto step = body_.feed(std::string_view(in_.data() + begin_, buffered()), scratch);
+      begin_ += step.consumed;
+      dropped += step.produced;
+      if (body_.done()) body_pending_ = false;
+      continue;
+    }
+    co_await fill();
+  }
+  log_.debug(tag_, ": skipped ", dropped, " octets of a reply nobody read");
+}
+
+awaitable<void> backend_link::noop() {
+  auto self = shared_from_this();
+  co_await acquire();
+  turn guard(*this);
+  std::vector<std::string> lines{"NOOP"};
+  co_await send(std::move(lines));
+  const status reply = co_await read_status();
+  if (!reply.positive) log_.warning(tag_, ": keepalive NOOP answered -ERR ", printable(reply.text));
+}
+
+awaitable<void> keepalive_loop(std::weak_ptr<backend_link> weak, std::shared_ptr<asio::steady_timer> timer,
+                               std::chrono::milliseconds period) {
+  auto next = std::chrono::steady_clock::now() + period;
+  for (;;) {
+    timer->expires_at(next);
+    boost::system::error_code ignored;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    std::shared_ptr<backend_link> link = weak.lock();
+    if (!link || !link->usable()) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    next = now + period;
+    // Busy means traffic: the back end's timer is being reset anyway.
+    if (link->held_ || link->body_pending_) continue;
+    const auto due = link->last_used_ + period;
+    if (now < due) {
+      next = due;
+      continue;
+    }
+    try {
+      co_await link->noop();
+    } catch (const std::exception& e) {
+      link->log_.warning(link->tag_, ": keepalive: ", e.what());
+      co_return;
+    }
+  }
+}
+
+void backend_link::start_keepalive() {
+  if (options_.keepalive.count() <= 0 || keepalive_timer_ || closed_) return;
+  keepalive_timer_ = std::make_shared<asio::steady_timer>(executor_);
+  asio::co_spawn(executor_, keepalive_loop(weak_from_this(), keepalive_timer_, options_.keepalive), asio::detached);
+}
+
+}  // namespace sdps::remote

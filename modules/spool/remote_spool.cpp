@@ -1,0 +1,317 @@
+#include "remote_spool.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace sdps::remote {
+
+namespace {
+
+/// A message streamed from the back end as the core reads it.
+class remote_body final : public body_source {
+ public:
+  remote_body(std::shared_ptr<backend_link> link, std::uint64_t id) : link_(std::move(link)), id_(id) {}
+  awaitable<std::size_t> read(std::span<char> buffer) override { co_return co_await link_->read_body(id_, buffer); }
+
+ private:
+  std::shared_ptr<backend_link> link_;
+  std::uint64_t id_;
+};
+
+/// What logging in on a back end came to.
+struct login_outcome {
+  lock_status status = lock_status::unavailable;
+  std::string detail;  // why, when not acquired
+  std::vector<listing_entry> listing;
+};
+
+/// The login exchange, in three round trips whatever the maildrop's size:
+///   connect;
+///   XAUTH                                   -> greeting, +OK NONCE PUNT
+///   XAUTH FNONCE PROOF, USER, PASS, XLIST   -> +OK PROOF, +OK, +OK, listing
+/// A coroutine that owns its arguments: the core may give up on the PASS
+/// that started it and move on.
+awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_ptr<const backend_secret> secret,
+                                std::string who) {
+  login_outcome out;
+  const std::string& punt = link->options().punt;
+  // No turn to take: nobody else holds this link until lock() stores it.
+  co_await link->connect();
+
+  std::vector<std::string> hello{"XAUTH"};
+  co_await link->send(std::move(hello));
+  const status greeting = co_await link->read_status();
+  if (!greeting.positive) throw link->failure("the back end refused the connection: " + printable(greeting.text));
+  const status offered = co_await link->read_status();
+  if (!offered.positive) throw link->failure("XAUTH refused: " + printable(offered.text));
+  const auto challenge = parse_challenge(offered.text);
+  if (!challenge) throw link->failure("not an sdps back end (XAUTH answered '" + printable(offered.text, 80) + "')");
+  if (challenge->punt != punt)
+    throw link->failure("the back end serves punt '" + printable(challenge->punt, 40) + "', not '" + punt +
+               "': check this instance's 'backend:'");
+
+  const std::string nonce = new_nonce();
+  std::vector<std::string> login{"XAUTH " + nonce + " " + proof(*secret, role::frontend, challenge->nonce, nonce, punt),
+                                 "USER " + who, "PASS", "XLIST"};
+  co_await link->send(std::move(login));
+
+  const status accepted = co_await link->read_status();
+  if (!accepted.positive)
+    throw link->failure("the back end refused this front end's proof (" + printable(accepted.text) +
+               "): both must read the same front-end secret");
+  const std::string answer = accepted.text.substr(0, accepted.text.find(' '));
+  if (!verify_proof(*secret, role::backend, challenge->nonce, nonce, punt, answer))
+    throw link->failure("the back end's proof is wrong: it does not hold the front-end secret");
+
+  const status user = co_await link->read_status();
+  if (!user.positive) throw link->failure("USER refused: " + printable(user.text));
+  const status pass = co_await link->read_status();
+  if (!pass.positive) {
+    out.status = pass.text.find("[IN-USE]") != std::string::npos ? lock_status::in_use : lock_status::unavailable;
+    out.detail = "PASS refused: " + printable(pass.text);
+    link->close(out.detail);
+    co_return out;
+  }
+  const status listed = co_await link->read_status();
+  if (!listed.positive) throw link->failure("XLIST refused: " + printable(listed.text));
+  for (;;) {
+    std::optional<std::string> line = co_await link->read_body_line();
+    if (!line) break;
+    auto entry = parse_listing(*line);
+    if (!entry) throw link->failure("a malformed XLIST line: '" + printable(*line, 80) + "'");
+    if (!out.listing.empty() && entry->number <= out.listing.back().number)
+      throw link->failure("XLIST numbers out of order at '" + printable(*line, 80) + "'");
+    out.listing.push_back(std::move(*entry));
+  }
+  out.status = lock_status::acquired;
+  co_return out;
+}
+
+std::string message_command(const char* verb, std::size_t number) { return std::string(verb) + " " + std::to_string(number); }
+
+/// "[SYS/TEMP] 3 of 5 messages ..." -> 3.
+std::optional<std::size_t> failed_count(std::string_view text) {
+  constexpr std::string_view code = "[SYS/TEMP] ";
+  if (text.starts_with(code)) text.remove_prefix(code.size());
+  std::size_t n = 0;
+  std::size_t digits = 0;
+  while (digits < text.size() && digits < 10 && std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    n = n * 10 + static_cast<std::size_t>(text[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || !text.substr(digits).starts_with(" of ")) return std::nullopt;
+  return n;
+}
+
+}  // namespace
+
+// -- remote_maildrop ---------------------------------------------------------------
+
+remote_maildrop::remote_maildrop(std::string punt, std::shared_ptr<backend_link> link,
+                                 std::vector<listing_entry> listing, logger& log)
+    : punt_(std::move(punt)), link_(std::move(link)), log_(log) {
+  infos_.reserve(listing.size());
+  numbers_.reserve(listing.size());
+  for (auto& entry : listing) {
+    infos_.push_back({std::move(entry.uidl), entry.size, entry.arrival, punt_});
+    numbers_.push_back(entry.number);
+  }
+  retrieved_.assign(infos_.size(), false);
+}
+
+awaitable<std::unique_ptr<body_source>> remote_maildrop::retrieve(std::size_t index,
+                                                                  std::optional<std::uint64_t> body_lines) {
+  const std::shared_ptr<backend_link> link = link_;
+  const std::size_t number = numbers_.at(index);
+  std::string command = body_lines ? message_command("TOP", number) + " " + std::to_string(*body_lines)
+                                   : message_command("RETR", number);
+  co_await link->acquire();
+  backend_link::turn guard(*link);
+  std::vector<std::string> lines{command};
+  co_await link->send(std::move(lines));
+  const status reply = co_await link->read_status();
+  if (!reply.positive)
+    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  if (!body_lines) retrieved_[index] = true;
+  const std::uint64_t id = link->begin_body();
+  co_return std::make_unique<remote_body>(link, id);
+}
+
+awaitable<void> remote_maildrop::mark_read(std::size_t index) {
+  if (retrieved_.at(index)) co_return;
+  const std::shared_ptr<backend_link> link = link_;
+  const std::string command = message_command("XREAD", numbers_.at(index));
+  co_await link->acquire();
+  backend_link::turn guard(*link);
+  std::vector<std::string> lines{command};
+  co_await link->send(std::move(lines));
+  const status reply = co_await link->read_status();
+  if (!reply.positive)
+    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  retrieved_[index] = true;
+}
+
+awaitable<sdps::envelope> remote_maildrop::envelope(std::size_t index) {
+  const std::shared_ptr<backend_link> link = link_;
+  const std::string command = message_command("*ENV", numbers_.at(index));
+  co_await link->acquire();
+  backend_link::turn guard(*link);
+  std::vector<std::string> request{command};
+  co_await link->send(std::move(request));
+  const status reply = co_await link->read_status();
+  if (!reply.positive)
+    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  std::vector<std::string> lines;
+  for (;;) {
+    std::optional<std::string> line = co_await link->read_body_line();
+    if (!line) break;
+    if (lines.size() < 8) lines.push_back(std::move(*line));
+  }
+  if (lines.size() < 4)
+    throw spool_error("punt " + punt_ + ": the back end's *ENV reply has " + std::to_string(lines.size()) +
+                      " lines, not 4");
+  sdps::envelope out;
+  const std::string& flag = lines[0];
+  out.read = flag.size() >= 2 && std::toupper(static_cast<unsigned char>(flag[0])) == 'R' &&
+             std::toupper(static_cast<unsigned char>(flag[1])) == 'D';
+  out.note = lines[1];
+  out.from = lines[2];
+  out.to = lines[3];
+  co_return out;
+}
+
+awaitable<removal_result> remote_maildrop::remove_deleted() {
+  const std::shared_ptr<backend_link> link = link_;
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < count(); ++i)
+    if (deleted(i)) lines.push_back(message_command("DELE", numbers_[i]));
+  const std::size_t marked = lines.size();
+  if (marked == 0) co_return removal_result{};
+  lines.emplace_back("QUIT");
+  co_await link->acquire();
+  backend_link::turn guard(*link);
+  co_await link->send(std::move(lines));
+  std::size_t refused = 0;
+  for (std::size_t i = 0; i < marked; ++i) {
+    const status reply = co_await link->read_status();
+    if (!reply.positive) {
+      ++refused;
+      log_.warning("punt ", punt_, ": the back end refused a DELE: ", printable(reply.text));
+    }
+  }
+  const status quit = co_await link->read_status();
+  link->finished();
+  removal_result result;
+  const std::size_t sent = marked - refused;
+  if (quit.positive) {
+    result.removed = sent;
+    result.failed = refused;
+  } else {
+    const std::size_t failed = std::min(failed_count(quit.text).value_or(sent), sent);
+    log_.warning("punt ", punt_, ": the back end's UPDATE: ", printable(quit.text));
+    result.removed = sent - failed;
+    result.failed = refused + failed;
+  }
+  co_return result;
+}
+
+// -- remote_spool ---------------------------------------------------------------------
+
+remote_spool::remote_spool(module_config& config) : log_(config.log()) {
+  settings& opts = config.options();
+  if (sodium_init() < 0) throw config_error("module instance '" + config.instance() + "': libsodium failed to initialise");
+  options_.punt = opts.string_or("punt", config.instance());
+  if (options_.punt.empty() || options_.punt.find_first_of(" \t\r\n") != std::string::npos)
+    opts.fail("punt", "the punt name must be one word");
+  const std::string backend = opts.string("backend");
+  const auto where = parse_address(backend);
+  if (!where) opts.fail("backend", "'backend' must be HOST:PORT or [IPv6]:PORT, not '" + backend + "'");
+  options_.backend = *where;
+  options_.display = backend;
+  options_.connect_timeout = opts.duration_or("connect_timeout", options_.connect_timeout);
+  options_.read_timeout = opts.duration_or("read_timeout", options_.read_timeout);
+  options_.keepalive = opts.duration_or("keepalive", options_.keepalive);
+  if (options_.connect_timeout.count() <= 0) opts.fail("connect_timeout", "'connect_timeout' must be positive");
+  if (options_.read_timeout.count() <= 0) opts.fail("read_timeout", "'read_timeout' must be positive");
+  if (options_.keepalive.count() < 0) opts.fail("keepalive", "'keepalive' must be 0 (off) or positive");
+  secret_ = backend_secret::load(opts.path("secret"), opts.where("secret"), log_);
+  config.provide<sdps::spool>(this);
+  config.provide<sdps::maildrop_source>(this);
+}
+
+awaitable<lock_status> remote_spool::lock(session& s) {
+  std::uint64_t attempt = 0;
+  {
+    auto& state = s.slot<session_state>(this);
+    if (state.link) state.link->close("a new login started");
+    state.link.reset();
+    state.drop.reset();
+    state.listing.clear();
+    attempt = ++state.attempt;
+  }
+  if (!s.login()) {
+    log_.error("session ", s.id(), ": lock without a login");
+    co_return lock_status::unavailable;
+  }
+  const std::string who = s.login()->display();
+  auto link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_,
+                                             "session " + std::to_string(s.id()) + ": punt " + options_.punt);
+  login_outcome outcome;
+  try {
+    outcome = co_await log_in(link, secret_, who);
+  } catch (const spool_error& e) {
+    link->close(e.what());
+    log_.warning("session ", s.id(), ": ", e.what());
+    co_return lock_status::unavailable;
+  }
+  auto* state = s.find_slot<session_state>(this);
+  if (!state || state->attempt != attempt) {
+    link->close("its login was given up");
+    co_return lock_status::unavailable;
+  }
+  switch (outcome.status) {
+    case lock_status::acquired:
+      state->link = link;
+      state->listing = std::move(outcome.listing);
+      link->start_keepalive();
+      s.log().debug("punt ", options_.punt, ": logged in as ", who, " on the back end, ", state->listing.size(),
+                    " message(s)");
+      break;
+    case lock_status::in_use:
+      s.log().info("punt ", options_.punt, ": ", who, " is locked on the back end: ", outcome.detail);
+      break;
+    case lock_status::unavailable:
+      log_.warning("session ", s.id(), ": punt ", options_.punt, " (back end ", options_.display,
+                   "): ", outcome.detail);
+      break;
+  }
+  co_return outcome.status;
+}
+
+void remote_spool::unlock(session& s) {
+  auto* state = s.find_slot<session_state>(this);
+  if (!state) return;
+  if (state->link) state->link->close("unlocked");
+  state->link.reset();
+  state->listing.clear();
+}
+
+awaitable<std::shared_ptr<sdps::maildrop>> remote_spool::open(session& s) {
+  auto& state = s.slot<session_state>(this);
+  if (state.drop) co_return state.drop;
+  if (!state.link || !state.link->usable())
+    throw spool_error("punt " + options_.punt + ": not logged in on the back end " + options_.display +
+                      " (it was unavailable at login)");
+  state.drop = std::make_shared<remote_maildrop>(options_.punt, state.link, std::move(state.listing), log_);
+  state.listing.clear();
+  co_return state.drop;
+}
+
+std::shared_ptr<sdps::maildrop> remote_spool::current(session& s) {
+  auto* state = s.find_slot<session_state>(this);
+  return state ? state->drop : nullptr;
+}
+
+}  // namespace sdps::remote
