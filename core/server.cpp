@@ -116,6 +116,14 @@ awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
       socket.close(ignored);
       continue;
     }
+    // Replies are already gathered into one write per batch of commands;
+    // Nagle's algorithm would only hold a reply back until the client's
+    // delayed ACK (40ms) when it follows another one unacknowledged, which
+    // stalls pipelining clients and front ends talking to back ends.
+    {
+      boost::system::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    }
     const std::uint64_t id = next_id_++;
     auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_);
     sessions_[id] = session;
