@@ -459,6 +459,7 @@ def test_slow_reader_of_a_big_retr_does_not_grow_rss(sample):
         time.sleep(0.5)
         peak = max(peak, server.rss_kib())
     growth_mib = (peak - before) / 1024
+    print(f"RSS before RETR {before} KiB, peak while not reading {peak} KiB")
     assert growth_mib < 8, f"RSS grew {growth_mib:.1f} MiB while a client did not read a 20 MiB RETR"
     # Then the client reads it all, intact.
     assert c.reply().startswith("+OK")

@@ -397,3 +397,42 @@ def test_spool_file_names_begin_with_the_uidl(server, sample):
     for uid in c.uidl().values():
         assert sample.message_files(uid), f"no spool file name begins with UIDL {uid}"
     c.quit()
+
+
+def test_retr_sets_the_read_flag_without_renaming_the_message(server, sample):
+    # SMTP delivery removes a message by the name it listed: marking it read
+    # must not move it from under a concurrent SMTP delivery.
+    deliver(sample, "one")
+    c = server.connect()
+    c.login("sample", POP_PW)
+    uid = c.uidl()[1]
+    before = sample.message_files(uid)
+    assert c.env(1)[0][:2].upper() == "OK"
+    c.retr(1)
+    assert c.env(1)[0][:2].upper() == "RD"
+    assert sample.message_files(uid) == before, "RETR renamed the spool file"
+    for path in before:
+        assert path.exists()
+    c.quit()
+
+
+def test_client_dropping_mid_retr_keeps_the_message_and_releases_the_lock(server, sample):
+    big = deliver(sample, "big", body="x" * 70 + "\n" * 1 + ("y" * 78 + "\n") * 40000)
+    c = server.connect(rcvbuf=8192)
+    c.login("sample", POP_PW)
+    c.send("RETR 1")
+    assert c.reply().startswith("+OK")
+    c.line_bytes()                       # read a little, then vanish
+    c.abort()
+
+    def login():
+        d = server.connect()
+        d.ok("USER sample")
+        if d.cmd("PASS " + POP_PW).startswith("+OK"):
+            return d
+        d.close()
+        return None
+    d = wait_until(login, 5 * SLOW, 0.1, "the lock of a client that dropped mid-RETR")
+    assert d.retr(1) == returned(big)
+    d.quit()
+    assert server.alive()
