@@ -70,8 +70,9 @@ class FrontEndSite:
     """A Site served through a front end; see the module docstring."""
 
     def __init__(self, site: Site, *, read_timeout: str | None = None, connect_timeout: str | None = None,
-                 keepalive: str | None = None):
+                 keepalive: str | None = None, backend_top: dict | None = None):
         self.site = site
+        self.backend_top = dict(backend_top or {})   # top-level settings for the back ends' configs
         self.read_timeout = read_timeout or f"{int(10 * SLOW)}s"
         self.connect_timeout = connect_timeout or f"{int(5 * SLOW)}s"
         self.keepalive = keepalive
@@ -80,7 +81,7 @@ class FrontEndSite:
         self.frontends: list[Server] = []
         self.embedded: list[Server] = []
         self.ours: list[Server] = []        # every sdpsd started through this object
-        self.stopped: list[Server] = []
+        self.paused: list[Server] = []
         self.secret = site.root / "var" / "frontend.secret"
         write_secret(self.secret)
 
@@ -106,18 +107,28 @@ class FrontEndSite:
                     break
         return out
 
-    def backend_config(self, punt: str, listen: str = "127.0.0.1:0") -> Path:
+    def backend_config(self, punt: str, listen: str = "127.0.0.1:0", *, secret: str | None = None,
+                       name: str | None = None) -> Path:
         """The shipped config/punt-<punt>.yaml, listening on `listen`,
-        serving the site's spools (its `punts:` mapping)."""
-        text = shipped(f"punt-{punt}.yaml")
-        text = substitute(text, r"^listen: .*$", f"listen: [{listen}]", f"punt-{punt}.yaml")
+        serving the site's spools (its `punts:` mapping), with
+        `backend_top` settings and optionally another secret file."""
+        what = f"punt-{punt}.yaml"
+        text = shipped(what)
+        text = substitute(text, r"^listen: .*$", f"listen: [{listen}]", what)
+        for key, value in self.backend_top.items():
+            if re.search(rf"^{key}:", text, flags=re.MULTILINE):
+                text = substitute(text, rf"^{key}:.*$", f"{key}: {value}", what)
+            else:
+                text = substitute(text, r"^(listen: .*)$", rf"\1\n{key}: {value}", what)
+        if secret is not None:
+            text = substitute(text, r"^(\s+secret:) \S+", rf"\1 {secret}", what)
         lines = text.splitlines()
         start = next(i for i, line in enumerate(lines) if line.startswith("punts:"))
         end = start + 1
         while end < len(lines) and lines[end].startswith("  "):
             end += 1
         lines[start:end] = self._site_section("punts")
-        path = self.site.root / "etc" / f"punt-{punt}.yaml"
+        path = self.site.root / "etc" / f"{name or 'punt-' + punt}.yaml"
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -215,19 +226,19 @@ class FrontEndSite:
     def stopped(self, server: Server):
         """SIGSTOP for the duration of the block; SIGCONT whatever happens."""
         server.send_signal(signal.SIGSTOP)
-        self.stopped.append(server)
+        self.paused.append(server)
         try:
             yield server
         finally:
             self.cont(server)
 
     def cont(self, server: Server) -> None:
-        if server in self.stopped:
-            self.stopped.remove(server)
+        if server in self.paused:
+            self.paused.remove(server)
         server.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
-        for server in list(self.stopped):
+        for server in list(self.paused):
             self.cont(server)
         self.site.close()
 
