@@ -75,7 +75,8 @@ std::string local_maildrop::dummy(std::size_t index, std::optional<std::uint64_t
   if (known_[index]) {
     d.to = known_[index]->to;
   } else if (auto user = decode_user(users_[index])) {
-    d.to = *user + "@" + login_.host + "." + server_.customer_domain();
+    const std::string& domain = server_.customer_domain();
+    d.to = *user + "@" + login_.host + (domain.empty() ? std::string() : "." + domain);
   }
   d.server_name = server_.server_name();
   d.now = now_us();
@@ -214,7 +215,7 @@ awaitable<lock_status> local_spool::lock(session& s) {
       s.log().debug("punt ", punt_, ": locked ", login->display());
       co_return lock_status::acquired;
     case lock_attempt::outcome::in_use:
-      s.log().info("punt ", punt_, ": ", login->display(), " is locked by another session");
+      log_.info("session ", s.id(), ": ", login->display(), " is locked by another session");
       co_return lock_status::in_use;
     case lock_attempt::outcome::failed:
       break;
