@@ -479,18 +479,12 @@ class Site:
         extra = {name: dict(values) for name, values in (module_settings or {}).items()}
         if fail_delay is not None:
             extra.setdefault("auth", {}).setdefault("fail_delay", fail_delay)
-        lines = [
-            "# written by tests/blackbox/sdps_harness.py",
-            "listen: [127.0.0.1:0]",
-            f"customer_domain: {DOMAIN}",
-            f"idle_timeout: {idle_timeout}",
-            "password_cost: min",
-            "hosts: ../var/hosts",
-            "punts:",
-            *[f"  {name}: {path}" for name, path in punts.items()],
-        ]
-        for key, value in (top or {}).items():
-            lines.append(f"{key}: {value}")
+        settings = {"listen": "[127.0.0.1:0]", "customer_domain": DOMAIN, "idle_timeout": idle_timeout,
+                    "password_cost": "min", "hosts": "../var/hosts", **(top or {})}
+        lines = ["# written by tests/blackbox/sdps_harness.py"]
+        lines += [f"{key}: {value}" for key, value in settings.items()]
+        lines.append("punts:")
+        lines += [f"  {name}: {path}" for name, path in punts.items()]
         lines.append("modules:")
         for entry in chain:
             instance = entry.get("name", entry["module"])

@@ -3,6 +3,7 @@ two passwords and where each is accepted, failures that look alike, the
 failure delay, APOP, reloading the host database, secrets kept out of logs."""
 
 import re
+import select
 import signal
 import time
 
@@ -364,3 +365,43 @@ def test_passwords_never_appear_in_logs(server, sample):
         assert secret not in log, f"a password ({secret!r}) appears in the server log"
     result = sample.sdps("host", "passwd", "sample", "--pop3", input=POP_PW + "\n")
     assert POP_PW.encode() not in result.stdout + result.stderr
+
+
+@pytest.mark.site_options(top={"password_cost": "moderate"})
+def test_real_argon2_runs_off_the_event_loop_and_timing_does_not_tell_hosts_apart(site):
+    # With a real Argon2id cost (about a second per check here) a login
+    # hashes long enough to see whether other sessions wait for it.
+    site.add_host("slow", pop3="slow pw")
+    server = site.start()
+    a = server.connect()
+    a.ok("USER slow")
+    started = time.monotonic()
+    a.send("PASS slow pw")
+    b = server.connect()
+    worst = 0.0
+    while True:
+        t = time.monotonic()
+        b.ok("USER somebody")
+        worst = max(worst, time.monotonic() - t)
+        ready, _, _ = select.select([a.sock], [], [], 0.05)
+        if ready:
+            break
+        assert time.monotonic() - started < 30 * SLOW, "a login with a moderate hash took over 30s"
+    assert a.reply().startswith("+OK")
+    hashing = time.monotonic() - started
+    assert hashing > 0.25, f"the hash took only {hashing:.2f}s: too cheap to tell anything"
+    assert worst < min(0.2, hashing / 3), f"another session waited {worst:.2f}s while a login hashed for {hashing:.2f}s"
+    a.quit()
+
+    def failure(user):
+        c = server.connect()
+        c.ok(f"USER {user}")
+        t = time.monotonic()
+        reply = c.err("PASS not the password")
+        c.close()
+        return reply, time.monotonic() - t
+    known_reply, known = failure("slow")
+    unknown_reply, unknown = failure("nosuchhost")
+    assert known_reply == unknown_reply
+    assert abs(known - unknown) < 0.3 * max(known, unknown), \
+        f"a wrong password took {known:.2f}s, an unknown host {unknown:.2f}s"
