@@ -436,3 +436,34 @@ def test_client_dropping_mid_retr_keeps_the_message_and_releases_the_lock(server
     assert d.retr(1) == returned(big)
     d.quit()
     assert server.alive()
+
+
+def test_a_lock_refused_on_one_punt_is_released_on_the_others(server, sample):
+    # Locks are taken punt by punt (docklands, then finchley). Make fred's
+    # lock exist on finchley only (docklands down at his login), so that a
+    # host login gets docklands and is refused on finchley: it must give
+    # docklands back, or jim (no conflict with fred) is locked out.
+    deliver(sample, "for fred", to="fred", punt="finchley")
+    docklands = sample.punt_dir("docklands")
+    docklands.mkdir(exist_ok=True)
+    moved = docklands.with_name("docklands.away")
+    docklands.rename(moved)
+    docklands.write_text("down\n")
+    try:
+        fred = server.connect()
+        fred.login("fred+sample", POP_PW)
+    finally:
+        docklands.unlink()
+        moved.rename(docklands)
+    host = server.connect()
+    host.ok("USER sample")
+    assert in_use(host.cmd("PASS " + POP_PW))
+    jim = server.connect()                   # host's connection is still open
+    jim.ok("USER jim+sample")
+    reply = jim.cmd("PASS " + POP_PW)
+    assert reply.startswith("+OK"), f"a refused host login kept a lock on another punt: {reply!r}"
+    jim.quit()
+    fred.quit()
+    host.ok("USER sample")
+    host.ok("PASS " + POP_PW)
+    host.quit()
