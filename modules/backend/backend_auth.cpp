@@ -85,6 +85,15 @@ awaitable<verdict> backend_auth::on_command(session& s, const command& cmd) {
   co_return verdict::next();
 }
 
+awaitable<verdict> backend_auth::on_event(session& s, event e) {
+  if (e != event::connect) co_return verdict::next();
+  // The greeting is the challenge: a front end answers it in the same
+  // write as its login, so logging in costs one round trip after connect.
+  gate& g = s.slot<gate>(this);
+  g.nonce = remote::new_nonce();
+  co_return reply(response::ok(g.nonce + " " + punt_ + " sdps back end"));
+}
+
 awaitable<verdict> backend_auth::xauth(session& s, const command& cmd) {
   const auto args = cmd.args();
   gate& g = s.slot<gate>(this);

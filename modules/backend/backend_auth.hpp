@@ -15,9 +15,12 @@
 namespace sdps::backend {
 
 /// The `backend_auth` module: first in a back end's chain, in place of
-/// `auth`. In AUTHORIZATION it sees every command ("*"):
+/// `auth`. Its greeting is a challenge, `+OK NONCE PUNT sdps back end`, so
+/// a front end can answer at once. In AUTHORIZATION it sees every command
+/// ("*"):
 ///
-/// - `XAUTH` answers `+OK NONCE PUNT` (a fresh challenge);
+/// - `XAUTH` answers `+OK NONCE PUNT` (a fresh challenge, replacing the
+///   greeting's);
 ///   `XAUTH FNONCE PROOF` checks the front end's proof over that challenge
 ///   and answers `+OK BACKEND-PROOF` (so the front end knows it reached a
 ///   back end holding the same secret), or, after `fail_delay`,
@@ -43,6 +46,8 @@ class backend_auth final : public sdps::module {
   /// end serves one punt); throws config_error if there is not exactly one.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
+  /// connect: the greeting carries the first challenge.
+  awaitable<verdict> on_event(session& s, event e) override;
   /// XAUTH and USER.
   void capabilities(session& s, std::vector<std::string>& lines) const override;
 

@@ -29,10 +29,10 @@ backend_link::backend_link(executor ex, link_options options, std::shared_ptr<co
       log_(log),
       tag_(std::move(tag)),
       socket_(ex),
-      deadline_(ex),
+      watchdog_(ex),
       turn_wakeup_(ex),
       in_(buffer_size),
-      last_used_(std::chrono::steady_clock::now()) {
+      last_used_(clock::now()) {
   turn_wakeup_.expires_at(std::chrono::steady_clock::time_point::max());
 }
 
@@ -45,10 +45,10 @@ void backend_link::close(const std::string& why) {
   boost::system::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
-  ++deadline_generation_;
-  deadline_.cancel();
+  ++watch_generation_;
+  watch_at_ = clock::time_point::max();
+  watchdog_.cancel();
   turn_wakeup_.cancel();
-  if (keepalive_timer_) keepalive_timer_->cancel();
 }
 
 spool_error backend_link::failure(const std::string& what) {
@@ -57,30 +57,62 @@ spool_error backend_link::failure(const std::string& what) {
 }
 
 void backend_link::arm(std::chrono::milliseconds limit) {
-  const std::uint64_t generation = ++deadline_generation_;
   timed_out_ = false;
-  deadline_.expires_after(limit);
-  deadline_.async_wait([weak = weak_from_this(), generation](const boost::system::error_code& ec) {
-    if (ec) return;
+  deadline_ = clock::now() + limit;
+  watch(deadline_);
+}
+
+void backend_link::watch(clock::time_point when) {
+  if (closed_ || when >= watch_at_) return;  // the watchdog wakes early enough
+  watch_at_ = when;
+  const std::uint64_t generation = ++watch_generation_;
+  watchdog_.expires_at(when);
+  watchdog_.async_wait([weak = weak_from_this(), generation](const boost::system::error_code& ec) {
+    if (ec) return;  // replaced by an earlier wake-up, or the link closed
     auto self = weak.lock();
-    if (!self || self->deadline_generation_ != generation) return;
-    // The wake-up for an operation that cannot be cancelled by itself:
-    // closing the socket completes it with an error.
-    self->timed_out_ = true;
-    boost::system::error_code ignored;
-    self->socket_.close(ignored);
+    if (!self || self->watch_generation_ != generation) return;
+    self->watch_at_ = clock::time_point::max();
+    self->on_watchdog();
   });
 }
 
-void backend_link::disarm() {
-  ++deadline_generation_;
-  deadline_.cancel();
+void backend_link::on_watchdog() {
+  if (closed_) return;
+  const auto now = clock::now();
+  if (now >= deadline_) {
+    // Closing the socket completes the late operation with an error.
+    timed_out_ = true;
+    deadline_ = clock::time_point::max();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    return;
+  }
+  if (keepalive_on_) {
+    const auto due = last_used_ + options_.keepalive;
+    if (now >= due && !held_ && !body_pending_) {
+      asio::co_spawn(executor_, keepalive_noop(shared_from_this()), asio::detached);
+    } else {
+      // Busy means traffic: the back end's timer is being reset anyway.
+      watch(now >= due ? now + options_.keepalive : due);
+    }
+  }
+  if (deadline_ != clock::time_point::max()) watch(deadline_);
+}
+
+awaitable<void> backend_link::keepalive_noop(std::shared_ptr<backend_link> self) {
+  try {
+    co_await self->noop();
+  } catch (const std::exception& e) {
+    self->log_.warning(self->tag_, ": keepalive: ", e.what());
+    co_return;
+  }
+  self->watch(self->last_used_ + self->options_.keepalive);
 }
 
 awaitable<void> backend_link::connect() {
   auto self = shared_from_this();
   if (closed_) fail("connection closed before it was opened");
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = clock::now();
   std::vector<asio::ip::tcp::endpoint> endpoints;
   boost::system::error_code ec;
   const auto literal = asio::ip::make_address(options_.backend.host, ec);
@@ -105,7 +137,7 @@ awaitable<void> backend_link::connect() {
   std::string last_error = "no address";
   bool connected = false;
   for (const auto& endpoint : endpoints) {
-    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
     if (spent >= options_.connect_timeout) {
       last_error = "no connection within " + seconds(options_.connect_timeout);
       break;
@@ -130,7 +162,7 @@ awaitable<void> backend_link::connect() {
   if (!connected) fail("cannot connect: " + last_error);
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-  last_used_ = std::chrono::steady_clock::now();
+  last_used_ = clock::now();
 }
 
 awaitable<void> backend_link::acquire() {
@@ -171,7 +203,7 @@ awaitable<void> backend_link::send(std::vector<std::string> lines) {
   co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
   disarm();
   if (ec) fail(timed_out_ ? "could not send within " + seconds(options_.read_timeout) : "sending: " + ec.message());
-  last_used_ = std::chrono::steady_clock::now();
+  last_used_ = clock::now();
 }
 
 awaitable<void> backend_link::fill() {
@@ -196,7 +228,7 @@ awaitable<void> backend_link::fill() {
     fail("reading: " + ec.message());
   }
   end_ += n;
-  last_used_ = std::chrono::steady_clock::now();
+  last_used_ = clock::now();
 }
 
 awaitable<std::string> backend_link::read_line(std::size_t limit) {
@@ -291,37 +323,10 @@ awaitable<void> backend_link::noop() {
   if (!reply.positive) log_.warning(tag_, ": keepalive NOOP answered -ERR ", printable(reply.text));
 }
 
-awaitable<void> keepalive_loop(std::weak_ptr<backend_link> weak, std::shared_ptr<asio::steady_timer> timer,
-                               std::chrono::milliseconds period) {
-  auto next = std::chrono::steady_clock::now() + period;
-  for (;;) {
-    timer->expires_at(next);
-    boost::system::error_code ignored;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    std::shared_ptr<backend_link> link = weak.lock();
-    if (!link || !link->usable()) co_return;
-    const auto now = std::chrono::steady_clock::now();
-    next = now + period;
-    // Busy means traffic: the back end's timer is being reset anyway.
-    if (link->held_ || link->body_pending_) continue;
-    const auto due = link->last_used_ + period;
-    if (now < due) {
-      next = due;
-      continue;
-    }
-    try {
-      co_await link->noop();
-    } catch (const std::exception& e) {
-      link->log_.warning(link->tag_, ": keepalive: ", e.what());
-      co_return;
-    }
-  }
-}
-
 void backend_link::start_keepalive() {
-  if (options_.keepalive.count() <= 0 || keepalive_timer_ || closed_) return;
-  keepalive_timer_ = std::make_shared<asio::steady_timer>(executor_);
-  asio::co_spawn(executor_, keepalive_loop(weak_from_this(), keepalive_timer_, options_.keepalive), asio::detached);
+  if (options_.keepalive.count() <= 0 || keepalive_on_ || closed_) return;
+  keepalive_on_ = true;
+  watch(last_used_ + options_.keepalive);
 }
 
 }  // namespace sdps::remote

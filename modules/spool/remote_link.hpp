@@ -42,8 +42,12 @@ struct status {
 /// body being streamed. All calls on the session's event loop.
 ///
 /// Every socket operation is bounded: connect by connect_timeout, every
-/// read and write by read_timeout (a timer that closes the socket, since
-/// Boost 1.74 has no per-operation cancellation). Any failure (refused,
+/// read and write by read_timeout. One timer per link is the watchdog
+/// (Boost 1.74 has no per-operation cancellation): an operation only
+/// records its deadline, and the watchdog, waking at the earliest deadline
+/// or keepalive it knows of, closes the socket when an operation is late
+/// (which completes it with an error) — so a read costs no timer system
+/// call of its own. Any failure (refused,
 /// reset, timed out, malformed reply) closes the link for good and throws
 /// spool_error naming the punt; later calls throw at once.
 ///
@@ -116,11 +120,18 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   const std::string& tag() const { return tag_; }
 
  private:
-  friend awaitable<void> keepalive_loop(std::weak_ptr<backend_link> weak, std::shared_ptr<asio::steady_timer> timer,
-                                        std::chrono::milliseconds period);
   [[noreturn]] void fail(const std::string& what) { throw failure(what); }
+  using clock = std::chrono::steady_clock;
+  /// An operation starts: it must end within `limit`.
   void arm(std::chrono::milliseconds limit);
-  void disarm();
+  /// The operation ended.
+  void disarm() { deadline_ = clock::time_point::max(); }
+  /// Makes the watchdog wake by `when` (no system call if it already will).
+  void watch(clock::time_point when);
+  /// The watchdog woke: close a late operation, start a due keepalive,
+  /// sleep until the next deadline.
+  void on_watchdog();
+  static awaitable<void> keepalive_noop(std::shared_ptr<backend_link> self);
   /// Reads more octets into the buffer (bounded); throws on EOF or error.
   awaitable<void> fill();
   awaitable<std::string> read_line(std::size_t limit);
@@ -135,9 +146,12 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   std::string tag_;
 
   asio::ip::tcp::socket socket_;
-  asio::steady_timer deadline_;
-  std::uint64_t deadline_generation_ = 0;
+  asio::steady_timer watchdog_;
+  std::uint64_t watch_generation_ = 0;
+  clock::time_point watch_at_ = clock::time_point::max();  // when the pending wait ends (max: none pending)
+  clock::time_point deadline_ = clock::time_point::max();  // the current operation's (max: none)
   bool timed_out_ = false;
+  bool keepalive_on_ = false;
   bool closed_ = false;
   std::string closed_why_;
 
@@ -153,8 +167,7 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   bool body_pending_ = false;
   unstuffer body_;
 
-  std::chrono::steady_clock::time_point last_used_;
-  std::shared_ptr<asio::steady_timer> keepalive_timer_;
+  clock::time_point last_used_;
 };
 
 }  // namespace sdps::remote

@@ -27,10 +27,11 @@ struct login_outcome {
   std::vector<listing_entry> listing;
 };
 
-/// The login exchange, in three round trips whatever the maildrop's size:
-///   connect;
-///   XAUTH                                   -> greeting, +OK NONCE PUNT
-///   XAUTH FNONCE PROOF, USER, PASS, XLIST   -> +OK PROOF, +OK, +OK, listing
+/// The login exchange, in one round trip after connecting whatever the
+/// maildrop's size (the greeting carries the back end's challenge):
+///   connect                                  -> +OK NONCE PUNT ...
+///   XAUTH FNONCE PROOF, USER, PASS, XLIST    -> +OK PROOF, +OK, +OK, listing
+/// (A greeting without a challenge costs one more: XAUTH -> +OK NONCE PUNT.)
 /// A coroutine that owns its arguments: the core may give up on the PASS
 /// that started it and move on.
 awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_ptr<const backend_secret> secret,
@@ -40,17 +41,21 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
   // No turn to take: nobody else holds this link until lock() stores it.
   co_await link->connect();
 
-  std::vector<std::string> hello{"XAUTH"};
-  co_await link->send(std::move(hello));
   const status greeting = co_await link->read_status();
   if (!greeting.positive) throw link->failure("the back end refused the connection: " + printable(greeting.text));
-  const status offered = co_await link->read_status();
-  if (!offered.positive) throw link->failure("XAUTH refused: " + printable(offered.text));
-  const auto challenge = parse_challenge(offered.text);
-  if (!challenge) throw link->failure("not an sdps back end (XAUTH answered '" + printable(offered.text, 80) + "')");
+  auto challenge = parse_challenge(greeting.text);
+  if (!challenge) {
+    std::vector<std::string> ask{"XAUTH"};
+    co_await link->send(std::move(ask));
+    const status offered = co_await link->read_status();
+    if (!offered.positive) throw link->failure("XAUTH refused: " + printable(offered.text));
+    challenge = parse_challenge(offered.text);
+    if (!challenge)
+      throw link->failure("not an sdps back end (XAUTH answered '" + printable(offered.text, 80) + "')");
+  }
   if (challenge->punt != punt)
     throw link->failure("the back end serves punt '" + printable(challenge->punt, 40) + "', not '" + punt +
-               "': check this instance's 'backend:'");
+                        "': check this instance's 'backend:'");
 
   const std::string nonce = new_nonce();
   std::vector<std::string> login{"XAUTH " + nonce + " " + proof(*secret, role::frontend, challenge->nonce, nonce, punt),
@@ -60,7 +65,7 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
   const status accepted = co_await link->read_status();
   if (!accepted.positive)
     throw link->failure("the back end refused this front end's proof (" + printable(accepted.text) +
-               "): both must read the same front-end secret");
+                        "): both must read the same front-end secret");
   const std::string answer = accepted.text.substr(0, accepted.text.find(' '));
   if (!verify_proof(*secret, role::backend, challenge->nonce, nonce, punt, answer))
     throw link->failure("the back end's proof is wrong: it does not hold the front-end secret");

@@ -27,7 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-import pytest
+try:
+    import pytest
+except ImportError:  # bench/ uses this module outside pytest
+    pytest = None
 
 from sdps_harness import SLOW, SOURCE_DIR, Server, Site, binary
 
@@ -243,18 +246,19 @@ class FrontEndSite:
         self.site.close()
 
 
-@pytest.fixture
-def site(request):
-    """conftest's `site`, served through a front end."""
-    missing = [name for name in ("sdpsd", "sdps") if not binary(name).exists()]
-    assert not missing, f"{', '.join(missing)} not built in {binary('').parent} (set SDPS_BUILD_DIR)"
-    marker = request.node.get_closest_marker("site_options")
-    fe = FrontEndSite(Site(**(marker.kwargs if marker else {})))
-    yield fe
-    # Every sdpsd the test talked to was one of ours: no case slipped past
-    # the front end by starting the embedded default some other way.
-    others = [s for s in fe.site.servers if s not in fe.ours]
-    fe.close()
-    assert not others, "a server was started without the front end"
-    assert fe.frontends or not fe.site.servers, "the test ran no front end"
+if pytest is not None:
+    @pytest.fixture
+    def site(request):
+        """conftest's `site`, served through a front end."""
+        missing = [name for name in ("sdpsd", "sdps") if not binary(name).exists()]
+        assert not missing, f"{', '.join(missing)} not built in {binary('').parent} (set SDPS_BUILD_DIR)"
+        marker = request.node.get_closest_marker("site_options")
+        fe = FrontEndSite(Site(**(marker.kwargs if marker else {})))
+        yield fe
+        # Every sdpsd the test talked to was one of ours: no case slipped past
+        # the front end by starting the embedded default some other way.
+        others = [s for s in fe.site.servers if s not in fe.ours]
+        fe.close()
+        assert not others, "a server was started without the front end"
+        assert fe.frontends or not fe.site.servers, "the test ran no front end"
 

@@ -46,11 +46,12 @@ struct backend_chain {
   secret_file secret;
   harness h;
   fake_spool* spool = nullptr;
+  backend::backend_auth* auth = nullptr;
   std::vector<std::uint64_t> sizes;  // as RETR sends them
 
   explicit backend_chain(const std::string& extra = "") {
-    h.add<backend::backend_auth>("backend_auth",
-                                 "{secret: " + secret.path.string() + ", fail_delay: 0ms" + extra + "}");
+    auth = &h.add<backend::backend_auth>("backend_auth",
+                                         "{secret: " + secret.path.string() + ", fail_delay: 0ms" + extra + "}");
     h.add<lock::lock_module>("lock");
     spool = &h.add<fake_spool>("finchley", "{}", "finchley");
     h.add<commands::commands_module>("commands");
@@ -98,6 +99,30 @@ TEST_CASE("before XAUTH a back end answers nothing but XAUTH, CAPA and QUIT") {
   CHECK(capa.find("XAUTH\r\n") != std::string::npos);
   CHECK(b.h.send(s, "QUIT").starts_with("+OK"));
   CHECK(b.spool->store->holders.empty());
+}
+
+TEST_CASE("the greeting is a challenge a front end answers at once") {
+  backend_chain b;
+  auto s = b.h.connect();
+  verdict greeting = b.h.run(b.auth->on_event(*s, event::connect));
+  REQUIRE(greeting.answered());
+  CHECK(greeting.reply().positive);
+  const auto challenge = remote::parse_challenge(greeting.reply().text);
+  REQUIRE(challenge);
+  CHECK(challenge->punt == "finchley");
+  CHECK(greeting.reply().text.ends_with(" sdps back end"));
+  const auto key = remote::backend_secret::from_contents(secret_text);
+  const std::string nonce = remote::new_nonce();
+  const std::string answer =
+      b.h.send(s, "XAUTH " + nonce + " " + remote::proof(*key, remote::role::frontend, challenge->nonce, nonce, "finchley"));
+  REQUIRE(answer.starts_with("+OK "));
+  CHECK(remote::verify_proof(*key, remote::role::backend, challenge->nonce, nonce, "finchley",
+                             answer.substr(4, answer.size() - 6)));
+  CHECK(b.h.send(s, "USER sample") == "+OK send PASS\r\n");
+  // Each connection gets its own challenge.
+  auto other = b.h.connect();
+  verdict second = b.h.run(b.auth->on_event(*other, event::connect));
+  CHECK(remote::parse_challenge(second.reply().text)->nonce != challenge->nonce);
 }
 
 TEST_CASE("after XAUTH, USER and PASS lock and open the punt; XLIST lists it in one reply") {

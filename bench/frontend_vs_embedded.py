@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Front end over two back ends versus the embedded default, on the same
+mail, in one run: sessions per second and RETR throughput, side by side and
+as ratios. Prints figures; asserts nothing about speed.
+
+    bench/frontend_vs_embedded.py [--build-dir build] [--seconds 3] [--rounds 3]
+
+Needs a build with sdpsd, sdps and the modules (scripts/demo makes one in
+build/; use a RelWithDebInfo or Release build, not the sanitizer one).
+Everything runs on this machine: the front end, both back ends, the
+embedded server and the clients share its CPUs, so the front end's figures
+include the cost of its back ends, which in production run on the punts.
+
+What is measured (each figure the median of --rounds runs of --seconds,
+the two servers measured alternately so drift hits both alike):
+  sessions/s   N clients, each looping a whole session on its own host:
+               connect, greeting, USER, PASS, STAT, UIDL, QUIT
+               (each host has --messages small messages over both punts);
+  RETR MiB/s   one client retrieving --big messages of --big-size octets
+               (over both punts) in one session, repeatedly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build-dir", default=str(ROOT / "build"), help="the build tree (default: build/)")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of one measurement")
+    p.add_argument("--rounds", type=int, default=3, help="measurements per figure (the median is shown)")
+    p.add_argument("--clients", default="1,4", help="concurrent session clients, comma-separated")
+    p.add_argument("--messages", type=int, default=20, help="small messages per host")
+    p.add_argument("--big", type=int, default=8, help="messages in the RETR throughput maildrop")
+    p.add_argument("--big-size", type=int, default=1 << 20, help="octets per big message")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+os.environ["SDPS_BUILD_DIR"] = str(Path(ARGS.build_dir).resolve())
+os.environ.setdefault("SDPS_SOURCE_DIR", str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "blackbox"))
+sys.dont_write_bytecode = True
+
+from frontend_harness import FrontEndSite  # noqa: E402
+from sdps_harness import SANITIZE, Site, binary, message  # noqa: E402
+
+PASSWORD = "bench password"
+
+
+# ---------------------------------------------------------------- clients
+
+class Client:
+    """A minimal POP3 client: replies read straight off the socket."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.line()
+
+    def line(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\r\n")
+            if end >= 0:
+                out = bytes(self.buf[:end])
+                del self.buf[:end + 2]
+                return out
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buf += chunk
+
+    def ok(self, command: str) -> bytes:
+        self.sock.sendall(command.encode() + b"\r\n")
+        reply = self.line()
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"{command.split()[0]}: {reply!r}")
+        return reply
+
+    def multi(self, command: str) -> int:
+        """A multi-line command; returns the octets of its body as sent."""
+        self.ok(command)
+        total = 0
+        while len(self.buf) < 3:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buf += chunk
+        if self.buf.startswith(b".\r\n"):      # an empty body
+            del self.buf[:3]
+            return 0
+        while True:
+            end = self.buf.find(b"\r\n.\r\n")
+            if end >= 0:
+                total += end + 2
+                del self.buf[:end + 5]
+                return total
+            # Keep the last 4 octets: the terminator may straddle reads.
+            keep = min(len(self.buf), 4)
+            total += len(self.buf) - keep
+            del self.buf[:len(self.buf) - keep]
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buf += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def one_session(port: int, user: str) -> None:
+    c = Client(port)
+    c.ok(f"USER {user}")
+    c.ok(f"PASS {PASSWORD}")
+    c.ok("STAT")
+    c.multi("UIDL")
+    c.ok("QUIT")
+    c.close()
+
+
+def sessions_per_second(port: int, clients: int, seconds: float) -> float:
+    counts = [0] * clients
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + seconds
+
+    def loop(i: int) -> None:
+        try:
+            while time.monotonic() < deadline:
+                one_session(port, f"h{i}")
+                counts[i] += 1
+        except BaseException as e:  # reported after the run
+            errors.append(e)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"a session failed: {errors[0]!r}")
+    return sum(counts) / (time.monotonic() - started)
+
+
+def retr_mib_per_second(port: int, count: int, seconds: float) -> float:
+    octets = 0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        c = Client(port)
+        c.ok("USER bulk")
+        c.ok(f"PASS {PASSWORD}")
+        for n in range(1, count + 1):
+            octets += c.multi(f"RETR {n}")
+        c.ok("QUIT")
+        c.close()
+    return octets / (time.monotonic() - started) / (1 << 20)
+
+
+# ---------------------------------------------------------------- the run
+
+def populate(site: Site, hosts: int) -> None:
+    punts = ("finchley", "docklands")
+    for i in range(hosts):
+        site.add_host(f"h{i}", pop3=PASSWORD)
+        for m in range(ARGS.messages):
+            body = f"message {m} for host h{i}\n" + "x" * 70 + "\n" * 2 + ("a line of text\n" * 100)
+            site.deliver(f"fred@h{i}.demon.co.uk", data=message(subject=f"m{m}", body=body, to=f"fred@h{i}"),
+                         punt=punts[m % 2])
+    site.add_host("bulk", pop3=PASSWORD)
+    line = "." + "y" * 70 + "\n"       # every line dot-stuffed on the way out
+    body = line * (ARGS.big_size // len(line))
+    for m in range(ARGS.big):
+        site.deliver("fred@bulk.demon.co.uk", data=message(subject=f"big {m}", body=body, to="fred@bulk"),
+                     punt=punts[m % 2])
+
+
+def main() -> int:
+    missing = [name for name in ("sdpsd", "sdps") if not binary(name).exists()]
+    if missing:
+        print(f"{', '.join(missing)} not found in {binary('').parent}: build first (scripts/demo), "
+              f"or pass --build-dir", file=sys.stderr)
+        return 2
+    if SANITIZE:
+        print("warning: SDPS_SANITIZE is set; figures from a sanitizer build mean little", file=sys.stderr)
+    clients = [int(c) for c in ARGS.clients.split(",") if c]
+    with Site() as site:
+        fe = FrontEndSite(site, read_timeout="30s", connect_timeout="5s")
+        try:
+            print(f"populating: {max(clients)} host(s) x {ARGS.messages} messages, "
+                  f"{ARGS.big} x {ARGS.big_size} octets ...", flush=True)
+            populate(site, max(clients))
+            embedded = fe.start_embedded()
+            front = fe.start()
+            targets = {"embedded": embedded.port, "front end": front.port}
+            for port in targets.values():        # warm up: caches, first logins
+                one_session(port, "h0")
+            rows = []
+            for n in clients:
+                runs = {name: [] for name in targets}
+                for _ in range(ARGS.rounds):
+                    for name, port in targets.items():
+                        runs[name].append(sessions_per_second(port, n, ARGS.seconds))
+                rows.append((f"sessions/s, {n} client{'s' if n > 1 else ''}",
+                             statistics.median(runs["embedded"]), statistics.median(runs["front end"])))
+            runs = {name: [] for name in targets}
+            for _ in range(ARGS.rounds):
+                for name, port in targets.items():
+                    runs[name].append(retr_mib_per_second(port, ARGS.big, ARGS.seconds))
+            rows.append(("RETR MiB/s, 1 client", statistics.median(runs["embedded"]),
+                         statistics.median(runs["front end"])))
+        finally:
+            for server in list(fe.paused):
+                fe.cont(server)
+
+    print()
+    print(f"sdps: front end over 2 back ends vs the embedded default, same mail, one machine "
+          f"({os.cpu_count()} CPUs); medians of {ARGS.rounds} x {ARGS.seconds:g}s")
+    print(f"{'':28}{'embedded':>12}{'front end':>12}{'ratio':>9}")
+    for label, a, b in rows:
+        print(f"{label:28}{a:12.1f}{b:12.1f}{b / a if a else float('nan'):9.2f}")
+    print("(ratio = front end / embedded; the front end's processes share these CPUs with its back ends)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
