@@ -17,7 +17,13 @@ the two servers measured alternately so drift hits both alike):
                connect, greeting, USER, PASS, STAT, UIDL, QUIT
                (each host has --messages small messages over both punts);
   RETR MiB/s   one client retrieving --big messages of --big-size octets
-               (over both punts) in one session, repeatedly.
+               (over both punts) in one session, repeatedly;
+  CPU/session  each server process's CPU time (user + system, from
+               /proc) per session in the sessions/s runs: what a machine
+               running only front ends, or only the embedded default,
+               spends per session. Their ratio is the capacity of a
+               front-end machine relative to an embedded one, with the
+               back ends on their punts as deployed.
 """
 
 from __future__ import annotations
@@ -119,17 +125,44 @@ class Client:
         self.sock.close()
 
 
+IN_USE = {"count": 0}   # logins refused [IN-USE] right after the previous session's QUIT
+
+
 def one_session(port: int, user: str) -> None:
-    c = Client(port)
-    c.ok(f"USER {user}")
-    c.ok(f"PASS {PASSWORD}")
+    """One whole session; a login refused [IN-USE] (the previous session
+    of this host had quit but not yet let go of its lock) is counted and
+    retried, as a client would."""
+    while True:
+        c = Client(port)
+        c.ok(f"USER {user}")
+        c.sock.sendall(f"PASS {PASSWORD}\r\n".encode())
+        reply = c.line()
+        if reply.startswith(b"-ERR [IN-USE]"):
+            IN_USE["count"] += 1
+            c.close()
+            time.sleep(0.001)
+            continue
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"PASS: {reply!r}")
+        break
     c.ok("STAT")
     c.multi("UIDL")
     c.ok("QUIT")
     c.close()
 
 
-def sessions_per_second(port: int, clients: int, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sessions_per_second(port: int, clients: int, seconds: float, pids: dict | None = None,
+                        cpu: dict | None = None) -> float:
+    """Sessions per second; adds each of `pids`' CPU seconds to `cpu` (and
+    the session count under "sessions")."""
+    before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
     counts = [0] * clients
     errors: list[BaseException] = []
     deadline = time.monotonic() + seconds
@@ -149,8 +182,15 @@ def sessions_per_second(port: int, clients: int, seconds: float) -> float:
     for t in threads:
         t.join()
     if errors:
-        raise RuntimeError(f"a session failed: {errors[0]!r}")
-    return sum(counts) / (time.monotonic() - started)
+        raise RuntimeError(f"a session on port {port} failed: {errors[0]!r}")
+    rate = sum(counts) / (time.monotonic() - started)
+    if cpu is not None:
+        cpu["in use"] = cpu.get("in use", 0) + IN_USE["count"]
+        IN_USE["count"] = 0
+        for name, pid in (pids or {}).items():
+            cpu[name] = cpu.get(name, 0.0) + cpu_seconds(pid) - before[name]
+        cpu["sessions"] = cpu.get("sessions", 0) + sum(counts)
+    return rate
 
 
 def retr_mib_per_second(port: int, count: int, seconds: float) -> float:
@@ -203,6 +243,11 @@ def main() -> int:
             embedded = fe.start_embedded()
             front = fe.start()
             targets = {"embedded": embedded.port, "front end": front.port}
+            print(f"embedded on port {embedded.port}, front end on port {front.port}", flush=True)
+            processes = {"embedded": {"embedded": embedded.pid},
+                         "front end": {"front end": front.pid,
+                                       **{f"back end {p}": b.pid for p, b in fe.backends.items()}}}
+            cpu = {name: {} for name in targets}
             for port in targets.values():        # warm up: caches, first logins
                 one_session(port, "h0")
             rows = []
@@ -210,7 +255,7 @@ def main() -> int:
                 runs = {name: [] for name in targets}
                 for _ in range(ARGS.rounds):
                     for name, port in targets.items():
-                        runs[name].append(sessions_per_second(port, n, ARGS.seconds))
+                        runs[name].append(sessions_per_second(port, n, ARGS.seconds, processes[name], cpu[name]))
                 rows.append((f"sessions/s, {n} client{'s' if n > 1 else ''}",
                              statistics.median(runs["embedded"]), statistics.median(runs["front end"])))
             runs = {name: [] for name in targets}
@@ -229,7 +274,22 @@ def main() -> int:
     print(f"{'':28}{'embedded':>12}{'front end':>12}{'ratio':>9}")
     for label, a, b in rows:
         print(f"{label:28}{a:12.1f}{b:12.1f}{b / a if a else float('nan'):9.2f}")
-    print("(ratio = front end / embedded; the front end's processes share these CPUs with its back ends)")
+    print("(ratio = front end / embedded; on one machine the front end shares the CPUs with its back ends)")
+    print()
+    print("CPU time per session, in the sessions/s runs (microseconds):")
+    per = {name: {proc: 1e6 * secs / cpu[name]["sessions"] for proc, secs in cpu[name].items()
+                  if proc not in ("sessions", "in use")} for name in cpu}
+    for name in per:
+        print("  " + ", ".join(f"{proc} {us:.0f}" for proc, us in per[name].items()))
+    emb, front_cpu = per["embedded"]["embedded"], per["front end"]["front end"]
+    total = sum(per["front end"].values())
+    print(f"front-end machine capacity vs an embedded one (embedded CPU / front-end CPU per session): "
+          f"{emb / front_cpu:.2f}")
+    print(f"all three processes together vs the embedded one: {emb / total:.2f}")
+    for name in cpu:
+        if cpu[name].get("in use"):
+            print(f"note: {name}: {cpu[name]['in use']} login(s) refused [IN-USE] right after the host's previous "
+                  f"QUIT, retried (not counted as sessions)")
     return 0
 
 

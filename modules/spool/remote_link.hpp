@@ -117,6 +117,7 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   spool_error failure(const std::string& what);
 
   const link_options& options() const { return options_; }
+  executor get_executor() const { return executor_; }
   const std::string& tag() const { return tag_; }
 
  private:

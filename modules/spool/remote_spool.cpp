@@ -27,7 +27,13 @@ struct login_outcome {
   std::vector<listing_entry> listing;
 };
 
-/// The login exchange, in one round trip after connecting whatever the
+/// Connects and reads the greeting. Throws spool_error.
+awaitable<status> greet(std::shared_ptr<backend_link> link) {
+  co_await link->connect();
+  co_return co_await link->read_status();
+}
+
+/// The login exchange, in one round trip after the greeting whatever the
 /// maildrop's size (the greeting carries the back end's challenge):
 ///   connect                                  -> +OK NONCE PUNT ...
 ///   XAUTH FNONCE PROOF, USER, PASS, XLIST    -> +OK PROOF, +OK, +OK, listing
@@ -35,13 +41,10 @@ struct login_outcome {
 /// A coroutine that owns its arguments: the core may give up on the PASS
 /// that started it and move on.
 awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_ptr<const backend_secret> secret,
-                                std::string who) {
+                                std::string who, status greeting) {
   login_outcome out;
   const std::string& punt = link->options().punt;
   // No turn to take: nobody else holds this link until lock() stores it.
-  co_await link->connect();
-
-  const status greeting = co_await link->read_status();
   if (!greeting.positive) throw link->failure("the back end refused the connection: " + printable(greeting.text));
   auto challenge = parse_challenge(greeting.text);
   if (!challenge) {
@@ -224,6 +227,55 @@ awaitable<removal_result> remote_maildrop::remove_deleted() {
 
 // -- remote_spool ---------------------------------------------------------------------
 
+/// A connection being opened in the background: done when connected and
+/// greeted (or failed). The waiter wakes on `wake` being cancelled.
+struct remote_spool::pending_link {
+  explicit pending_link(std::shared_ptr<backend_link> l) : link(std::move(l)), wake(link->get_executor()) {
+    wake.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+  std::shared_ptr<backend_link> link;
+  asio::steady_timer wake;
+  bool done = false;
+  status greeting;
+  std::exception_ptr error;
+};
+
+awaitable<void> remote_spool::open_ahead(std::shared_ptr<pending_link> pending) {
+  try {
+    pending->greeting = co_await greet(pending->link);
+  } catch (...) {
+    pending->error = std::current_exception();
+  }
+  pending->done = true;
+  pending->wake.cancel();
+}
+
+remote_spool::session_state::~session_state() {
+  if (link) link->close("the session ended");
+  if (pending) pending->link->close("the session ended");
+}
+
+void remote_spool::start(const registry& services) {
+  std::vector<std::pair<std::string, remote_spool*>> found;
+  for (auto& [name, sp] : services.named<sdps::spool>())
+    if (auto* remote = dynamic_cast<remote_spool*>(sp)) found.emplace_back(name, remote);
+  std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+    if (a.second->punt() != b.second->punt()) return a.second->punt() < b.second->punt();
+    return a.first < b.first;
+  });
+  peers_.clear();
+  for (auto& [name, remote] : found) peers_.push_back(remote);
+}
+
+void remote_spool::prepare(session& s) {
+  auto& state = s.slot<session_state>(this);
+  if (state.pending) state.pending->link->close("replaced by a newer login");
+  auto link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_,
+                                             "session " + std::to_string(s.id()) + ": punt " + options_.punt);
+  state.pending = std::make_shared<pending_link>(std::move(link));
+  asio::co_spawn(s.get_executor(), open_ahead(state.pending), asio::detached);
+}
+
 remote_spool::remote_spool(module_config& config) : log_(config.log()) {
   settings& opts = config.options();
   if (sodium_init() < 0) throw config_error("module instance '" + config.instance() + "': libsodium failed to initialise");
@@ -238,6 +290,9 @@ remote_spool::remote_spool(module_config& config) : log_(config.log()) {
   options_.connect_timeout = opts.duration_or("connect_timeout", options_.connect_timeout);
   options_.read_timeout = opts.duration_or("read_timeout", options_.read_timeout);
   options_.keepalive = opts.duration_or("keepalive", options_.keepalive);
+  in_use_wait_ = opts.duration_or("in_use_wait", in_use_wait_);
+  if (in_use_wait_.count() < 0 || in_use_wait_ > std::chrono::seconds(10))
+    opts.fail("in_use_wait", "'in_use_wait' must be between 0 and 10s");
   if (options_.connect_timeout.count() <= 0) opts.fail("connect_timeout", "'connect_timeout' must be positive");
   if (options_.read_timeout.count() <= 0) opts.fail("read_timeout", "'read_timeout' must be positive");
   if (options_.keepalive.count() < 0) opts.fail("keepalive", "'keepalive' must be 0 (off) or positive");
@@ -261,15 +316,56 @@ awaitable<lock_status> remote_spool::lock(session& s) {
     co_return lock_status::unavailable;
   }
   const std::string who = s.login()->display();
-  auto link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_,
-                                             "session " + std::to_string(s.id()) + ": punt " + options_.punt);
+  const std::string tag = "session " + std::to_string(s.id()) + ": punt " + options_.punt;
+  // A session that just ended through any front end releases its lock on
+  // the back end when the back end has seen its connection close, which
+  // may be a moment after its client was told +OK: [IN-USE] is retried
+  // for in_use_wait before it is believed.
+  const auto give_up = std::chrono::steady_clock::now() + in_use_wait_;
+  std::chrono::milliseconds pause(10);
+  // The first remote punt in locking order opens the others' connections
+  // now, so that theirs are ready when the lock module gets to them.
+  if (!peers_.empty() && peers_.front() == this)
+    for (remote_spool* peer : peers_)
+      if (peer != this) peer->prepare(s);
+  std::shared_ptr<pending_link> ahead;
+  {
+    auto& state = s.slot<session_state>(this);
+    ahead = std::move(state.pending);
+    state.pending.reset();
+  }
+  std::shared_ptr<backend_link> link;
   login_outcome outcome;
-  try {
-    outcome = co_await log_in(link, secret_, who);
-  } catch (const spool_error& e) {
-    link->close(e.what());
-    log_.warning("session ", s.id(), ": ", e.what());
-    co_return lock_status::unavailable;
+  for (;;) {
+    try {
+      status greeting;
+      if (ahead) {
+        link = ahead->link;
+        while (!ahead->done) {
+          boost::system::error_code ignored;
+          co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        }
+        if (ahead->error) std::rethrow_exception(ahead->error);
+        greeting = ahead->greeting;
+        ahead.reset();
+      } else {
+        link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_, tag);
+        greeting = co_await greet(link);
+      }
+      outcome = co_await log_in(link, secret_, who, greeting);
+    } catch (const spool_error& e) {
+      link->close(e.what());
+      log_.warning("session ", s.id(), ": ", e.what());
+      co_return lock_status::unavailable;
+    }
+    if (outcome.status != lock_status::in_use || std::chrono::steady_clock::now() + pause > give_up) break;
+    asio::steady_timer wait(s.get_executor());
+    wait.expires_after(pause);
+    boost::system::error_code ignored;
+    co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    pause *= 2;
+    const auto* current = s.find_slot<session_state>(this);
+    if (!current || current->attempt != attempt) co_return lock_status::unavailable;
   }
   auto* state = s.find_slot<session_state>(this);
   if (!state || state->attempt != attempt) {
@@ -295,9 +391,19 @@ awaitable<lock_status> remote_spool::lock(session& s) {
   co_return outcome.status;
 }
 
+awaitable<verdict> remote_spool::on_event(session& s, event e) {
+  // After the client's QUIT has been answered (UPDATE is done): end the
+  // back ends' sessions now rather than at disconnect, so their locks go
+  // as early as possible.
+  if (e == event::quit) unlock(s);
+  co_return verdict::next();
+}
+
 void remote_spool::unlock(session& s) {
   auto* state = s.find_slot<session_state>(this);
   if (!state) return;
+  if (state->pending) state->pending->link->close("unlocked");
+  state->pending.reset();
   if (state->link) state->link->close("unlocked");
   state->link.reset();
   state->listing.clear();

@@ -64,12 +64,20 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   /// config_error.
   explicit remote_spool(module_config& config);
 
+  /// quit: closes the links (their UPDATE, if any, is done).
+  awaitable<verdict> on_event(session& s, event e) override;
+  /// Finds the other remote_spool instances (to connect to every back end
+  /// at once at login).
+  void start(const registry& services) override;
+
   // sdps::spool
   const std::string& punt() const override { return options_.punt; }
   /// Connects, authenticates (XAUTH) and logs in as session.login() on the
   /// back end, which takes the lock there, snapshots the maildrop and lists
   /// it (XLIST) — all in a fixed number of round trips. `in_use` when the
-  /// back end answers PASS with [IN-USE]; `unavailable` when it cannot be
+  /// back end answers PASS with [IN-USE] for `in_use_wait` (retried: a
+  /// session that just quit may not have released it yet); `unavailable`
+  /// when it cannot be
   /// reached in time, refuses the secret, or fails otherwise (logged).
   awaitable<lock_status> lock(session& s) override;
   /// Closes the connection: the back end ends that session without UPDATE
@@ -83,17 +91,31 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   std::shared_ptr<sdps::maildrop> current(session& s) override;
 
  private:
+  /// A connection opened ahead of lock(): connected, greeting read.
+  struct pending_link;
   struct session_state {
     std::shared_ptr<backend_link> link;
     std::vector<listing_entry> listing;
     std::shared_ptr<remote_maildrop> drop;
+    std::shared_ptr<pending_link> pending;
     std::uint64_t attempt = 0;
-    ~session_state() {
-      if (link) link->close("the session ended");
-    }
+    ~session_state();
   };
 
+  /// Starts connecting to this back end in the background (the TCP
+  /// connection and the greeting), for the lock() that will follow in this
+  /// PASS; replaces one left from an earlier PASS.
+  void prepare(session& s);
+  static awaitable<void> open_ahead(std::shared_ptr<pending_link> pending);
+
+  /// Every remote_spool in the chain in the lock module's order (punt, then
+  /// instance name), this one included. The first of them, when locked,
+  /// prepares the others: login latency is then one connection's, not the
+  /// sum of all, while the locks are still taken one after another.
+  std::vector<remote_spool*> peers_;
+
   link_options options_;
+  std::chrono::milliseconds in_use_wait_{250};
   std::shared_ptr<const backend_secret> secret_;
   logger& log_;
 };

@@ -49,7 +49,8 @@ struct script {
   std::string punt = "finchley";
   std::string secret = secret_text;
   enum class mode { normal, silent, wrong_proof, plain_greeting } behaviour = mode::normal;
-  std::string pass_error;  // PASS answers "-ERR " + this when set
+  std::string pass_error;  // PASS answers "-ERR " + this when set ...
+  std::size_t refused_passes = SIZE_MAX;  // ... this many times
   struct stored {
     std::string uidl;
     std::int64_t arrival;
@@ -59,8 +60,10 @@ struct script {
   std::string quit_reply = "+OK bye";
   std::size_t die_after = SIZE_MAX;  // commands answered before the connection drops
   bool closed = false;
+  bool logged_in = false;
 
   std::vector<std::string> received;    // every command line, in order
+  std::shared_ptr<std::vector<std::string>> journal;  // "PUNT connected", "PUNT VERB", shared by back ends
   std::vector<std::size_t> batches;     // lines per read, in order
 };
 
@@ -93,9 +96,14 @@ std::string reply_to(script& sc, const std::string& line, std::string& nonce) {
     return "+OK " + remote::proof(*key, remote::role::backend, nonce, fnonce, sc.punt) + "\r\n";
   }
   if (verb == "USER") return "+OK send PASS\r\n";
-  if (verb == "PASS") return sc.pass_error.empty() ? "+OK in\r\n" : "-ERR " + sc.pass_error + "\r\n";
+  if (verb == "PASS") {
+    sc.logged_in = sc.pass_error.empty() || sc.refused_passes == 0;
+    if (sc.logged_in) return "+OK in\r\n";
+    --sc.refused_passes;
+    return "-ERR " + sc.pass_error + "\r\n";
+  }
   if (verb == "XLIST") {
-    if (!sc.pass_error.empty()) return "-ERR command not valid in the AUTHORIZATION state\r\n";
+    if (!sc.logged_in) return "-ERR command not valid in the AUTHORIZATION state\r\n";
     std::string out = "+OK listing\r\n";
     for (std::size_t i = 0; i < sc.messages.size(); ++i)
       out += remote::format_listing({i + 1, sc.messages[i].uidl, sc.messages[i].body.size(), sc.messages[i].arrival}) +
@@ -118,6 +126,7 @@ std::string reply_to(script& sc, const std::string& line, std::string& nonce) {
 /// One connection to the scripted back end.
 awaitable<void> serve(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared_ptr<script> sc) {
   boost::system::error_code ec;
+  if (sc->journal) sc->journal->push_back(sc->punt + " connected");
   if (sc->behaviour == script::mode::silent) {
     // Accept and never answer: a SIGSTOPped back end.
     std::array<char, 1024> sink;
@@ -148,6 +157,7 @@ awaitable<void> serve(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared
       pending.erase(0, eol + 2);
       ++lines;
       sc->received.push_back(line);
+      if (sc->journal) sc->journal->push_back(sc->punt + " " + line.substr(0, line.find(' ')));
       if (answered++ == sc->die_after) {
         socket->close(ec);
         sc->closed = true;
@@ -303,11 +313,47 @@ TEST_CASE("DELE reaches the back end only at QUIT, pipelined with QUIT") {
   }
 }
 
-TEST_CASE("[IN-USE] from the back end is the client's [IN-USE]") {
+std::size_t count_of(const std::vector<std::string>& lines, const std::string& line) {
+  return static_cast<std::size_t>(std::count(lines.begin(), lines.end(), line));
+}
+
+TEST_CASE("[IN-USE] from the back end is the client's [IN-USE], once in_use_wait has passed") {
+  SECTION("retried until in_use_wait passes") {
+    front_end fe(true, ", in_use_wait: 300ms");
+    fe.back->pass_error = "[IN-USE] maildrop already locked";
+    const auto start = std::chrono::steady_clock::now();
+    fe.login();
+    const auto spent = std::chrono::steady_clock::now() - start;
+    CHECK(fe.last_pass == "-ERR [IN-USE] maildrop already locked\r\n");
+    CHECK(count_of(fe.back->received, "PASS") >= 3);  // after 0, 10, 30, 70, 150ms ...
+    CHECK(spent >= std::chrono::milliseconds(150));
+    CHECK(spent < std::chrono::milliseconds(2000));
+  }
+  SECTION("not retried with in_use_wait: 0") {
+    front_end fe(true, ", in_use_wait: 0");
+    fe.back->pass_error = "[IN-USE] maildrop already locked";
+    fe.login();
+    CHECK(fe.last_pass == "-ERR [IN-USE] maildrop already locked\r\n");
+    CHECK(count_of(fe.back->received, "PASS") == 1);
+  }
+  SECTION("a lock released a moment later is taken") {
+    front_end fe;
+    fe.back->pass_error = "[IN-USE] maildrop already locked";
+    fe.back->refused_passes = 2;
+    fe.add("u1", 10, "Subject: one\r\n\r\n1\r\n");
+    fe.login();
+    CHECK(fe.last_pass.starts_with("+OK sample has 1 message"));
+    CHECK(count_of(fe.back->received, "PASS") == 3);
+  }
+}
+
+TEST_CASE("another PASS failure leaves the punt out, without retrying") {
   front_end fe;
-  fe.back->pass_error = "[IN-USE] maildrop already locked";
+  fe.back->pass_error = "[SYS/TEMP] your mail cannot be read just now, try again later";
   fe.login();
-  CHECK(fe.last_pass == "-ERR [IN-USE] maildrop already locked\r\n");
+  CHECK(fe.last_pass.starts_with("-ERR [SYS/TEMP]"));
+  CHECK(count_of(fe.back->received, "PASS") == 1);
+  CHECK(fe.h.log_of("finchley").contains("PASS refused: [SYS/TEMP]"));
 }
 
 TEST_CASE("a back end that does not answer is left out within read_timeout") {
@@ -397,4 +443,45 @@ TEST_CASE("remote_spool settings are checked at start-up") {
                   config_error);
   auto& ok = h.add<remote::remote_spool>("f", "{backend: '[::1]:1111', punt: finchley" + with_secret + "}");
   CHECK(ok.punt() == "finchley");
+}
+
+TEST_CASE("with two remote punts, both connections open at once; the locks are still taken in order") {
+  secret_file secret;
+  harness h;
+  auto journal = std::make_shared<std::vector<std::string>>();
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors;
+  std::vector<std::shared_ptr<script>> backs;
+  h.add<fake_auth>("auth");
+  h.add<lock::lock_module>("lock");
+  // Chain order finchley, docklands; locking (and so connecting) order is by punt name.
+  for (const std::string punt : {"finchley", "docklands"}) {
+    auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(
+        h.io(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    auto back = std::make_shared<script>();
+    back->punt = punt;
+    back->journal = journal;
+    back->messages.push_back({"u-" + punt, punt == "finchley" ? 10 : 20, "Subject: " + punt + "\r\n\r\nx\r\n"});
+    asio::co_spawn(h.io(), accept_loop(acceptor, back), asio::detached);
+    h.add<remote::remote_spool>(punt, "{backend: 127.0.0.1:" + std::to_string(acceptor->local_endpoint().port()) +
+                                          ", secret: " + secret.path.string() + "}");
+    acceptors.push_back(acceptor);
+    backs.push_back(back);
+  }
+  h.add<merge::merge_module>("merge");
+  h.add<commands::commands_module>("commands");
+  h.start();
+  auto s = h.connect();
+  h.send(s, "USER sample");
+  CHECK(h.send(s, "PASS pw").starts_with("+OK sample has 2 messages"));
+  const auto at = [&](const std::string& event) {
+    return std::find(journal->begin(), journal->end(), event) - journal->begin();
+  };
+  REQUIRE(at("finchley connected") < static_cast<long>(journal->size()));
+  // finchley's connection was opened before docklands' login went out ...
+  CHECK(at("finchley connected") < at("docklands PASS"));
+  // ... and docklands (first by name) was locked first.
+  CHECK(at("docklands PASS") < at("finchley PASS"));
+  CHECK(h.send(s, "UIDL") == "+OK unique-id listing follows\r\n1 u-finchley\r\n2 u-docklands\r\n.\r\n");
+  h.disconnect(s);
+  for (auto& a : acceptors) a->close();
 }
