@@ -82,6 +82,18 @@ def test_overlong_line_gets_err_and_session_continues(sample):
     c.quit()
 
 
+def test_a_line_of_exactly_512_octets_is_accepted(sample):
+    # "PASS " + 505 octets + CRLF = 512 octets: the longest line allowed.
+    sample.add_host("long", pop3="p" * 505)
+    server = sample.start()
+    c = server.connect()
+    c.ok("USER long")
+    c.err("PASS " + "p" * 506)                      # 513 octets: too long
+    c.ok("USER long")                               # the session goes on
+    c.ok("PASS " + "p" * 505)
+    c.quit()
+
+
 def test_overlong_line_in_a_pipeline_does_not_swallow_the_next_command(server):
     c = server.connect()
     c.send_raw(b"CAPA " + b"z" * 5000 + b"\r\nUSER sample\r\nPASS " + POP_PW.encode() + b"\r\nNOOP\r\n")
