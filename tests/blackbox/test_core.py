@@ -15,7 +15,7 @@ import pytest
 
 from conftest import POP_PW
 from sdps_harness import (EX_CONFIG, SANITIZE, SLOW, SOURCE_DIR, TIMEOUT, Pop3, binary, message, returned,
-                          sanitizer_report, shipped_chain)
+                          sanitizer_report, shipped_chain, wait_until)
 
 
 def fill(site, count, **kw):
@@ -484,6 +484,37 @@ def test_slow_reader_of_a_big_retr_does_not_grow_rss(sample):
     assert size == len(expected)
     assert digest.hexdigest() == hashlib.sha256(expected).hexdigest()
     c.quit()
+
+
+def test_pipelined_flood_from_a_client_that_never_reads_stays_bounded(sample):
+    # Thousands of pipelined RETRs of a 1 MiB message, none of the replies
+    # read: the server must stop reading commands rather than queue replies.
+    sample.deliver("fred@sample.demon.co.uk", data=message(subject="mib", body=("z" * 1022 + "\n") * 1024))
+    server = sample.start()
+    c = server.connect(rcvbuf=8192)
+    c.login("sample", POP_PW)
+    time.sleep(0.2)
+    before = server.rss_kib()
+    c.sock.settimeout(0.5)
+    sent = 0
+    flood = b"RETR 1\r\n" * 1000
+    deadline = time.monotonic() + 10 * SLOW
+    try:
+        while time.monotonic() < deadline:
+            sent += c.sock.send(flood)
+    except (socket.timeout, BlockingIOError):
+        pass                                       # the server stopped reading: good
+    time.sleep(1.0)
+    growth_mib = (server.rss_kib() - before) / 1024
+    print(f"flood: {sent} octets of commands taken, RSS growth {growth_mib:.2f} MiB")
+    assert sent < 20 * 1024 * 1024, f"the server kept reading commands: {sent} octets taken"
+    assert growth_mib < 8, f"RSS grew {growth_mib:.1f} MiB for a client that reads nothing"
+    c.abort()
+    d = server.connect()
+    wait_until(lambda: d.cmd("USER sample") and d.cmd("PASS " + POP_PW).startswith("+OK"), 5 * SLOW, 0.2,
+               "the flooding session to end")
+    d.quit()
+    assert server.alive()
 
 
 # ---------------------------------------------------------------- listeners
