@@ -467,3 +467,31 @@ def test_a_lock_refused_on_one_punt_is_released_on_the_others(server, sample):
     host.ok("USER sample")
     host.ok("PASS " + POP_PW)
     host.quit()
+
+
+def test_a_punt_going_down_mid_session_fails_only_its_messages(server, sample):
+    deliver(sample, "on finchley", punt="finchley")
+    on_docklands = deliver(sample, "on docklands", punt="docklands")
+    c = server.connect()
+    c.login("sample", POP_PW)
+    docklands = sample.punt_dir("docklands")
+    moved = docklands.with_name("docklands.away")
+    docklands.rename(moved)
+    docklands.write_text("down\n")
+    try:
+        reply = c.cmd("RETR 2")
+        assert reply.startswith("-ERR"), f"RETR from a punt that is down: {reply!r}"
+        assert c.retr(1).startswith(b"Return-Path: ")      # the other punt still serves
+        c.ok("NOOP")
+        c.ok("DELE 1")
+        c.ok("DELE 2")
+        reply = c.cmd("QUIT")
+        assert reply.startswith("-ERR"), f"QUIT could not remove message 2, yet answered {reply!r}"
+    finally:
+        docklands.unlink()
+        moved.rename(docklands)
+    c = server.connect()
+    c.login("sample", POP_PW)
+    assert subjects(c) == ["on docklands"]
+    assert c.retr(1) == returned(on_docklands)
+    c.quit()
