@@ -187,14 +187,23 @@ class FrontEndSite:
 
     # -- processes
 
+    def _server(self, config: Path, listen: Sequence[str], extra_args: Sequence[str] = (),
+                env: dict | None = None) -> Server:
+        """Starts sdpsd on `config`; it counts as ours even if it fails to start."""
+        known = len(self.site.servers)
+        try:
+            server = Server(_View(self.site, config), listen, extra_args, env)
+        finally:
+            self.ours.extend(self.site.servers[known:])
+        return server
+
     def start_backend(self, punt: str) -> Server:
         """Starts (or restarts, on the same port) the back end of `punt`."""
         port = self.ports.get(punt, 0)
         config = self.backend_config(punt)
-        server = Server(_View(self.site, config), [f"127.0.0.1:{port}"], (), None)
+        server = self._server(config, [f"127.0.0.1:{port}"])
         self.backends[punt] = server
         self.ports[punt] = server.port
-        self.ours.append(server)
         return server
 
     def start_backends(self) -> None:
@@ -207,23 +216,23 @@ class FrontEndSite:
         """A front end (the back ends first, if they are not running)."""
         self.start_backends()
         config = self.frontend_config(name, secret=secret)
-        server = Server(_View(self.site, config), listen, extra_args, env)
+        server = self._server(config, listen, extra_args, env)
         self.frontends.append(server)
-        self.ours.append(server)
         return server
 
     def start_embedded(self, listen: Sequence[str] = ("127.0.0.1:0",)) -> Server:
         """The embedded default on the same site, for side-by-side checks."""
-        server = self.site.start(listen)
+        known = len(self.site.servers)
+        try:
+            server = self.site.start(listen)
+        finally:
+            self.ours.extend(self.site.servers[known:])
         self.embedded.append(server)
-        self.ours.append(server)
         return server
 
     def run(self, config: Path, listen: Sequence[str] = ("127.0.0.1:0",)) -> Server:
         """sdpsd with any config file; stopped with the site."""
-        server = Server(_View(self.site, config), listen, (), None)
-        self.ours.append(server)
-        return server
+        return self._server(config, listen)
 
     @contextmanager
     def stopped(self, server: Server):
