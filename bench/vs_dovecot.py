@@ -735,6 +735,20 @@ def idle_sessions(name: str, port: int, pid: int, users: list[tuple[str, str]]) 
             "pss_per_session": 1024 * (during["pss"] - before["pss"]) / k}
 
 
+def restart(servers: dict) -> None:
+    """Restarts every server, then logs in once to each, so both have been
+    through the login path before anything is measured."""
+    for srv in servers.values():
+        srv.stop()
+        srv.start()
+    for name, srv in servers.items():
+        c = Pop3(srv.port)
+        c.login("m001", "pw-m001")
+        c.quit()
+        log(f"{name} restarted: pid {srv.pid} on 127.0.0.1:{srv.port}")
+    time.sleep(0.5)
+
+
 # ------------------------------------------------------------ report
 
 def fmt(value: float, unit: str) -> str:
@@ -871,20 +885,11 @@ def main() -> int:
             if "PIPELINING" not in capa:
                 log(f"{name} does not announce PIPELINING: RETRs go one at a time")
                 pipelining = False
-        log("both servers return the same bytes for every message; restarting both")
-        # Measure fresh processes: sdpsd's heap would otherwise still hold
-        # (resident) what the verification above freed, hiding what new
+        log("both servers return the same bytes for every message")
+        # Memory is measured on fresh processes: sdpsd's heap would still
+        # hold (resident) what the check above freed, hiding what new
         # sessions cost. Dovecot keeps its indexes on disk.
-        for srv in servers.values():
-            srv.stop()
-            srv.start()
-        log(f"sdpsd pid {sdps.pid} on 127.0.0.1:{sdps.port}; dovecot pid {dovecot.pid} on 127.0.0.1:{dovecot.port}")
-        c = Pop3(sdps.port)                      # one login each, so both have been through the path once
-        c.login("m001", "pw-m001")
-        c.quit()
-        c = Pop3(dovecot.port)
-        c.login("m001", "pw-m001")
-        c.quit()
+        restart(servers)
         total_octets = sum(len(returned(m)) for m in big)
 
         # -- memory with idle sessions (first: the servers are closest to fresh)
@@ -905,7 +910,10 @@ def main() -> int:
                     log(f"round {rnd + 1}: {name}, {n} client(s): {r['rate']:.0f} sessions/s, "
                         f"p50 {r['p50_ms']:.2f} ms, server CPU {r['cpu_us']:.0f} us/session")
 
-        # -- RETR throughput, alternating servers, with peak RSS
+        # -- RETR throughput, alternating servers, with peak RSS (fresh
+        #    processes again: with --dovecot-tuning performance, the pop3
+        #    processes of the idle sessions would still be there)
+        restart(servers)
         retr: dict[str, list[float]] = {"sdps": [], "dovecot": []}
         retr_cpu: dict[str, float] = {"sdps": 0.0, "dovecot": 0.0}
         retr_octets: dict[str, int] = {"sdps": 0, "dovecot": 0}
@@ -960,6 +968,8 @@ def main() -> int:
         rows.append(("PSS per idle session (shared pages split)", idle["sdps"]["pss_per_session"],
                      idle["dovecot"]["pss_per_session"], "B", "lower"))
         rows.append(("peak RSS during RETR runs", 1024 * peak["sdps"], 1024 * peak["dovecot"], "B", "lower"))
+        rows.append(("RSS added by RETR (peak - before)", 1024 * (peak["sdps"] - base_rss["sdps"]),
+                     1024 * (peak["dovecot"] - base_rss["dovecot"]), "B", "lower"))
 
         print()
         print(f"sdps {sdps.build} vs Dovecot {version}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
