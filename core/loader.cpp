@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <iterator>
 #include <set>
 
 namespace sdps::core {
@@ -22,7 +21,12 @@ namespace {
 // built with sanitizers would abort a plain sdpsd inside dlopen.
 void check_signature(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size > (std::uintmax_t(1) << 30)) throw config_error(path.string() + " cannot be read");
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
+    throw config_error(path.string() + " cannot be read");
   const std::string marker = SDPS_MODULE_SIGNATURE_MARKER "abi=";
   const auto at = bytes.find(marker);
   if (at == std::string::npos)

@@ -75,8 +75,9 @@ class maildrop {
   /// Sets the persistent read flag (RETR). Silently nothing if the message
   /// is gone. Throws spool_error when the punt is unreachable.
   virtual awaitable<void> mark_read(std::size_t index) = 0;
-  /// The envelope and read flag, for *ENV. Throws spool_error when the punt
-  /// is unreachable or the message is gone and its envelope unknown.
+  /// The envelope and read flag, for *ENV. For a message SMTP removed
+  /// before its envelope was read, what is still known (the recipient,
+  /// an empty sender). Throws spool_error when the punt is unreachable.
   virtual awaitable<sdps::envelope> envelope(std::size_t index) = 0;
   /// UPDATE: removes every message marked deleted from the spool(s).
   virtual awaitable<removal_result> remove_deleted() = 0;

@@ -68,16 +68,18 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
   known_.resize(infos_.size());
 }
 
+std::string local_maildrop::recipient_from_name(std::size_t index) const {
+  const auto user = decode_user(users_[index]);
+  if (!user) return {};
+  const std::string& domain = server_.customer_domain();
+  return *user + "@" + login_.host + (domain.empty() ? std::string() : "." + domain);
+}
+
 std::string local_maildrop::dummy(std::size_t index, std::optional<std::uint64_t> body_lines) const {
   dummy_details d;
   d.uidl = infos_[index].uidl;
   d.size = infos_[index].size;
-  if (known_[index]) {
-    d.to = known_[index]->to;
-  } else if (auto user = decode_user(users_[index])) {
-    const std::string& domain = server_.customer_domain();
-    d.to = *user + "@" + login_.host + (domain.empty() ? std::string() : "." + domain);
-  }
+  d.to = known_[index] ? known_[index]->to : recipient_from_name(index);
   d.server_name = server_.server_name();
   d.now = now_us();
   std::string text = dummy_message(d);
@@ -129,7 +131,11 @@ awaitable<sdps::envelope> local_maildrop::envelope(std::size_t index) {
   }
   if (!opened) {
     if (known_[index]) co_return *known_[index];
-    throw spool_error("punt " + punt_ + ": message " + infos_[index].uidl + " left the spool before its envelope was read");
+    // SMTP took the message before its envelope was read. Answer anyway:
+    // fetchmail does not check *ENV for -ERR and would wait for a "."
+    // line until it times out. The recipient is in the file name; the
+    // sender is not known any more, so it reads as empty.
+    co_return sdps::envelope{false, punt_, {}, recipient_from_name(index)};
   }
   known_[index] = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
   co_return *known_[index];

@@ -41,6 +41,9 @@ class local_maildrop final : public sdps::maildrop {
  private:
   /// The dummy notice for a message that left the spool, cut for TOP.
   std::string dummy(std::size_t index, std::optional<std::uint64_t> body_lines) const;
+  /// The envelope recipient rebuilt from the file name (for a message gone
+  /// before its envelope was read), or empty.
+  std::string recipient_from_name(std::size_t index) const;
 
   std::string punt_;
   std::filesystem::path folder_;

@@ -181,6 +181,20 @@ def test_message_removed_by_smtp_mid_session_gives_a_dummy(server, sample):
     c.quit()
 
 
+def test_env_of_a_message_smtp_removed_still_answers_multi_line(server, sample):
+    # fetchmail does not check *ENV for -ERR: it would wait for a "." line.
+    deliver(sample, "gone", to="fred")
+    c = server.connect()
+    c.login("sample", POP_PW)
+    sample.remove_message(c.uidl()[1])
+    lines = c.env(1)
+    assert len(lines) == 4, lines
+    assert lines[0] == "OK"
+    assert lines[2] == ""                       # the sender is not known any more
+    assert lines[3] == "fred@sample.demon.co.uk"  # the recipient, from the file name
+    c.quit()
+
+
 def test_dummy_message_ids_differ_between_messages(server, sample):
     deliver(sample, "one")
     deliver(sample, "two")
