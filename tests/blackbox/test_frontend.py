@@ -420,7 +420,7 @@ def test_an_idle_session_keeps_its_backend_links_alive(keepalive, survives):
             server = fe.start()
             c = server.connect()
             c.login("sample", POP_PW)
-            time.sleep(3.5)
+            time.sleep(2.0 + 1.5 * SLOW)         # past the back ends' 2s autologout
             reply = c.cmd("RETR 1")
             if survives:
                 assert reply.startswith("+OK"), reply
