@@ -9,7 +9,8 @@ namespace sdps::remote {
 
 namespace {
 
-constexpr std::size_t buffer_size = 64 * 1024;
+constexpr std::size_t small_buffer = 8 * 1024;   // status and listing lines
+constexpr std::size_t body_buffer = 64 * 1024;    // streaming a message
 constexpr std::size_t status_limit = 1024;
 constexpr std::size_t body_line_limit = 4096;
 
@@ -31,12 +32,23 @@ backend_link::backend_link(executor ex, link_options options, std::shared_ptr<co
       socket_(ex),
       watchdog_(ex),
       turn_wakeup_(ex),
-      in_(buffer_size),
+      in_(new char[small_buffer]),
+      capacity_(small_buffer),
       last_used_(clock::now()) {
   turn_wakeup_.expires_at(std::chrono::steady_clock::time_point::max());
 }
 
 backend_link::~backend_link() { close(); }
+
+void backend_link::reserve(std::size_t capacity) {
+  if (capacity <= capacity_) return;
+  std::unique_ptr<char[]> bigger(new char[capacity]);
+  std::copy(in_.get() + begin_, in_.get() + end_, bigger.get());
+  end_ -= begin_;
+  begin_ = 0;
+  in_ = std::move(bigger);
+  capacity_ = capacity;
+}
 
 void backend_link::close(const std::string& why) {
   if (closed_) return;
@@ -211,15 +223,15 @@ awaitable<void> backend_link::fill() {
   if (closed_) fail("the connection was lost earlier (" + closed_why_ + ")");
   if (begin_ == end_) {
     begin_ = end_ = 0;
-  } else if (end_ == in_.size()) {
-    std::copy(in_.begin() + static_cast<std::ptrdiff_t>(begin_), in_.begin() + static_cast<std::ptrdiff_t>(end_),
-              in_.begin());
+  } else if (begin_ > 0 && capacity_ - end_ < capacity_ / 4) {
+    // Little room left at the end: move what is unread to the front.
+    std::copy(in_.get() + begin_, in_.get() + end_, in_.get());
     end_ -= begin_;
     begin_ = 0;
   }
   boost::system::error_code ec;
   arm(options_.read_timeout);
-  const std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
+  const std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.get() + end_, capacity_ - end_),
                                                          asio::redirect_error(asio::use_awaitable, ec));
   disarm();
   if (ec) {
@@ -234,8 +246,8 @@ awaitable<void> backend_link::fill() {
 awaitable<std::string> backend_link::read_line(std::size_t limit) {
   auto self = shared_from_this();
   for (;;) {
-    const char* first = in_.data() + begin_;
-    const char* last = in_.data() + end_;
+    const char* first = in_.get() + begin_;
+    const char* last = in_.get() + end_;
     const char* newline = std::find(first, last, '\n');
     if (newline != last) {
       std::string line(first, newline);
@@ -272,6 +284,7 @@ awaitable<std::optional<std::string>> backend_link::read_body_line() {
 }
 
 std::uint64_t backend_link::begin_body() {
+  reserve(body_buffer);
   body_pending_ = true;
   body_ = unstuffer{};
   return ++body_id_;
@@ -287,7 +300,7 @@ awaitable<std::size_t> backend_link::read_body(std::uint64_t id, std::span<char>
   turn guard(*this);
   for (;;) {
     if (buffered() > 0) {
-      const auto step = body_.feed(std::string_view(in_.data() + begin_, buffered()), out);
+      const auto step = body_.feed(std::string_view(in_.get() + begin_, buffered()), out);
       begin_ += step.consumed;
       if (body_.done()) body_pending_ = false;
       if (step.produced > 0 || body_.done()) co_return step.produced;
@@ -302,7 +315,7 @@ awaitable<void> backend_link::drain() {
   std::size_t dropped = 0;
   while (body_pending_) {
     if (buffered() > 0) {
-      const auto step = body_.feed(std::string_view(in_.data() + begin_, buffered()), scratch);
+      const auto step = body_.feed(std::string_view(in_.get() + begin_, buffered()), scratch);
       begin_ += step.consumed;
       dropped += step.produced;
       if (body_.done()) body_pending_ = false;

@@ -159,9 +159,13 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   asio::steady_timer turn_wakeup_;
   bool held_ = false;
 
-  std::vector<char> in_;
+  /// Received octets not yet used are in_[begin_, end_). Small for the
+  /// login exchange, grown for message bodies; never zero-filled.
+  std::unique_ptr<char[]> in_;
+  std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
+  void reserve(std::size_t capacity);
   std::string out_;
 
   std::uint64_t body_id_ = 0;

@@ -241,11 +241,20 @@ unstuffer::step unstuffer::feed(std::string_view in, std::span<char> out) {
         emit(c);
         state_ = c == '\n' ? state::line_start : state::mid_line;
         break;
-      case state::mid_line:
-        if (r.produced == out.size()) return r;
-        emit(c);
-        if (c == '\n') state_ = state::line_start;
-        break;
+      case state::mid_line: {
+        // The bulk of a message: copy up to the end of the line at once.
+        const std::size_t room = out.size() - r.produced;
+        if (room == 0) return r;
+        const std::size_t avail = std::min(room, in.size() - r.consumed);
+        const char* from = in.data() + r.consumed;
+        const void* eol = std::memchr(from, '\n', avail);
+        const std::size_t n = eol ? static_cast<std::size_t>(static_cast<const char*>(eol) - from) + 1 : avail;
+        std::memcpy(out.data() + r.produced, from, n);
+        r.produced += n;
+        r.consumed += n;
+        if (eol) state_ = state::line_start;
+        continue;
+      }
       case state::after_dot:
         if (c == '\r') {
           state_ = state::after_dot_cr;
