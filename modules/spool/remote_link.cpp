@@ -177,15 +177,45 @@ awaitable<void> backend_link::connect() {
   last_used_ = clock::now();
 }
 
+void backend_link::end(bool quit) {
+  if (closed_ || ending_) return;
+  ending_ = true;
+  keepalive_on_ = false;
+  asio::co_spawn(executor_, ending(shared_from_this(), quit), asio::detached);
+}
+
+awaitable<void> backend_link::ending(std::shared_ptr<backend_link> self, bool quit) {
+  try {
+    if (quit) {
+      while (self->held_ && !self->closed_) {
+        boost::system::error_code ignored;
+        co_await self->turn_wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      }
+      self->held_ = true;
+      turn guard(*self);
+      std::vector<std::string> bye{"QUIT"};
+      co_await self->send(std::move(bye));
+    }
+    // Whatever is still to come (a reply nobody reads, QUIT's +OK) is
+    // dropped; the back end's close ends the wait (fill() throws at EOF).
+    for (;;) {
+      self->begin_ = self->end_ = 0;
+      co_await self->fill();
+    }
+  } catch (const std::exception&) {
+  }
+  self->close("ended");
+}
+
 awaitable<void> backend_link::acquire() {
   auto self = shared_from_this();
   while (held_ && !closed_) {
     boost::system::error_code ignored;
     co_await turn_wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   }
-  if (closed_)
+  if (closed_ || ending_)
     throw spool_error("punt " + options_.punt + " (back end " + options_.display +
-                      "): the connection was lost earlier (" + closed_why_ + ")");
+                      "): the connection was lost earlier (" + (closed_ ? closed_why_ : "ended") + ")");
   held_ = true;
   if (body_pending_) {
     try {

@@ -105,8 +105,13 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   /// without UPDATE, which releases its locks.
   void close(const std::string& why = {});
   bool usable() const { return !closed_; }
-  /// The peer said goodbye (after QUIT): nothing more will be read.
-  void finished() { close("finished"); }
+  /// Ends the link politely, in the background: sends QUIT if `quit`
+  /// (nothing was marked deleted on this connection, so the back end
+  /// removes nothing), then waits, within read_timeout, for the back end
+  /// to close first. The TCP TIME_WAIT state then stays on the back end
+  /// instead of using up the front end's ephemeral ports (two connections
+  /// per client session). Later calls on the link throw spool_error.
+  void end(bool quit);
 
   /// Starts a NOOP every `keepalive` while the link is idle, so the back
   /// end's autologout timer never ends a session the client keeps alive.
@@ -133,6 +138,8 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   /// sleep until the next deadline.
   void on_watchdog();
   static awaitable<void> keepalive_noop(std::shared_ptr<backend_link> self);
+  static awaitable<void> ending(std::shared_ptr<backend_link> self, bool quit);
+  bool ending_ = false;
   /// Reads more octets into the buffer (bounded); throws on EOF or error.
   awaitable<void> fill();
   awaitable<std::string> read_line(std::size_t limit);

@@ -79,7 +79,7 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
   if (!pass.positive) {
     out.status = pass.text.find("[IN-USE]") != std::string::npos ? lock_status::in_use : lock_status::unavailable;
     out.detail = "PASS refused: " + printable(pass.text);
-    link->close(out.detail);
+    link->end(true);
     co_return out;
   }
   const status listed = co_await link->read_status();
@@ -210,7 +210,7 @@ awaitable<removal_result> remote_maildrop::remove_deleted() {
     }
   }
   const status quit = co_await link->read_status();
-  link->finished();
+  link->end(false);
   removal_result result;
   const std::size_t sent = marked - refused;
   if (quit.positive) {
@@ -250,9 +250,17 @@ awaitable<void> remote_spool::open_ahead(std::shared_ptr<pending_link> pending) 
   pending->wake.cancel();
 }
 
+void remote_spool::end_pending(pending_link& pending) {
+  // Still connecting: nothing to say yet.
+  if (pending.done && !pending.error)
+    pending.link->end(true);
+  else
+    pending.link->close("not needed");
+}
+
 remote_spool::session_state::~session_state() {
-  if (link) link->close("the session ended");
-  if (pending) pending->link->close("the session ended");
+  if (link) link->end(true);
+  if (pending) end_pending(*pending);
 }
 
 void remote_spool::start(const registry& services) {
@@ -269,7 +277,7 @@ void remote_spool::start(const registry& services) {
 
 void remote_spool::prepare(session& s) {
   auto& state = s.slot<session_state>(this);
-  if (state.pending) state.pending->link->close("replaced by a newer login");
+  if (state.pending) end_pending(*state.pending);
   auto link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_,
                                              "session " + std::to_string(s.id()) + ": punt " + options_.punt);
   state.pending = std::make_shared<pending_link>(std::move(link));
@@ -305,7 +313,7 @@ awaitable<lock_status> remote_spool::lock(session& s) {
   std::uint64_t attempt = 0;
   {
     auto& state = s.slot<session_state>(this);
-    if (state.link) state.link->close("a new login started");
+    if (state.link) state.link->end(true);
     state.link.reset();
     state.drop.reset();
     state.listing.clear();
@@ -369,7 +377,7 @@ awaitable<lock_status> remote_spool::lock(session& s) {
   }
   auto* state = s.find_slot<session_state>(this);
   if (!state || state->attempt != attempt) {
-    link->close("its login was given up");
+    link->end(true);
     co_return lock_status::unavailable;
   }
   switch (outcome.status) {
@@ -402,9 +410,9 @@ awaitable<verdict> remote_spool::on_event(session& s, event e) {
 void remote_spool::unlock(session& s) {
   auto* state = s.find_slot<session_state>(this);
   if (!state) return;
-  if (state->pending) state->pending->link->close("unlocked");
+  if (state->pending) end_pending(*state->pending);
   state->pending.reset();
-  if (state->link) state->link->close("unlocked");
+  if (state->link) state->link->end(true);
   state->link.reset();
   state->listing.clear();
 }

@@ -107,6 +107,8 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   /// PASS; replaces one left from an earlier PASS.
   void prepare(session& s);
   static awaitable<void> open_ahead(std::shared_ptr<pending_link> pending);
+  /// Ends a connection opened ahead that no lock() used.
+  static void end_pending(pending_link& pending);
 
   /// Every remote_spool in the chain in the lock module's order (punt, then
   /// instance name), this one included. The first of them, when locked,
