@@ -387,7 +387,7 @@ def shipped_modules_section() -> str:
 
 
 class Sdps:
-    def __init__(self, build: Path, root: Path):
+    def __init__(self, build: Path, root: Path, max_sessions: int):
         self.build, self.root = build, root
         (root / "etc").mkdir(parents=True)
         (root / "var" / "spool").mkdir(parents=True)
@@ -399,7 +399,7 @@ class Sdps:
             f"customer_domain: {DOMAIN}\n"
             "idle_timeout: 2h\n"
             "password_cost: min\n"
-            "max_sessions: 2000\n"
+            f"max_sessions: {max(1000, max_sessions + 100)}\n"
             "hosts: ../var/hosts\n"
             "punts:\n"
             "  finchley: ../var/spool/finchley\n"
@@ -421,8 +421,9 @@ class Sdps:
         self.tool("deliver", "--punt", punt, "-f", SENDER, *recipients, data=msg)
 
     def start(self) -> None:
-        self.log_path = self.root / "sdpsd.log"
-        self.log_file = open(self.log_path, "wb")        # read for this start's port: not appended
+        self.starts = getattr(self, "starts", 0) + 1
+        self.log_path = self.root / f"sdpsd.{self.starts}.log"      # one per start: read for its port
+        self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(self.build / "bin" / "sdpsd"), "-c", str(self.config), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -441,6 +442,15 @@ class Sdps:
     def pid(self) -> int:
         assert self.process
         return self.process.pid
+
+    def problems(self) -> list[str]:
+        """Warnings and errors in sdpsd's logs, but the expected one."""
+        out = []
+        for path in sorted(self.root.glob("sdpsd.*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if re.search(r" (warning|error) ", line) and "password_cost is 'min'" not in line:
+                    out.append(line)
+        return out
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -477,6 +487,8 @@ first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:{root}/mail/%u
 pop3_uidl_format = %08Xu%08Xv
+# every session process talks to the stats and log services: room for all
+default_client_limit = {client_limit}
 
 passdb {{
   driver = passwd-file
@@ -568,7 +580,8 @@ class Dovecot:
         self.port = free_port()
         self.conf.write_text(DOVECOT_CONF.format(root=self.root, uid=self.uid, gid=self.gid, port=self.port,
                                                  login_extra=self.login_extra, pop3_extra=self.pop3_extra,
-                                                 process_limit=self.process_limit))
+                                                 process_limit=self.process_limit,
+                                                 client_limit=max(1000, 2 * self.process_limit + 200)))
         for dirpath, dirnames, filenames in os.walk(self.root / "mail"):
             os.chown(dirpath, self.uid, self.gid)
             for name in filenames:
@@ -589,6 +602,14 @@ class Dovecot:
                 pass
             time.sleep(0.05)
         raise BenchError("Dovecot did not start:\n" + self.logs())
+
+    def problems(self) -> list[str]:
+        """Warnings and errors in Dovecot's log, but the one at each stop."""
+        path = self.root / "dovecot.log"
+        if not path.exists():
+            return []
+        return [line for line in path.read_text(errors="replace").splitlines()
+                if re.search(r": (Warning|Error|Fatal|Panic):", line) and "Killed with signal 15" not in line]
 
     def logs(self) -> str:
         out = []
@@ -742,17 +763,27 @@ def retrieve_all(port: int, user: str, password: str) -> list[bytes]:
 
 def idle_sessions(name: str, port: int, pid: int, users: list[tuple[str, str]]) -> dict:
     """Memory of the server's processes before, with len(users) idle
-    logged-in sessions, and after they quit."""
+    logged-in sessions, and after they quit; also at each quarter of the
+    way, for the marginal cost per session over the second half (a fresh
+    process first reuses heap pages that start-up freed but kept resident,
+    so the first sessions look cheaper than they are)."""
     time.sleep(0.5)
     before = memory(pid)
+    k = len(users)
+    marks = {k // 4, k // 2, 3 * k // 4}
+    steps: list[tuple[int, dict]] = [(0, before)]
     conns = []
     try:
-        for user, password in users:
+        for i, (user, password) in enumerate(users, 1):
             c = Pop3(port)
             conns.append(c)
             c.login(user, password)
+            if i in marks and i < k:
+                time.sleep(0.3)
+                steps.append((i, memory(pid)))
         time.sleep(1.0)
         during = memory(pid)
+        steps.append((k, during))
     finally:
         for c in conns:
             try:
@@ -761,10 +792,13 @@ def idle_sessions(name: str, port: int, pid: int, users: list[tuple[str, str]]) 
                 c.close()
     time.sleep(1.0)
     after = memory(pid)
-    k = len(users)
-    return {"before": before, "during": during, "after": after,
+    half, at_half = next(((n, m) for n, m in steps if n >= k // 2), steps[0])
+    second = max(1, k - half)
+    return {"before": before, "during": during, "after": after, "steps": steps, "half": half,
             "rss_per_session": 1024 * (during["rss"] - before["rss"]) / k,
-            "pss_per_session": 1024 * (during["pss"] - before["pss"]) / k}
+            "pss_per_session": 1024 * (during["pss"] - before["pss"]) / k,
+            "rss_marginal": 1024 * (during["rss"] - at_half["rss"]) / second,
+            "pss_marginal": 1024 * (during["pss"] - at_half["pss"]) / second}
 
 
 def restart(servers: dict) -> None:
@@ -829,7 +863,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200, help="messages in the RETR maildrop (200)")
     ap.add_argument("--min-size", type=int, default=2048, help="smallest message, octets (2048)")
     ap.add_argument("--max-size", type=int, default=1 << 20, help="largest message, octets (1048576)")
-    ap.add_argument("--idle-sessions", type=int, default=200, help="idle sessions for the memory test (200)")
+    ap.add_argument("--idle-sessions", type=int, default=1000,
+                    help="idle sessions for the memory test (1000; the cost per session is measured "
+                    "over the second half)")
     ap.add_argument("--small-messages", type=int, default=10,
                     help="messages in each of the idle/session maildrops (10)")
     ap.add_argument("--clients", default="1,8", help="concurrent clients for sessions/s (1,8)")
@@ -861,7 +897,7 @@ def main() -> int:
         build = find_build(args.build_dir)
         log(f"sdps build: {build}")
         dovecot = Dovecot(tmp / "dovecot", tuning=args.dovecot_tuning, max_sessions=n_small_hosts)
-        sdps = Sdps(build, tmp / "sdps")
+        sdps = Sdps(build, tmp / "sdps", n_small_hosts)
         version = subprocess.run([dovecot.binary, "--version"], capture_output=True, text=True).stdout.strip()
 
         # -- the same messages into both stores
@@ -932,8 +968,13 @@ def main() -> int:
             log(f"{name}: {args.idle_sessions} idle sessions: RSS {r['before']['rss']} -> {r['during']['rss']} KiB "
                 f"({r['before']['procs']} -> {r['during']['procs']} processes), PSS {r['before']['pss']} -> "
                 f"{r['during']['pss']} KiB; after QUIT {r['after']['rss']} KiB")
+            log(f"{name}: RSS / PSS KiB by open sessions: " +
+                ", ".join(f"{n}: {m['rss']}/{m['pss']}" for n, m in r["steps"]))
 
-        # -- sessions/s, alternating servers
+        # -- sessions/s, alternating servers (fresh processes: with
+        #    --dovecot-tuning performance the idle sessions' pop3 processes
+        #    would otherwise linger)
+        restart(servers)
         sess: dict[tuple[str, int], list[dict]] = {}
         for rnd in range(args.rounds):
             for n in clients:
@@ -997,10 +1038,11 @@ def main() -> int:
                      1024 * idle["dovecot"]["before"]["rss"], "B", "lower"))
         rows.append((f"RSS with {args.idle_sessions} idle logged-in sessions", 1024 * idle["sdps"]["during"]["rss"],
                      1024 * idle["dovecot"]["during"]["rss"], "B", "lower"))
-        rows.append(("RSS per idle session (VmRSS sum)", idle["sdps"]["rss_per_session"],
-                     idle["dovecot"]["rss_per_session"], "B", "lower"))
-        rows.append(("PSS per idle session (shared pages split)", idle["sdps"]["pss_per_session"],
-                     idle["dovecot"]["pss_per_session"], "B", "lower"))
+        span = f"sessions {idle['sdps']['half'] + 1}..{args.idle_sessions}"
+        rows.append((f"RSS per idle session, {span} (VmRSS sum)", idle["sdps"]["rss_marginal"],
+                     idle["dovecot"]["rss_marginal"], "B", "lower"))
+        rows.append((f"PSS per idle session, {span} (shared pages split)", idle["sdps"]["pss_marginal"],
+                     idle["dovecot"]["pss_marginal"], "B", "lower"))
         rows.append(("peak RSS during RETR runs", 1024 * peak["sdps"], 1024 * peak["dovecot"], "B", "lower"))
         rows.append(("RSS added by RETR (peak - before)", 1024 * (peak["sdps"] - base_rss["sdps"]),
                      1024 * (peak["dovecot"] - base_rss["dovecot"]), "B", "lower"))
@@ -1031,11 +1073,18 @@ def main() -> int:
         for n in clients:
             print(f"client CPU per session, {n} client(s): " + "; ".join(
                 f"{k} {statistics.median(r['client_cpu_us'] for r in sess[(k, n)]):.0f} us" for k in servers))
+        for name in servers:
+            print(f"{name} RSS/PSS KiB by open idle sessions: " +
+                  ", ".join(f"{n}: {m['rss']}/{m['pss']}" for n, m in idle[name]["steps"]))
         print(f"processes: sdps {idle['sdps']['during']['procs']}, dovecot {idle['dovecot']['before']['procs']} idle "
               f"-> {idle['dovecot']['during']['procs']} with {args.idle_sessions} sessions")
         if other_cpus > 0.1 * (os.cpu_count() or 1):
             print(f"WARNING: the machine was busy (other processes kept {other_cpus:.2f} of {os.cpu_count()} "
                   "CPUs busy): the timings are noisy; re-run when it is quiet")
+        for name, srv in servers.items():
+            found = srv.problems()
+            print(f"{name} log: " + (f"{len(found)} warning/error line(s), first: {found[0]}" if found
+                                     else "no warnings or errors"))
         print(f"ran in {time.monotonic() - started:.0f} s")
         return 0
     except BenchError as e:
