@@ -1048,7 +1048,9 @@ def main() -> int:
                      1024 * (peak["dovecot"] - base_rss["dovecot"]), "B", "lower"))
 
         print()
-        print(f"sdps {sdps.build} vs Dovecot {version}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+        print(f"sdps {sdps.build} (source at {source_revision()}, sdpsd built "
+              f"{datetime.datetime.fromtimestamp((sdps.build / 'bin' / 'sdpsd').stat().st_mtime):%Y-%m-%d %H:%M}) "
+              f"vs Dovecot {version}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
         print(f"machine: {os.cpu_count()} CPUs, {_mem_total_gib():.1f} GiB RAM, {platform.platform()}; "
               f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end (this run included); "
               f"other processes (and interrupts) kept {other_cpus:.2f} CPUs busy on average during the measurements")
@@ -1103,6 +1105,18 @@ def main() -> int:
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def source_revision() -> str:
+    """The source tree's commit, '+changes' when it has uncommitted ones."""
+    try:
+        rev = subprocess.run(["git", "-C", str(SOURCE_DIR), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(SOURCE_DIR), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev or "unknown") + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def _mem_total_gib() -> float:
