@@ -691,7 +691,7 @@ def sessions_run(name: str, port: int, pid: int, users: list[tuple[str, str]], c
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     start_at = time.time() + 0.3
-    procs = [ctx.Process(target=_session_worker, args=(port, *users[i], seconds, start_at, q))
+    procs = [ctx.Process(target=_session_worker, args=(port, *users[i], seconds, start_at, q), daemon=True)
              for i in range(clients)]
     cpu0 = cpu_seconds(pid)
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -883,12 +883,17 @@ def main() -> int:
     if args.quick:
         args.messages, args.idle_sessions, args.seconds, args.rounds = 20, 20, 1.0, 1
         args.max_size = min(args.max_size, 256 << 10)
-    clients = [int(x) for x in args.clients.split(",") if x]
+    try:
+        clients = [int(x) for x in args.clients.split(",") if x]
+    except ValueError:
+        ap.error("--clients takes numbers separated by commas, e.g. 1,8")
     if not clients or min(clients) < 1 or args.messages < 2 or args.idle_sessions < 1:
         ap.error("counts must be positive")
     n_small_hosts = max(args.idle_sessions, max(clients))
 
     started = time.monotonic()
+    # SIGTERM (e.g. from timeout(1)) cleans up like an error does.
+    signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(128 + signo))
     load_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="sdps-vs-dovecot-"))
     os.chmod(tmp, 0o755)                 # Dovecot's unprivileged processes walk into it
@@ -1089,11 +1094,14 @@ def main() -> int:
                                      else "no warnings or errors"))
         print(f"ran in {time.monotonic() - started:.0f} s")
         return 0
-    except BenchError as e:
-        log(f"FAILED: {e}")
+    except (BenchError, OSError, subprocess.SubprocessError) as e:
+        log(f"FAILED: {type(e).__name__ + ': ' if not isinstance(e, BenchError) else ''}{e}")
         if dovecot is not None and dovecot.process is not None:
             log(dovecot.logs())
         return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
     finally:
         for srv in (sdps, dovecot):
             if srv is not None:
