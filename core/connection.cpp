@@ -177,16 +177,21 @@ awaitable<bool> connection::execute(const std::string& line) {
   }
   log_->debug("command ", printable(cmd.name, 16));
   auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
+  if (state_ == pop3_state::update) {
+    // UPDATE's work is done (the reply says how it went); let modules give
+    // back what the session held, locks above all, before the client hears
+    // +OK and can log in again.
+    co_await chain_.fire(shared_from_this(), event::quit);
+    const bool dummy = co_await send(std::move(result));
+    (void)dummy;
+    co_await flush();
+    co_return false;
+  }
   const bool keep_going = co_await send(std::move(result));
   if (authenticated_pending_) {
     authenticated_pending_ = false;
     co_await flush();
     co_await chain_.fire(shared_from_this(), event::authenticated);
-  }
-  if (state_ == pop3_state::update) {
-    co_await flush();
-    co_await chain_.fire(shared_from_this(), event::quit);
-    co_return false;
   }
   co_return keep_going;
 }

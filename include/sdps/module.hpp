@@ -57,7 +57,10 @@ enum class event {
   connect,
   /// The session entered TRANSACTION (after the PASS reply was sent).
   authenticated,
-  /// The session entered UPDATE (the client sent QUIT in TRANSACTION).
+  /// The session entered UPDATE (the client sent QUIT in TRANSACTION) and
+  /// the QUIT handler has done its work; fired before the QUIT reply is
+  /// sent, so resources released here (locks) are free when the client
+  /// hears the reply.
   quit,
   /// The connection is over, whatever the reason. Answers are ignored.
   disconnect,

@@ -60,8 +60,8 @@ class session {
   virtual pop3_state state() const = 0;
   /// Moves to a new state. Legal moves: authorization -> transaction (the
   /// `authenticated` event fires after the current command's reply is
-  /// sent) and transaction -> update (the `quit` event fires after the
-  /// reply, then the connection closes). Anything else throws
+  /// sent) and transaction -> update (the `quit` event fires once the
+  /// handler returns, before its reply is sent; then the connection closes). Anything else throws
   /// std::logic_error, which the core turns into -ERR [SYS/TEMP].
   virtual void enter(pop3_state next) = 0;
 

@@ -34,11 +34,8 @@ commands_module::commands_module(module_config& config)
     : log_(config.log()),
       instance_(config.instance()),
       server_name_(config.server().server_name()),
-      source_name_(config.options().string_or("source", "")),
-      position_(config.position()) {
-  if (config.options().has("source") && source_name_.empty())
-    config.options().fail("source", "'source' must name a module instance providing a maildrop");
-}
+      source_name_(source_setting(config)),
+      position_(config.position()) {}
 
 std::vector<command_spec> commands_module::commands() const {
   return {

@@ -62,6 +62,15 @@ inline std::string count_messages(std::size_t n) {
   return std::to_string(n) + (n == 1 ? " message" : " messages");
 }
 
+/// Reads a reader module's optional `source:` setting (the instance whose
+/// maildrop it works on); empty means "the nearest before me".
+inline std::string source_setting(module_config& config) {
+  std::string source = config.options().string_or("source", "");
+  if (config.options().has("source") && source.empty())
+    config.options().fail("source", "'source' must name a module instance providing a maildrop");
+  return source;
+}
+
 /// Finds the maildrop_source a reader module at chain position `position`
 /// uses: the instance named `source` when that is not empty, else the
 /// nearest provider before it. Throws config_error naming `instance`.

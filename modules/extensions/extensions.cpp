@@ -26,11 +26,8 @@ std::string bare_address(std::string_view from) {
 extensions_module::extensions_module(module_config& config)
     : log_(config.log()),
       instance_(config.instance()),
-      source_name_(config.options().string_or("source", "")),
-      position_(config.position()) {
-  if (config.options().has("source") && source_name_.empty())
-    config.options().fail("source", "'source' must name a module instance providing a maildrop");
-}
+      source_name_(commands::source_setting(config)),
+      position_(config.position()) {}
 
 std::vector<command_spec> extensions_module::commands() const {
   const auto transaction = static_cast<state_mask>(pop3_state::transaction);

@@ -66,7 +66,9 @@ awaitable<verdict> lock_module::on_command(session& s, const command& cmd) {
 }
 
 awaitable<verdict> lock_module::on_event(session& s, event e) {
-  if (e == event::disconnect) {
+  // quit: UPDATE is over and the reply not yet sent, so a client that
+  // logs in again the moment it reads +OK finds the maildrop free.
+  if (e == event::quit || e == event::disconnect) {
     if (held* h = s.find_slot<held>(this)) {
       h->over = true;
       ++h->attempt;

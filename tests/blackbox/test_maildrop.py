@@ -80,6 +80,22 @@ def test_lock_released_after_quit(server):
     b.quit()
 
 
+def test_lock_is_free_the_moment_quit_says_ok(server, sample):
+    # The locks go before the QUIT reply, so a client that logs in again as
+    # soon as it reads +OK is never told [IN-USE]; repeated to catch a race.
+    for round in range(10):
+        deliver(sample, f"round {round}")
+        a = server.connect()
+        a.login("sample", POP_PW)
+        a.ok("DELE 1")
+        b = server.connect()
+        b.ok("USER sample")
+        a.quit()
+        reply = b.cmd("PASS " + POP_PW)
+        assert reply.startswith("+OK"), f"round {round}: {reply}"
+        b.quit()
+
+
 @pytest.mark.parametrize("how", ["reset", "close"])
 def test_lock_released_after_a_dropped_connection(server, how):
     a = server.connect()
