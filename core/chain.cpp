@@ -22,7 +22,7 @@ awaitable<verdict> call_event(std::shared_ptr<session> s, sdps::module* object, 
 
 // Calls one module with the chain's guarantees: bounded in time, and an
 // exception never lets the command through.
-awaitable<std::optional<verdict>> guarded(const link& l, session& s, const char* what, awaitable<verdict> call) {
+awaitable<std::optional<verdict>> guarded(const module_instance& l, session& s, const char* what, awaitable<verdict> call) {
   try {
     co_return co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
   } catch (const module_timeout&) {
@@ -37,7 +37,7 @@ awaitable<std::optional<verdict>> guarded(const link& l, session& s, const char*
 
 }  // namespace
 
-chain::chain(std::vector<std::unique_ptr<link>> links) : links_(std::move(links)) {
+chain::chain(std::vector<std::unique_ptr<module_instance>> links) : links_(std::move(links)) {
   // Wildcard instances first, so every route can start from them.
   for (const auto& l : links_)
     for (const command_spec& spec : l->specs)
@@ -53,7 +53,7 @@ chain::chain(std::vector<std::unique_ptr<link>> links) : links_(std::move(links)
     }
   }
   // Chain order is YAML order: links_ holds them in that order.
-  auto position = [this](const link* l) {
+  auto position = [this](const module_instance* l) {
     return std::find_if(links_.begin(), links_.end(), [l](const auto& p) { return p.get() == l; }) - links_.begin();
   };
   for (auto& [name, r] : routes_)

@@ -15,7 +15,7 @@
 namespace sdps::core {
 
 /// One loaded instance: a YAML entry made real.
-struct link {
+struct module_instance {
   std::string module;    // module name (the .so stem)
   std::string instance;  // instance name
   std::string where;     // "file:line" of its YAML entry
@@ -29,13 +29,13 @@ struct link {
 /// (whose time limit also bounds the reply's body reads).
 struct dispatch_result {
   response reply;
-  const link* by = nullptr;
+  const module_instance* by = nullptr;
 };
 
 /// Dispatches commands and events in chain order. Runs on the event loop.
 class chain {
  public:
-  explicit chain(std::vector<std::unique_ptr<link>> links);
+  explicit chain(std::vector<std::unique_ptr<module_instance>> links);
   ~chain();
 
   /// Sends `cmd` through the modules that declared it (and "*" modules),
@@ -52,17 +52,17 @@ class chain {
   std::vector<std::string> capabilities(session& s) const;
 
   void reload();
-  const std::vector<std::unique_ptr<link>>& links() const { return links_; }
+  const std::vector<std::unique_ptr<module_instance>>& links() const { return links_; }
 
  private:
   struct route {
     bool declared = false;  // some module declared this verb (not "*")
     state_mask states = 0;  // union of the declared states
-    std::vector<std::pair<const link*, state_mask>> visit;  // in chain order, "*" modules included
+    std::vector<std::pair<const module_instance*, state_mask>> visit;  // in chain order, "*" modules included
   };
   const route& route_for(const std::string& name) const;
 
-  std::vector<std::unique_ptr<link>> links_;
+  std::vector<std::unique_ptr<module_instance>> links_;
   std::map<std::string, route, std::less<>> routes_;
   route wildcard_only_;
 };

@@ -87,7 +87,7 @@ void connection::drop_slot(const void* owner) {
 awaitable<void> connection::run() {
   auto self = shared_from_this();
   log_->debug("connect from ", remote_);
-  touch();
+  rearm_idle_timer();
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
   try {
     co_await serve();
@@ -144,14 +144,14 @@ awaitable<void> connection::serve() {
       data.remove_prefix(reader_.feed(data));
       switch (reader_.next()) {
         case line_reader::status::line:
-          touch();
+          rearm_idle_timer();
           if (!co_await execute(reader_.line())) {
             co_await flush();
             co_return;
           }
           break;
         case line_reader::status::overlong:
-          touch();
+          rearm_idle_timer();
           out_ += "-ERR line too long (the limit is 512 octets)\r\n";
           break;
         case line_reader::status::need_more:
@@ -243,7 +243,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
   co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
-  touch();
+  rearm_idle_timer();
   out_.clear();
   if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();
 }

@@ -65,7 +65,7 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   awaitable<bool> send(dispatch_result result);
   awaitable<void> flush();
   void append_status(const response& r);
-  void touch() { idle_.expires_after(limits_.idle_timeout); }
+  void rearm_idle_timer() { idle_.expires_after(limits_.idle_timeout); }
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer idle_;

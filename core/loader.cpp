@@ -122,7 +122,7 @@ std::unique_ptr<chain> build_chain(const server_config& config, server_context& 
                                    service_registry& services) {
   auto dirs = config.module_path;
   dirs.push_back(default_module_dir());
-  std::vector<std::unique_ptr<link>> links;
+  std::vector<std::unique_ptr<module_instance>> links;
   std::vector<std::vector<std::pair<std::string, bool>>> requirements;
   std::size_t terminal_at = SIZE_MAX;
   std::string terminal_name;
@@ -136,7 +136,7 @@ std::unique_ptr<chain> build_chain(const server_config& config, server_context& 
     } catch (const config_error& e) {
       throw config_error(who + ": " + e.what());
     }
-    auto l = std::make_unique<link>();
+    auto l = std::make_unique<module_instance>();
     l->module = entry.module;
     l->instance = entry.instance;
     l->where = entry.where;

@@ -15,19 +15,6 @@ constexpr std::string_view invalid_login = "[AUTH] invalid login";
 constexpr std::chrono::milliseconds max_fail_delay = std::chrono::seconds(30);
 constexpr std::size_t problems_logged = 20;
 
-bool atext(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  // RFC 5322 atext without '/', which would make the user part unsafe as a
-  // file name (modules use it to name per-user locks).
-  return std::strchr("!#$%&'*+-=?^_`{|}~", c) != nullptr && c != '\0';
-}
-
-bool valid_local_part(std::string_view user) {
-  if (user.empty() || user.size() > 64 || user.front() == '.' || user.back() == '.') return false;
-  if (user.find("..") != std::string_view::npos) return false;
-  return std::all_of(user.begin(), user.end(), [](char c) { return c == '.' || atext(c); });
-}
-
 // The client's address as it is: an IPv4 client on a dual-stack listener
 // shows as ::ffff:a.b.c.d, which logs read better as a.b.c.d.
 std::string address_for_log(const asio::ip::address& a) {
@@ -76,33 +63,6 @@ void check_on_loop(session& s) {
 }
 
 }  // namespace
-
-std::optional<identity> parse_user(std::string_view argument, std::string_view customer_domain) {
-  const auto first = argument.find_first_not_of(" \t");
-  if (first == std::string_view::npos) return std::nullopt;
-  const auto last = argument.find_last_not_of(" \t");
-  const std::string_view text = argument.substr(first, last - first + 1);
-  if (text.size() > 255) return std::nullopt;
-  for (char c : text)
-    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) return std::nullopt;
-
-  identity who;
-  std::string_view host = text;
-  // Host names hold neither '+' nor '@', so the last one separates; the
-  // user part may itself contain '+' (fred+lists+sample).
-  const auto separator = text.find_last_of("+@");
-  if (separator != std::string_view::npos) {
-    const std::string_view user = text.substr(0, separator);
-    if (!valid_local_part(user)) return std::nullopt;
-    who.user.assign(user);
-    for (char& c : who.user)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    host = text.substr(separator + 1);
-  }
-  who.host = hostdb::normalise_host(host, customer_domain);
-  if (who.host.empty()) return std::nullopt;
-  return who;
-}
 
 credential password_check::run() const {
   // Both checks run whenever the first fails, so a failure costs the same
@@ -162,7 +122,7 @@ awaitable<verdict> auth_module::on_command(session& s, const command& cmd) {
 }
 
 awaitable<verdict> auth_module::user(session& s, const command& cmd) {
-  auto who = parse_user(cmd.argument, server_.customer_domain());
+  auto who = pop3::parse_user(cmd.argument, server_.customer_domain());
   if (!who) {
     s.login().reset();
     co_return verdict::answer(response::err("invalid user name: use HOST or USER+HOST"));

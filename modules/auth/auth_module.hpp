@@ -4,7 +4,8 @@
 
 #include <sdps/module.hpp>
 
-#include "hostdb.hpp"
+#include "hostdb/hostdb.hpp"
+#include "pop3/user.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -15,15 +16,6 @@
 #include <string_view>
 
 namespace sdps::auth {
-
-/// Parses USER's argument: `host`, `host.DOMAIN`, `user+host`, `user@host`,
-/// `user+host.DOMAIN` or `user@host.DOMAIN` (DOMAIN = `customer_domain`,
-/// any case). Surrounding spaces are ignored. The host goes through
-/// hostdb::normalise_host; the user part (before the last `+` or `@`) must
-/// be an RFC 5322 dot-atom of at most 64 octets without `/`, and is
-/// lower-cased, so both are safe as file names. Nullopt when invalid. Says
-/// nothing about whether the host exists.
-std::optional<identity> parse_user(std::string_view argument, std::string_view customer_domain);
 
 /// Which of a host's passwords a PASS matched.
 enum class credential { none, pop3, dialup };

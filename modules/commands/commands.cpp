@@ -1,8 +1,15 @@
 #include "commands.hpp"
 
-#include "pop3_arguments.hpp"
+#include "pop3/arguments.hpp"
 
 namespace sdps::commands {
+
+using pop3::choose_message;
+using pop3::count_messages;
+using pop3::find_maildrop_source;
+using pop3::message_choice;
+using pop3::parse_decimal;
+using pop3::source_setting;
 
 namespace {
 

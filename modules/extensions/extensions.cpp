@@ -1,6 +1,6 @@
 #include "extensions.hpp"
 
-#include "pop3_arguments.hpp"
+#include "pop3/arguments.hpp"
 
 namespace sdps::extensions {
 
@@ -26,7 +26,7 @@ std::string bare_address(std::string_view from) {
 extensions_module::extensions_module(module_config& config)
     : log_(config.log()),
       instance_(config.instance()),
-      source_name_(commands::source_setting(config)),
+      source_name_(pop3::source_setting(config)),
       position_(config.position()) {}
 
 std::vector<command_spec> extensions_module::commands() const {
@@ -35,7 +35,7 @@ std::vector<command_spec> extensions_module::commands() const {
 }
 
 void extensions_module::start(const registry& services) {
-  source_ = commands::find_maildrop_source(services, source_name_, position_, instance_);
+  source_ = pop3::find_maildrop_source(services, source_name_, position_, instance_);
 }
 
 awaitable<verdict> extensions_module::on_command(session& s, const command& cmd) {
@@ -58,7 +58,7 @@ awaitable<verdict> extensions_module::env(session& s, const command& cmd) {
     log_.error("session ", s.id(), ": *ENV in TRANSACTION but no maildrop is open");
     co_return verdict::answer(response::err("[SYS/TEMP] maildrop not open, try again later"));
   }
-  commands::message_choice chosen = commands::choose_message(*drop, args[0], "*ENV msg");
+  pop3::message_choice chosen = pop3::choose_message(*drop, args[0], "*ENV msg");
   if (chosen.error) co_return verdict::answer(std::move(*chosen.error));
   const std::size_t index = chosen.index;
   sdps::envelope envelope;

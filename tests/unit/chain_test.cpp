@@ -2,13 +2,13 @@
 // (time limit, exceptions) that never let a command through.
 
 #include "chain.hpp"
-#include "core_fakes.hpp"
+#include "support/fakes.hpp"
 
 #include <catch2/catch.hpp>
 
 using namespace sdps;
-using sdps::test::fake_session;
-using sdps::test::run;
+using sdps::testing::fake_session;
+using sdps::testing::run;
 
 namespace {
 
@@ -56,13 +56,13 @@ struct fixture {
   asio::io_context io;
   std::shared_ptr<fake_session> session = std::make_shared<fake_session>(io);
   core::stderr_log log{log_level::error, "test"};
-  std::vector<std::unique_ptr<core::link>> links;
+  std::vector<std::unique_ptr<core::module_instance>> links;
   std::vector<std::unique_ptr<int>> calls;
 
   int& add(const std::string& name, behaviour b, std::vector<command_spec> specs,
            std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     calls.push_back(std::make_unique<int>(0));
-    auto l = std::make_unique<core::link>();
+    auto l = std::make_unique<core::module_instance>();
     l->module = "scripted";
     l->instance = name;
     l->timeout = timeout;

@@ -1,6 +1,6 @@
 // The loader refuses every kind of broken module with one clear line.
 
-#include "core_fakes.hpp"
+#include "support/fakes.hpp"
 #include "loader.hpp"
 
 #include <catch2/catch.hpp>
@@ -34,7 +34,7 @@ std::string load(const std::string& modules_yaml) {
   asio::io_context io;
   try {
     auto config = core::load_config(t.file());
-    test::fake_server server(io, config.globals.get());
+    testing::fake_server server(io, *config.globals);
     core::stderr_log log(log_level::error, "test");
     core::service_registry services;
     auto chain = core::build_chain(config, server, log, services);

@@ -5,8 +5,8 @@
 
 #include "admin.hpp"
 
-#include "delivery.hpp"
-#include "hostdb.hpp"
+#include "spoolstore/delivery.hpp"
+#include "hostdb/hostdb.hpp"
 
 #include <sdps/log.hpp>
 
@@ -56,7 +56,7 @@ std::string unbracket(std::string text) {
 
 /// A recipient checked against the customer domain and the host database;
 /// nullopt (after printing why, with `status` set) if it cannot be taken.
-std::optional<spoolfmt::recipient> check_recipient(const site& s, const std::string& argument, int& status) {
+std::optional<spoolstore::recipient> check_recipient(const site& s, const std::string& argument, int& status) {
   const std::string address = unbracket(argument);
   const auto at = address.rfind('@');
   if (at == std::string::npos) {
@@ -66,12 +66,12 @@ std::optional<spoolfmt::recipient> check_recipient(const site& s, const std::str
   const std::string local = address.substr(0, at);
   std::string domain = address.substr(at + 1);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();  // an absolute domain name
-  if (local.empty() || local.size() > spoolfmt::max_local_part || !spoolfmt::valid_address(local)) {
+  if (local.empty() || local.size() > spoolstore::max_local_part || !spoolstore::valid_address(local)) {
     status = fail(EX_NOUSER, "'" + printable(argument, 80) + "': the user part is empty, too long or malformed");
     return std::nullopt;
   }
   const std::string host = hostdb::normalise_host(domain, s.customer_domain);
-  if (host.empty() || !spoolfmt::valid_host(host)) {
+  if (host.empty() || !spoolstore::valid_host(host)) {
     status = fail(EX_NOUSER, "'" + printable(argument, 80) + "' is not in the customer domain" +
                                  (s.customer_domain.empty() ? std::string() : " " + s.customer_domain));
     return std::nullopt;
@@ -87,7 +87,7 @@ std::optional<spoolfmt::recipient> check_recipient(const site& s, const std::str
     status = fail(EX_NOUSER, "'" + printable(argument, 80) + "': no such customer host '" + host + "'");
     return std::nullopt;
   }
-  spoolfmt::recipient r;
+  spoolstore::recipient r;
   r.local_part = local;
   r.host = host;
   r.address = local + "@" + host + (s.customer_domain.empty() ? std::string() : "." + s.customer_domain);
@@ -96,8 +96,8 @@ std::optional<spoolfmt::recipient> check_recipient(const site& s, const std::str
 
 /// The punts to try, in order: the named one alone, or every punt with a
 /// random one first and the others, shuffled, as fallbacks.
-std::vector<spoolfmt::punt_target> punt_order(const site& s, const std::optional<std::string>& named) {
-  std::vector<spoolfmt::punt_target> punts;
+std::vector<spoolstore::punt_target> punt_order(const site& s, const std::optional<std::string>& named) {
+  std::vector<spoolstore::punt_target> punts;
   for (const auto& [name, root] : s.punts) {
     if (!named || *named == name) punts.push_back({name, root});
   }
@@ -145,12 +145,12 @@ int deliver_main(const site& s, const std::vector<std::string>& args) {
   if (recipients.empty()) return usage("no recipient");
 
   const std::string from = unbracket(*sender);
-  if (!spoolfmt::valid_address(from))
+  if (!spoolstore::valid_address(from))
     return fail(EX_DATAERR, "the sender '" + printable(*sender, 80) + "' is not a usable address");
 
   // Every recipient is checked before anything is stored: a 67 means
   // nothing was delivered, so the MTA may bounce the whole message.
-  std::vector<spoolfmt::recipient> to;
+  std::vector<spoolstore::recipient> to;
   for (const auto& r : recipients) {
     int status = EX_OK;
     auto checked = check_recipient(s, r, status);
@@ -166,8 +166,8 @@ int deliver_main(const site& s, const std::vector<std::string>& args) {
 
   stderr_logger log;
   try {
-    spoolfmt::deliver(punts, from, to, read_stdin, &log);
-  } catch (const spoolfmt::delivery_error& e) {
+    spoolstore::deliver(punts, from, to, read_stdin, &log);
+  } catch (const spoolstore::delivery_error& e) {
     return fail(EX_TEMPFAIL, std::string(e.what()) + (e.partial() ? " (some copies were stored)" : ""));
   } catch (const std::invalid_argument& e) {
     return fail(EX_DATAERR, e.what());

@@ -4,7 +4,7 @@
 
 #include "admin.hpp"
 
-#include "hostdb.hpp"
+#include "hostdb/hostdb.hpp"
 
 #include <sdps/log.hpp>
 

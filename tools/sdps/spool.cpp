@@ -3,8 +3,8 @@
 
 #include "admin.hpp"
 
-#include "hostdb.hpp"
-#include "store.hpp"
+#include "hostdb/hostdb.hpp"
+#include "spoolstore/store.hpp"
 
 #include <sdps/log.hpp>
 
@@ -38,12 +38,12 @@ class stderr_logger final : public logger {
 struct listed {
   std::string punt;
   std::filesystem::path folder;
-  spoolfmt::entry entry;
+  spoolstore::entry entry;
 };
 
 int list(const site& s, const std::string& argument) {
   const std::string host = hostdb::normalise_host(argument, s.customer_domain);
-  if (host.empty() || !spoolfmt::valid_host(host))
+  if (host.empty() || !spoolstore::valid_host(host))
     return fail(EX_DATAERR, "'" + printable(argument, 80) + "' is not a host name");
   bool known = false;
   try {
@@ -57,11 +57,11 @@ int list(const site& s, const std::string& argument) {
   bool any_folder = false;
   std::vector<listed> all;
   for (const auto& [punt, root] : s.punts) {
-    const auto folder = spoolfmt::host_dir(root, host);
+    const auto folder = spoolstore::host_dir(root, host);
     std::error_code ec;
     if (std::filesystem::exists(folder, ec)) any_folder = true;
     try {
-      for (auto& e : spoolfmt::scan(root, host, "", &log)) all.push_back({punt, folder, std::move(e)});
+      for (auto& e : spoolstore::scan(root, host, "", &log)) all.push_back({punt, folder, std::move(e)});
     } catch (const std::exception& e) {
       log.warning("punt ", punt, ": ", e.what(), " (its messages are not listed)");
       status = EX_IOERR;
@@ -76,7 +76,7 @@ int list(const site& s, const std::string& argument) {
   for (const auto& m : all) {
     std::string flag = "?", from = "?", to = "?";
     try {
-      const auto file = spoolfmt::message_file::open(m.folder / m.entry.file);
+      const auto file = spoolstore::message_file::open(m.folder / m.entry.file);
       if (!file) continue;  // removed since the scan
       flag = file->read_flag() ? "read" : "unread";
       from = "<" + file->envelope().from + ">";

@@ -2,7 +2,7 @@
 // commands, run through the core's chain.
 
 #include "commands.hpp"
-#include "fakes.hpp"
+#include "support/harness.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -2,7 +2,7 @@
 // merge, commands. Every lock and unlock lands in one journal.
 
 #include "commands.hpp"
-#include "fakes.hpp"
+#include "support/harness.hpp"
 #include "lock.hpp"
 #include "merge.hpp"
 

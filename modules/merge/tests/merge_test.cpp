@@ -3,7 +3,7 @@
 
 #include "commands.hpp"
 #include "extensions.hpp"
-#include "fakes.hpp"
+#include "support/harness.hpp"
 #include "lock.hpp"
 #include "merge.hpp"
 

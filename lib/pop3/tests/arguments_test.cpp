@@ -1,0 +1,60 @@
+// Numeric arguments and message selection, as commands, extensions and
+// backend_listing share them.
+
+#include "pop3/arguments.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+using namespace sdps;
+
+namespace {
+
+/// A maildrop of `n` messages that are never read.
+class numbered_maildrop final : public maildrop {
+ public:
+  explicit numbered_maildrop(std::size_t n) : infos_(n) {}
+  std::size_t count() const override { return infos_.size(); }
+  const message_info& info(std::size_t index) const override { return infos_.at(index); }
+  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t, std::optional<std::uint64_t>) override {
+    throw spool_error("not here");
+  }
+  awaitable<void> mark_read(std::size_t) override { co_return; }
+  awaitable<sdps::envelope> envelope(std::size_t) override { co_return sdps::envelope{}; }
+  awaitable<removal_result> remove_deleted() override { co_return removal_result{}; }
+
+ private:
+  std::vector<message_info> infos_;
+};
+
+}  // namespace
+
+TEST_CASE("parse_decimal takes plain digits only", "[pop3][arguments]") {
+  CHECK(pop3::parse_decimal("0") == 0u);
+  CHECK(pop3::parse_decimal("0042") == 42u);
+  CHECK(pop3::parse_decimal("99999999999999999999999") == UINT64_MAX);
+  for (const char* bad : {"", "+1", "-1", " 1", "1 ", "1a", "0x10"}) {
+    INFO("'" << bad << "'");
+    CHECK_FALSE(pop3::parse_decimal(bad));
+  }
+}
+
+TEST_CASE("choose_message resolves a number against the maildrop", "[pop3][arguments]") {
+  numbered_maildrop drop(2);
+  CHECK(pop3::choose_message(drop, "2", "RETR msg").index == 1);
+  CHECK_FALSE(pop3::choose_message(drop, "2", "RETR msg").error);
+  CHECK(pop3::choose_message(drop, "x", "RETR msg").error->text == "invalid message number (syntax: RETR msg)");
+  CHECK(pop3::choose_message(drop, "3", "RETR msg").error->text == "no such message, only 2 messages in maildrop");
+  CHECK(pop3::choose_message(drop, "0", "RETR msg").error->text == "no such message, only 2 messages in maildrop");
+  CHECK(pop3::choose_message(drop, "00000000001", "RETR msg").error);
+  drop.mark_deleted(0);
+  CHECK(pop3::choose_message(drop, "1", "RETR msg").error->text == "message 1 already deleted");
+  CHECK_FALSE(pop3::choose_message(drop, "1", "LIST [msg]", true).error);
+}
+
+TEST_CASE("count_messages agrees in number", "[pop3][arguments]") {
+  CHECK(pop3::count_messages(0) == "0 messages");
+  CHECK(pop3::count_messages(1) == "1 message");
+  CHECK(pop3::count_messages(2) == "2 messages");
+}

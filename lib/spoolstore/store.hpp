@@ -1,0 +1,144 @@
+#pragma once
+/// @file
+/// The spool on disk: listing a host's messages, locking a maildrop,
+/// reading, flagging and removing message files. Blocking calls, safe from
+/// any thread; no shared state besides the files themselves.
+///
+/// Layout under a punt's root (docs/spool.md has the full story):
+///   ROOT/HOST/UIDL,s=SIZE,u=USER   one file per message and recipient
+///   ROOT/HOST/tmp/                 deliveries in progress
+///   ROOT/HOST/locks/host           flock: exclusive = host login, shared = user logins
+///   ROOT/HOST/locks/user=USER      flock: exclusive = that user's login
+
+#include "spoolstore/format.hpp"
+
+#include <sdps/log.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sdps::spoolstore {
+
+/// ROOT/HOST. Throws std::invalid_argument unless valid_host(host).
+std::filesystem::path host_dir(const std::filesystem::path& root, std::string_view host);
+
+/// Creates ROOT/HOST, and `sub` inside it, if missing, with an fsync of
+/// each parent whose entries changed. A missing ROOT is created too: with
+/// its missing parents when `create_punt_parents`, else only if its parent
+/// exists (a punt folder whose parent is missing is more likely an
+/// unmounted or misnamed punt than a fresh one). Throws io_error.
+void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub,
+                     bool create_punt_parents);
+
+/// fsyncs a folder, so that entries created or removed in it are durable.
+/// Throws io_error.
+void sync_dir(const std::filesystem::path& dir);
+
+/// One message found by scan().
+struct entry {
+  file_name name;    ///< what the file name says
+  std::string file;  ///< the file name itself, inside ROOT/HOST
+};
+
+/// The messages of HOST in ROOT with one readdir and no file opened,
+/// sorted by UIDL (= arrival order). With a non-empty `user` (a local
+/// part), only messages whose recipient's local part equals it, ignoring
+/// ASCII case. A missing host folder is an empty spool. Entries that are
+/// not message names (or not regular files, where the file system says)
+/// are skipped and logged to `log` if given (the first few by name, then a
+/// count). Throws io_error if the folder exists but cannot be read.
+std::vector<entry> scan(const std::filesystem::path& root, std::string_view host, std::string_view user,
+                        logger* log);
+
+/// A held maildrop lock: flocks on open files, released by the destructor
+/// (or by the process's death).
+class maildrop_lock {
+ public:
+  maildrop_lock(int host_fd, int user_fd) : host_fd_(host_fd), user_fd_(user_fd) {}
+  ~maildrop_lock();
+  maildrop_lock(const maildrop_lock&) = delete;
+  maildrop_lock& operator=(const maildrop_lock&) = delete;
+
+ private:
+  int host_fd_;
+  int user_fd_;
+};
+
+/// Result of lock_maildrop().
+struct lock_attempt {
+  enum class outcome { acquired, in_use, failed } result = outcome::failed;
+  std::unique_ptr<maildrop_lock> lock;  ///< set when acquired
+  std::string error;                    ///< why, when failed
+};
+
+/// Locks HOST's maildrop in ROOT without waiting: a host login (empty
+/// `user`) takes ROOT/HOST/locks/host exclusively; a user login takes it
+/// shared and ROOT/HOST/locks/user=USER exclusively. Each call opens its
+/// own files, so two calls conflict even within one process. Creates the
+/// folders and lock files on demand (ensure_host_dir without
+/// `create_punt_parents`); lock files are never removed.
+lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user);
+
+/// An open message file: its envelope, read flag, and the RETR stream.
+class message_file {
+ public:
+  /// Opens `file`. Null if it does not exist (SMTP took it). Throws
+  /// io_error if it cannot be read or its envelope header is damaged
+  /// (code() EBADMSG).
+  static std::unique_ptr<message_file> open(const std::filesystem::path& file);
+  ~message_file();
+  message_file(const message_file&) = delete;
+  message_file& operator=(const message_file&) = delete;
+
+  const envelope_header& envelope() const { return envelope_; }
+  /// The persistent read flag, as it was when the file was opened.
+  bool read_flag() const { return read_; }
+  /// Octets RETR sends: Return-Path line + stored message.
+  std::uint64_t retr_size() const;
+
+  /// Starts (or restarts) the stream RETR sends, before dot-stuffing: the
+  /// Return-Path line, then the stored message; with `body_lines`, only
+  /// the header and that many body lines (TOP).
+  void rewind(std::optional<std::uint64_t> body_lines);
+  /// Fills a prefix of `buffer` with the next octets of the stream; 0 at
+  /// the end. Reads the file piece by piece (never all of it). Throws
+  /// io_error on a read error.
+  std::size_t read(std::span<char> buffer);
+
+ private:
+  message_file(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+
+  int fd_;
+  std::string path_;
+  envelope_header envelope_;
+  std::uint64_t body_offset_ = 0;
+  std::uint64_t file_size_ = 0;
+  bool read_ = false;
+  // stream state
+  std::string prefix_;
+  std::size_t prefix_sent_ = 0;
+  std::uint64_t offset_ = 0;
+  top_filter top_{std::nullopt};
+};
+
+/// The read flag of `file`: nullopt if it is gone. Throws io_error.
+std::optional<bool> read_flag(const std::filesystem::path& file);
+/// Sets the read flag (the owner-execute permission bit) without renaming
+/// the file. False if the file is gone. Throws io_error.
+bool set_read_flag(const std::filesystem::path& file);
+
+/// Unlinks `file`. True if it is gone now (including when it was already
+/// gone); false with `error` set otherwise.
+bool remove_message(const std::filesystem::path& file, std::string& error);
+
+/// Removes files in ROOT/HOST/tmp older than `max_age_seconds`: what a
+/// crashed delivery left behind (never visible as a message). Best effort;
+/// returns how many were removed.
+std::size_t sweep_tmp(const std::filesystem::path& host_folder, std::int64_t max_age_seconds);
+
+}  // namespace sdps::spoolstore

@@ -1,0 +1,263 @@
+// The spool on disk: scans, locks, message files, read flag, removal.
+
+#include "support/fakes.hpp"
+#include "support/spool.hpp"
+#include "support/temp_dir.hpp"
+#include "spoolstore/store.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utime.h>
+
+using namespace sdps::spoolstore;
+using namespace sdps::testing;
+
+namespace {
+
+std::string read_all(message_file& m, std::optional<std::uint64_t> lines = std::nullopt, std::size_t piece = 5) {
+  m.rewind(lines);
+  std::string out;
+  std::vector<char> buffer(piece);
+  while (const std::size_t n = m.read(std::span<char>(buffer))) out.append(buffer.data(), n);
+  return out;
+}
+
+std::filesystem::path copy_fixture(const temp_dir& dir) {
+  const auto root = dir.path() / "punt";
+  std::filesystem::create_directories(root);
+  std::filesystem::copy(std::filesystem::path(SDPS_SPOOL_FIXTURES) / "handmade", root,
+                        std::filesystem::copy_options::recursive);
+  return root;
+}
+
+}  // namespace
+
+TEST_CASE("a scan reads names only, in arrival order, and skips junk with a log line") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  capture_log log;
+  const auto all = scan(root, "sample", "", &log);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].name.uidl == "01732650000123456.00000000000000aa");
+  CHECK(all[0].name.size == 219);
+  CHECK(all[1].name.uidl == "01732650000123457.00000000000000bb");
+  CHECK(all[2].name.uidl == "01732650000123458.00000000000000cc");
+  CHECK(all[2].file == "01732650000123458.00000000000000cc,s=62,u=jim");
+  CHECK(log.contains("README"));
+  CHECK(log.contains("01732650000123459.zz"));
+  CHECK(log.contains("not a regular file"));
+  CHECK(log.contains("junk-folder"));
+  CHECK_FALSE(log.contains(".hidden"));
+
+  // Without a logger too.
+  CHECK(scan(root, "sample", "", nullptr).size() == 3);
+}
+
+TEST_CASE("a user scan keeps only that user's mail, ignoring case") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  CHECK(scan(root, "sample", "fred", nullptr).size() == 2);
+  CHECK(scan(root, "sample", "FRED", nullptr).size() == 2);
+  CHECK(scan(root, "sample", "jim", nullptr).size() == 1);
+  CHECK(scan(root, "sample", "sheila", nullptr).empty());
+  CHECK(scan(root, "sample", "fre", nullptr).empty());
+}
+
+TEST_CASE("a host with no folder has an empty spool; an unreadable one is an error") {
+  temp_dir dir;
+  CHECK(scan(dir.path() / "nowhere", "sample", "", nullptr).empty());
+  CHECK(scan(dir.path(), "sample", "", nullptr).empty());
+  write_text(dir.path() / "sample", "a file where the host folder should be");
+  CHECK_THROWS_AS(scan(dir.path(), "sample", "", nullptr), io_error);
+  CHECK_THROWS_AS(scan(dir.path(), "../etc", "", nullptr), std::invalid_argument);
+  if (::geteuid() != 0) {  // root reads anything
+    std::filesystem::create_directories(dir.path() / "locked");
+    ::chmod((dir.path() / "locked").c_str(), 0);
+    CHECK_THROWS_AS(scan(dir.path(), "locked", "", nullptr), io_error);
+  }
+}
+
+TEST_CASE("a second file claiming a UIDL is ignored") {
+  temp_dir dir;
+  const auto fixture = std::filesystem::path(SDPS_SPOOL_FIXTURES) / "handmade" / "sample";
+  const auto folder = dir.path() / "sample";
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(fixture / "01732650000123456.00000000000000aa,s=219,u=fred",
+                             folder / "01732650000123456.00000000000000aa,s=219,u=fred");
+  std::filesystem::copy_file(fixture / "01732650000123456.00000000000000aa,s=219,u=fred",
+                             folder / "01732650000123456.00000000000000aa,s=219,u=jim");
+  capture_log log;
+  const auto all = scan(dir.path(), "sample", "", &log);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].name.user == "fred");  // the first by name wins, every time
+  CHECK(log.contains("duplicate UIDL"));
+}
+
+TEST_CASE("many junk entries are counted, not each logged") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path() / "sample");
+  for (int i = 0; i < 50; ++i) write_text(dir.path() / "sample" / ("junk" + std::to_string(i)), "x");
+  capture_log log;
+  CHECK(scan(dir.path(), "sample", "", &log).empty());
+  CHECK(log.size() == 11);
+  CHECK(log.contains("ignored 40 more"));
+}
+
+TEST_CASE("a hand-written message file streams as RETR and TOP want it") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto file = root / "sample" / "01732650000123456.00000000000000aa,s=219,u=fred";
+  auto m = message_file::open(file);
+  REQUIRE(m);
+  CHECK(m->envelope().from == "alice@example.com");
+  CHECK(m->envelope().to == "Fred@sample.demon.co.uk");
+  CHECK(m->retr_size() == 219);
+  CHECK_FALSE(m->read_flag());
+  const std::string whole = read_all(*m);
+  CHECK(whole.size() == 219);
+  CHECK(whole.rfind("Return-Path: <alice@example.com>\r\nFrom: Alice <alice@example.com>\r\n", 0) == 0);
+  CHECK(whole.find("SDPS-Spool") == std::string::npos);
+  CHECK(whole.substr(whole.size() - 30) == ".A line starting with a dot.\r\n");
+  CHECK(read_all(*m, 0) ==
+        "Return-Path: <alice@example.com>\r\nFrom: Alice <alice@example.com>\r\nTo: fred@sample.demon.co.uk\r\n"
+        "Subject: written by hand\r\n\r\n");
+  CHECK(read_all(*m, 1, 1) == read_all(*m, 0) + "This message file was written by hand, following docs/spool.md.\r\n");
+  CHECK(read_all(*m, 99999999, 64 * 1024) == whole);
+
+  auto bounce = message_file::open(root / "sample" / "01732650000123458.00000000000000cc,s=62,u=jim");
+  REQUIRE(bounce);
+  CHECK(bounce->envelope().from.empty());
+  CHECK(read_all(*bounce).rfind("Return-Path: <>\r\nSubject: a bounce", 0) == 0);
+  CHECK(bounce->retr_size() == 62);
+
+  // A file with a message name but no envelope header is reported, not served.
+  try {
+    message_file::open(root / "sample" / "01732650000123457.00000000000000bb,s=10,u=fred");
+    FAIL("a damaged file opened");
+  } catch (const io_error& e) {
+    CHECK(e.code() == EBADMSG);
+  }
+  CHECK(message_file::open(root / "sample" / "01732650000123499.00000000000000aa,s=1,u=fred") == nullptr);
+}
+
+TEST_CASE("an open message file keeps streaming after SMTP removes it") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto file = root / "sample" / "01732650000123456.00000000000000aa,s=219,u=fred";
+  auto m = message_file::open(file);
+  REQUIRE(m);
+  std::filesystem::remove(file);
+  CHECK(read_all(*m).size() == 219);
+}
+
+TEST_CASE("the read flag is a mode bit, set without renaming") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto file = root / "sample" / "01732650000123456.00000000000000aa,s=219,u=fred";
+  ::chmod(file.c_str(), 0600);
+  struct stat before;
+  REQUIRE(::stat(file.c_str(), &before) == 0);
+  CHECK(read_flag(file) == std::optional<bool>(false));
+  CHECK(set_read_flag(file));
+  CHECK(read_flag(file) == std::optional<bool>(true));
+  CHECK(set_read_flag(file));  // twice is fine
+  struct stat after;
+  REQUIRE(::stat(file.c_str(), &after) == 0);
+  CHECK(after.st_ino == before.st_ino);
+  CHECK((after.st_mode & 07777) == 0700);
+  CHECK(message_file::open(file)->read_flag());
+  const auto gone = root / "sample" / "01732650000123499.00000000000000aa,s=1,u=fred";
+  CHECK_FALSE(read_flag(gone));
+  CHECK_FALSE(set_read_flag(gone));
+}
+
+TEST_CASE("removal unlinks, and a message already gone counts as removed") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto file = root / "sample" / "01732650000123456.00000000000000aa,s=219,u=fred";
+  std::string error;
+  CHECK(remove_message(file, error));
+  CHECK_FALSE(std::filesystem::exists(file));
+  CHECK(remove_message(file, error));
+  CHECK(error.empty());
+  CHECK(scan(root, "sample", "", nullptr).size() == 2);
+  CHECK_FALSE(remove_message(root / "sample" / "junk-folder", error));  // a non-empty folder: unlink fails
+  CHECK(error.find("junk-folder") != std::string::npos);
+}
+
+TEST_CASE("locks: a host login excludes everyone, user logins exclude the same user") {
+  temp_dir dir;
+  const auto root = dir.path();
+  using outcome = lock_attempt::outcome;
+
+  SECTION("host then host, user") {
+    auto host = lock_maildrop(root, "sample", "");
+    REQUIRE(host.result == outcome::acquired);
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "other", "").result == outcome::acquired);  // other hosts are independent
+    host.lock.reset();
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::acquired);
+  }
+  SECTION("user then same user, other user, host") {
+    auto fred = lock_maildrop(root, "sample", "fred");
+    REQUIRE(fred.result == outcome::acquired);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "sample", "FRED").result == outcome::in_use);
+    auto jim = lock_maildrop(root, "sample", "jim");
+    CHECK(jim.result == outcome::acquired);
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+    fred.lock.reset();
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);  // jim still in
+    jim.lock.reset();
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::acquired);
+  }
+  SECTION("a refused user lock leaves no shared host lock behind") {
+    auto fred = lock_maildrop(root, "sample", "fred");
+    REQUIRE(fred.result == outcome::acquired);
+    for (int i = 0; i < 3; ++i) CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+    fred.lock.reset();
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::acquired);
+  }
+  SECTION("odd user names get safe lock file names") {
+    auto odd = lock_maildrop(root, "sample", "a/../b");
+    REQUIRE(odd.result == outcome::acquired);
+    CHECK(std::filesystem::exists(root / "sample" / "locks" / "user=a%2F..%2Fb"));
+  }
+  SECTION("a punt that cannot hold locks fails, it is not 'in use'") {
+    write_text(root / "file", "not a folder");
+    const auto bad = lock_maildrop(root / "file", "sample", "");
+    CHECK(bad.result == outcome::failed);
+    CHECK_FALSE(bad.error.empty());
+    // A punt folder whose parent is missing is not created by a login.
+    const auto missing = lock_maildrop(root / "no" / "such" / "punt", "sample", "");
+    CHECK(missing.result == outcome::failed);
+    CHECK_FALSE(std::filesystem::exists(root / "no"));
+    // One whose parent exists is (a fresh punt).
+    CHECK(lock_maildrop(root / "fresh", "sample", "").result == outcome::acquired);
+  }
+  SECTION("lock files live under locks/ and are no messages") {
+    auto held = lock_maildrop(root, "sample", "fred");
+    REQUIRE(held.result == outcome::acquired);
+    capture_log log;
+    CHECK(scan(root, "sample", "", &log).empty());
+    CHECK(log.size() == 0);
+  }
+}
+
+TEST_CASE("stale temporary files are swept, fresh ones kept") {
+  temp_dir dir;
+  const auto folder = dir.path() / "sample";
+  std::filesystem::create_directories(folder / "tmp");
+  write_text(folder / "tmp" / "old", "left by a crash");
+  write_text(folder / "tmp" / "new", "being written");
+  struct utimbuf old_times {
+    0, std::time(nullptr) - 40 * 3600
+  };
+  ::utime((folder / "tmp" / "old").c_str(), &old_times);
+  CHECK(sweep_tmp(folder, 36 * 3600) == 1);
+  CHECK(files_in(folder / "tmp") == std::vector<std::string>{"new"});
+  CHECK(sweep_tmp(dir.path() / "none", 1) == 0);
+}

@@ -1,0 +1,269 @@
+#include "local_spool.hpp"
+
+#include <sodium.h>
+
+#include <stdexcept>
+
+namespace sdps::local {
+
+namespace {
+
+/// A message file streamed to the client piece by piece.
+class file_body final : public body_source {
+ public:
+  file_body(std::unique_ptr<message_file> file, std::string punt) : file_(std::move(file)), punt_(std::move(punt)) {}
+
+  awaitable<std::size_t> read(std::span<char> buffer) override {
+    // Page-cache reads of one chunk: short enough for the event loop.
+    try {
+      co_return file_->read(buffer);
+    } catch (const io_error& e) {
+      throw spool_error("punt " + punt_ + ": " + e.what());
+    }
+  }
+
+ private:
+  std::unique_ptr<message_file> file_;
+  std::string punt_;
+};
+
+std::filesystem::path configured_root(module_config& config, const std::string& punt) {
+  settings& options = config.options();
+  if (options.has("path")) return options.path("path");
+  const settings& site = config.server().site();
+  if (!site.has("punts"))
+    options.fail("punt", "no spool folder for punt '" + punt +
+                             "': the config has no top-level 'punts:' mapping (punt name -> folder); add one or "
+                             "set 'path:' here");
+  const auto punts = site.child("punts");
+  if (!punts->has(punt))
+    options.fail("punt", "no spool folder for punt '" + punt + "': it is not listed under 'punts:' (" +
+                             punts->where() + "); add it there or set 'path:' here");
+  return punts->path(punt);
+}
+
+/// scan() on the blocking pool. Not a coroutine (see remove_blocking).
+awaitable<std::vector<entry>> scan_blocking(server_context& server, const std::filesystem::path& root,
+                                            const identity& login, logger& log) {
+  return run_blocking(server, [root, host = login.host, user = login.user, log = &log]() {
+    return scan(root, host, user, log);
+  });
+}
+
+}  // namespace
+
+// -- local_maildrop -------------------------------------------------------------
+
+local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, const identity& login,
+                               std::vector<entry> entries, server_context& server, logger& log)
+    : punt_(std::move(punt)), folder_(std::move(folder)), login_(login), server_(server), log_(log) {
+  infos_.reserve(entries.size());
+  files_.reserve(entries.size());
+  users_.reserve(entries.size());
+  for (auto& e : entries) {
+    infos_.push_back({e.name.uidl, e.name.size, e.name.arrival, punt_});
+    files_.push_back(std::move(e.file));
+    users_.push_back(std::move(e.name.user));
+  }
+  known_.resize(infos_.size());
+}
+
+std::string local_maildrop::recipient_from_name(std::size_t index) const {
+  const auto user = decode_user(users_[index]);
+  if (!user) return {};
+  const std::string& domain = server_.customer_domain();
+  return *user + "@" + login_.host + (domain.empty() ? std::string() : "." + domain);
+}
+
+std::string local_maildrop::dummy(std::size_t index, std::optional<std::uint64_t> body_lines) const {
+  dummy_details d;
+  d.uidl = infos_[index].uidl;
+  d.size = infos_[index].size;
+  d.to = known_[index] ? known_[index]->to : recipient_from_name(index);
+  d.server_name = server_.server_name();
+  d.now = now_us();
+  std::string text = dummy_message(d);
+  top_filter cut(body_lines);
+  text.resize(cut.accept(text));
+  return text;
+}
+
+awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t index,
+                                                                 std::optional<std::uint64_t> body_lines) {
+  const auto path = file(index);
+  std::unique_ptr<message_file> opened;
+  try {
+    opened = message_file::open(path);
+  } catch (const io_error& e) {
+    log_.error("punt ", punt_, ": ", e.what());
+    throw spool_error("punt " + punt_ + ": cannot read message " + infos_[index].uidl);
+  }
+  if (!opened) {
+    log_.info("punt ", punt_, ": ", login_.display(), ": message ", infos_[index].uidl,
+              " left the spool (SMTP delivered it): sending the dummy notice");
+    co_return std::make_unique<string_body>(dummy(index, body_lines));
+  }
+  known_[index] = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
+  if (opened->retr_size() != infos_[index].size)
+    log_.warning("punt ", punt_, ": ", path.filename().string(), " holds ", opened->retr_size(),
+                 " octets to send, its name says ", infos_[index].size, " (changed by hand?)");
+  opened->rewind(body_lines);
+  co_return std::make_unique<file_body>(std::move(opened), punt_);
+}
+
+awaitable<void> local_maildrop::mark_read(std::size_t index) {
+  try {
+    if (set_read_flag(file(index)) && known_[index]) known_[index]->read = true;
+  } catch (const io_error& e) {
+    log_.error("punt ", punt_, ": ", e.what());
+    throw spool_error("punt " + punt_ + ": cannot set the read flag of message " + infos_[index].uidl);
+  }
+  co_return;
+}
+
+awaitable<sdps::envelope> local_maildrop::envelope(std::size_t index) {
+  std::unique_ptr<message_file> opened;
+  try {
+    opened = message_file::open(file(index));
+  } catch (const io_error& e) {
+    log_.error("punt ", punt_, ": ", e.what());
+    throw spool_error("punt " + punt_ + ": cannot read message " + infos_[index].uidl);
+  }
+  if (!opened) {
+    if (known_[index]) co_return *known_[index];
+    // SMTP took the message before its envelope was read. Answer anyway:
+    // fetchmail does not check *ENV for -ERR and would wait for a "."
+    // line until it times out. The recipient is in the file name; the
+    // sender is not known any more, so it reads as empty.
+    co_return sdps::envelope{false, punt_, {}, recipient_from_name(index)};
+  }
+  known_[index] = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
+  co_return *known_[index];
+}
+
+namespace {
+
+removal_result remove_files(const std::filesystem::path& folder, const std::vector<std::string>& files,
+                            logger* log, const std::string& punt) {
+  removal_result result;
+  for (const auto& name : files) {
+    std::string error;
+    if (remove_message(folder / name, error)) {
+      ++result.removed;
+    } else {
+      ++result.failed;
+      log->error("punt ", punt, ": ", error);
+    }
+  }
+  if (result.removed > 0) {
+    try {
+      sync_dir(folder);
+    } catch (const std::exception& e) {
+      // The removals happened; at worst a crash brings a message back,
+      // which loses nothing.
+      log->warning("punt ", punt, ": ", e.what());
+    }
+  }
+  return result;
+}
+
+// Not coroutines: they build the closures for run_blocking outside any
+// coroutine frame (GCC 12 miscompiles closure temporaries in co_await
+// expressions), copying what the blocking work uses.
+awaitable<removal_result> remove_blocking(server_context& server, const std::filesystem::path& folder,
+                                          const std::vector<std::string>& files, logger& log,
+                                          const std::string& punt) {
+  return run_blocking(server, [folder, files, log = &log, punt]() { return remove_files(folder, files, log, punt); });
+}
+
+}  // namespace
+
+awaitable<removal_result> local_maildrop::remove_deleted() {
+  std::vector<std::string> doomed;
+  for (std::size_t i = 0; i < count(); ++i)
+    if (deleted(i)) doomed.push_back(files_[i]);
+  if (doomed.empty()) co_return removal_result{};
+  const removal_result result = co_await remove_blocking(server_, folder_, doomed, log_, punt_);
+  log_.info("punt ", punt_, ": ", login_.display(), ": removed ", result.removed, " message(s)",
+            result.failed ? ", " + std::to_string(result.failed) + " could not be removed" : std::string());
+  co_return result;
+}
+
+// -- local_spool ----------------------------------------------------------------
+
+local_spool::local_spool(module_config& config)
+    : punt_(config.options().string_or("punt", config.instance())),
+      root_(configured_root(config, punt_)),
+      locking_(config.options().boolean_or("locking", true)),
+      server_(config.server()),
+      log_(config.log()) {
+  if (punt_.empty()) config.options().fail("punt", "the punt name must not be empty");
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+  config.provide<sdps::spool>(this);
+  config.provide<sdps::maildrop_source>(this);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(root_, ec))
+    log_.info("punt ", punt_, ": spool folder ", root_.string(), " does not exist yet; it is created on first use");
+}
+
+awaitable<lock_status> local_spool::lock(session& s) {
+  auto& state = s.slot<session_state>(this);
+  if (!locking_ || state.lock) co_return lock_status::acquired;
+  const auto& login = s.login();
+  if (!login || !valid_host(login->host)) {
+    log_.error("session ", s.id(), ": lock without a valid login");
+    co_return lock_status::unavailable;
+  }
+  auto attempt = lock_maildrop(root_, login->host, login->user);
+  switch (attempt.result) {
+    case lock_attempt::outcome::acquired:
+      state.lock = std::move(attempt.lock);
+      s.log().debug("punt ", punt_, ": locked ", login->display());
+      co_return lock_status::acquired;
+    case lock_attempt::outcome::in_use:
+      log_.info("session ", s.id(), ": ", login->display(), " is locked by another session");
+      co_return lock_status::in_use;
+    case lock_attempt::outcome::failed:
+      break;
+  }
+  log_.error("session ", s.id(), ": ", attempt.error);
+  co_return lock_status::unavailable;
+}
+
+void local_spool::unlock(session& s) {
+  if (auto* state = s.find_slot<session_state>(this)) state->lock.reset();
+}
+
+awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
+  {
+    auto& state = s.slot<session_state>(this);
+    if (state.drop) co_return state.drop;
+    if (locking_ && !state.lock)
+      throw spool_error("punt " + punt_ + ": the maildrop is not locked by this session");
+  }
+  if (!s.login() || !valid_host(s.login()->host)) throw spool_error("punt " + punt_ + ": no valid login to open");
+  const identity login = *s.login();
+  std::vector<entry> entries;
+  try {
+    entries = co_await scan_blocking(server_, root_, login, log_);
+  } catch (const std::exception& e) {
+    log_.error("session ", s.id(), ": punt ", punt_, ": ", e.what());
+    throw spool_error("punt " + punt_ + ": cannot read the spool");
+  }
+  // Look the slot up again: another module's state may have been added
+  // while the scan ran.
+  auto& state = s.slot<session_state>(this);
+  if (!state.drop) {
+    state.drop = std::make_shared<local_maildrop>(punt_, host_dir(root_, login.host), login, std::move(entries),
+                                                  server_, log_);
+    s.log().debug("punt ", punt_, ": ", login.display(), ": ", state.drop->count(), " message(s)");
+  }
+  co_return state.drop;
+}
+
+std::shared_ptr<sdps::maildrop> local_spool::current(session& s) {
+  auto* state = s.find_slot<session_state>(this);
+  return state ? state->drop : nullptr;
+}
+
+}  // namespace sdps::local

@@ -1,0 +1,101 @@
+#pragma once
+/// @file
+/// local_spool: one punt's spool folder as a module instance. It answers no
+/// command; it offers the services `sdps::spool` (locks, for the lock
+/// module) and `sdps::maildrop_source` (snapshots, for merge or commands).
+/// Settings: README.md beside this file.
+
+#include "spoolstore/store.hpp"
+
+#include <sdps/maildrop.hpp>
+#include <sdps/module.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdps::local {
+
+// The spool store library is this module's vocabulary (entry, scan,
+// maildrop_lock ...): used unqualified here and in local_spool.cpp.
+using namespace sdps::spoolstore;
+
+/// One session's snapshot of one punt: the message files of its login
+/// found at open(), in arrival order. All calls on the event loop.
+class local_maildrop final : public sdps::maildrop {
+ public:
+  /// `folder` is ROOT/HOST; `entries` come from scan(). `server` and `log`
+  /// must outlive the maildrop (they belong to the module instance).
+  local_maildrop(std::string punt, std::filesystem::path folder, const identity& login, std::vector<entry> entries,
+                 server_context& server, logger& log);
+
+  std::size_t count() const override { return infos_.size(); }
+  const message_info& info(std::size_t index) const override { return infos_.at(index); }
+  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t index,
+                                                   std::optional<std::uint64_t> body_lines) override;
+  awaitable<void> mark_read(std::size_t index) override;
+  awaitable<sdps::envelope> envelope(std::size_t index) override;
+  awaitable<removal_result> remove_deleted() override;
+
+  /// The message file behind message `index` (for tests and logs).
+  std::filesystem::path file(std::size_t index) const { return folder_ / files_.at(index); }
+
+ private:
+  /// The dummy notice for a message that left the spool, cut for TOP.
+  std::string dummy(std::size_t index, std::optional<std::uint64_t> body_lines) const;
+  /// The envelope recipient rebuilt from the file name (for a message gone
+  /// before its envelope was read), or empty.
+  std::string recipient_from_name(std::size_t index) const;
+
+  std::string punt_;
+  std::filesystem::path folder_;
+  identity login_;
+  std::vector<message_info> infos_;
+  std::vector<std::string> files_;
+  std::vector<std::string> users_;  // encoded recipient local parts, from the file names
+  /// Envelopes and read flags seen while the files were there, so *ENV
+  /// still has an answer after SMTP takes a message.
+  std::vector<std::optional<sdps::envelope>> known_;
+  server_context& server_;
+  logger& log_;
+};
+
+/// The module instance.
+class local_spool final : public sdps::module, public sdps::spool, public sdps::maildrop_source {
+ public:
+  /// Reads `punt`, `path` and `locking`; provides both services. Throws
+  /// config_error when the punt's folder is not configured.
+  explicit local_spool(module_config& config);
+
+  // sdps::spool
+  const std::string& punt() const override { return punt_; }
+  /// flock()s the maildrop in the punt's folder (store.hpp: lock_maildrop);
+  /// always `acquired` without touching files when `locking: false`.
+  awaitable<lock_status> lock(session& s) override;
+  void unlock(session& s) override;
+
+  // sdps::maildrop_source
+  /// Scans ROOT/HOST on the blocking pool. Throws spool_error if this
+  /// session does not hold this punt's lock (unless `locking: false`), or
+  /// if the folder cannot be read.
+  awaitable<std::shared_ptr<sdps::maildrop>> open(session& s) override;
+  std::shared_ptr<sdps::maildrop> current(session& s) override;
+
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  struct session_state {
+    std::unique_ptr<maildrop_lock> lock;
+    std::shared_ptr<local_maildrop> drop;
+  };
+
+  std::string punt_;
+  std::filesystem::path root_;
+  bool locking_;
+  server_context& server_;
+  logger& log_;
+};
+
+}  // namespace sdps::local

@@ -1,0 +1,343 @@
+// The local_spool module, built from inline YAML and driven like the lock,
+// merge and commands modules drive it.
+
+#include "local_spool.hpp"
+#include "support/fakes.hpp"
+#include "support/spool.hpp"
+#include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+using namespace sdps;
+using namespace sdps::spoolstore;
+using namespace sdps::local;
+using namespace sdps::testing;
+
+namespace {
+
+/// One local_spool instance over a temp_dir punt folder.
+struct fixture {
+  explicit fixture(const std::string& options = "{}", const std::string& instance = "finchley")
+      : server(io, "punts: {finchley: " + (dir.path() / "finchley").string() + ", docklands: " +
+                       (dir.path() / "docklands").string() + "}"),
+        config(instance, options, server, log, services),
+        spool(config) {
+    config.yaml().refuse_unread(instance);
+  }
+
+  std::filesystem::path root() const { return dir.path() / "finchley"; }
+
+  stored_copy put(const std::string& to, const std::string& message, const std::string& from = "alice@example.com") {
+    return deliver_text({{"finchley", root()}}, from, {rcpt(to)}, message)[0];
+  }
+
+  std::unique_ptr<fake_session> connect(const std::string& host, const std::string& user = "") {
+    return std::make_unique<fake_session>(++sessions, io.get_executor(), identity{host, user});
+  }
+
+  lock_status lock(session& s) { return run(io, spool.lock(s)); }
+  std::shared_ptr<maildrop> open(session& s) { return run(io, spool.open(s)); }
+  std::string retrieve(maildrop& m, std::size_t i, std::optional<std::uint64_t> lines = std::nullopt) {
+    auto body = run(io, m.retrieve(i, lines));
+    return run(io, drain(std::move(body)));
+  }
+
+  temp_dir dir;
+  asio::io_context io;
+  fake_server server;
+  capture_log log;
+  core::service_registry services;
+  fake_config config;
+  local_spool spool;
+  std::uint64_t sessions = 0;
+};
+
+}  // namespace
+
+TEST_CASE("local_spool takes its folder from the site's punts, or from path:") {
+  fixture f;
+  CHECK(f.spool.punt() == "finchley");
+  CHECK(f.spool.root() == f.root());
+  REQUIRE(f.services.entries().size() == 2);
+  CHECK(f.services.find<sdps::spool>("finchley") == static_cast<sdps::spool*>(&f.spool));
+  CHECK(f.services.find<maildrop_source>("finchley") == static_cast<maildrop_source*>(&f.spool));
+
+  fixture named("{punt: docklands}", "second");
+  CHECK(named.spool.punt() == "docklands");
+  CHECK(named.spool.root() == named.dir.path() / "docklands");
+
+  fixture own("{path: /srv/spool/elsewhere}", "elsewhere");
+  CHECK(own.spool.punt() == "elsewhere");
+  CHECK(own.spool.root() == "/srv/spool/elsewhere");
+
+  fixture relative("{path: spool/x}", "x");
+  CHECK(relative.spool.root() == "/etc/sdps/spool/x");  // against the config file's folder
+}
+
+TEST_CASE("local_spool refuses a punt with no folder, naming it") {
+  try {
+    fixture f("{}", "nowhere");
+    FAIL("a punt without a folder was accepted");
+  } catch (const config_error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("nowhere") != std::string::npos);
+    CHECK(what.find("punts") != std::string::npos);
+    CHECK(what.find("test.yaml") != std::string::npos);
+  }
+  asio::io_context io;
+  fake_server bare(io, "{}");
+  capture_log log;
+  core::service_registry services;
+  fake_config config("finchley", "{}", bare, log, services);
+  CHECK_THROWS_WITH(local_spool(config), Catch::Contains("no top-level 'punts:'"));
+  fake_config typo("finchley", "{path: /x, locking: maybe}", bare, log, services);
+  CHECK_THROWS_AS(local_spool(typo), config_error);
+}
+
+TEST_CASE("open() needs this session's lock, then snapshots by name only") {
+  fixture f;
+  const auto first = f.put("fred", "Subject: one\n\nfirst\n");
+  const auto second = f.put("jim", "Subject: two\n\nsecond\n", "");
+  auto s = f.connect("sample");
+  CHECK(f.spool.current(*s) == nullptr);
+  CHECK_THROWS_AS(f.open(*s), spool_error);
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  CHECK(f.lock(*s) == lock_status::acquired);  // again: still ours
+  auto drop = f.open(*s);
+  REQUIRE(drop);
+  CHECK(f.spool.current(*s) == drop);
+  CHECK(f.open(*s) == drop);  // the same snapshot
+  REQUIRE(drop->count() == 2);
+  CHECK(drop->info(0).uidl == first.uidl);
+  CHECK(drop->info(1).uidl == second.uidl);
+  CHECK(drop->info(0).punt == "finchley");
+  CHECK(drop->info(0).arrival == uidl_arrival(first.uidl));
+
+  // The snapshot: later mail is not in it.
+  f.put("fred", "Subject: three\n\nlate\n");
+  CHECK(drop->count() == 2);
+
+  // What RETR sends is exactly what LIST said.
+  for (std::size_t i = 0; i < drop->count(); ++i) CHECK(f.retrieve(*drop, i).size() == drop->info(i).size);
+  CHECK(f.retrieve(*drop, 0) == "Return-Path: <alice@example.com>\r\nSubject: one\r\n\r\nfirst\r\n");
+  CHECK(f.retrieve(*drop, 1) == "Return-Path: <>\r\nSubject: two\r\n\r\nsecond\r\n");
+  CHECK(f.retrieve(*drop, 0, 0) == "Return-Path: <alice@example.com>\r\nSubject: one\r\n\r\n");
+  CHECK(f.retrieve(*drop, 0, 99999999) == f.retrieve(*drop, 0));
+  CHECK(drop->live_totals() == std::pair<std::size_t, std::uint64_t>{2, drop->info(0).size + drop->info(1).size});
+}
+
+TEST_CASE("with locking: false, open() needs no lock and lock() touches nothing") {
+  fixture f("{locking: false}");
+  f.put("fred", "Subject: one\n\nfirst\n");
+  auto a = f.connect("sample");
+  auto b = f.connect("sample");
+  CHECK(f.open(*a)->count() == 1);
+  CHECK(f.lock(*b) == lock_status::acquired);
+  CHECK(f.lock(*a) == lock_status::acquired);
+  CHECK_FALSE(std::filesystem::exists(f.root() / "sample" / "locks" / "host"));
+}
+
+TEST_CASE("locks between sessions: host vs user vs user, released at unlock or session end") {
+  fixture f;
+  auto host = f.connect("sample");
+  auto fred = f.connect("sample", "fred");
+  auto fred2 = f.connect("sample", "fred");
+  auto jim = f.connect("sample", "jim");
+  auto other = f.connect("other");
+
+  REQUIRE(f.lock(*host) == lock_status::acquired);
+  CHECK(f.lock(*fred) == lock_status::in_use);
+  CHECK(f.lock(*other) == lock_status::acquired);
+  f.spool.unlock(*host);
+  CHECK(f.lock(*fred) == lock_status::acquired);
+  CHECK(f.lock(*fred2) == lock_status::in_use);
+  CHECK(f.lock(*jim) == lock_status::acquired);
+  CHECK(f.lock(*host) == lock_status::in_use);
+  fred->clear_slots();  // the connection ended
+  CHECK(f.lock(*fred2) == lock_status::acquired);
+  fred2.reset();
+  jim.reset();
+  CHECK(f.lock(*host) == lock_status::acquired);
+}
+
+TEST_CASE("a punt that cannot be reached is unavailable, not in use") {
+  fixture f;
+  write_text(f.root(), "a file where the punt folder should be");
+  auto s = f.connect("sample");
+  CHECK(f.lock(*s) == lock_status::unavailable);
+  CHECK(f.log.contains("finchley"));
+
+  fixture g("{locking: false}");
+  write_text(g.root(), "a file where the punt folder should be");
+  auto t = g.connect("sample");
+  CHECK_THROWS_AS(g.open(*t), spool_error);
+}
+
+TEST_CASE("a user login sees only its own mail") {
+  fixture f;
+  f.put("fred", "Subject: fred 1\n\n.\n");
+  f.put("jim", "Subject: jim 1\n\n.\n");
+  f.put("Fred", "Subject: fred 2\n\n.\n");
+  deliver_text({{"finchley", f.root()}}, "a@b", {{"FRED@Sample.Demon.Co.UK", "FRED", "sample"}}, "Subject: fred 3\n\n");
+  auto s = f.connect("sample", "fred");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  REQUIRE(drop->count() == 3);
+  CHECK(f.retrieve(*drop, 0, 0).find("fred 1") != std::string::npos);
+  CHECK(f.retrieve(*drop, 1, 0).find("fred 2") != std::string::npos);
+  CHECK(f.retrieve(*drop, 2, 0).find("fred 3") != std::string::npos);
+  auto j = f.connect("sample", "jim");
+  REQUIRE(f.lock(*j) == lock_status::acquired);
+  CHECK(f.open(*j)->count() == 1);
+}
+
+TEST_CASE("RETR's read flag persists and shows in the envelope") {
+  fixture f;
+  const auto stored = f.put("fred", "Subject: one\n\nfirst\n");
+  f.put("fred", "Subject: two\n\nsecond\n");
+  {
+    auto s = f.connect("sample");
+    REQUIRE(f.lock(*s) == lock_status::acquired);
+    auto drop = f.open(*s);
+    auto e = run(f.io, drop->envelope(0));
+    CHECK_FALSE(e.read);
+    CHECK(e.note == "finchley");
+    CHECK(e.from == "alice@example.com");
+    CHECK(e.to == "fred@sample.demon.co.uk");
+    run(f.io, drop->mark_read(0));
+    CHECK(run(f.io, drop->envelope(0)).read);
+    CHECK_FALSE(run(f.io, drop->envelope(1)).read);
+  }
+  struct stat st;
+  REQUIRE(::stat(stored.file.c_str(), &st) == 0);
+  CHECK((st.st_mode & S_IXUSR) != 0);
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  CHECK(run(f.io, drop->envelope(0)).read);
+  CHECK_FALSE(run(f.io, drop->envelope(1)).read);
+}
+
+TEST_CASE("UPDATE removes the marked messages; one already gone counts as removed") {
+  fixture f;
+  const auto a = f.put("fred", "Subject: a\n\n");
+  const auto b = f.put("fred", "Subject: b\n\n");
+  const auto c = f.put("fred", "Subject: c\n\n");
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  CHECK(run(f.io, drop->remove_deleted()).removed == 0);
+  drop->mark_deleted(0);
+  drop->mark_deleted(2);
+  std::filesystem::remove(c.file);  // SMTP took it meanwhile
+  const auto result = run(f.io, drop->remove_deleted());
+  CHECK(result.removed == 2);
+  CHECK(result.failed == 0);
+  CHECK_FALSE(std::filesystem::exists(a.file));
+  CHECK(std::filesystem::exists(b.file));
+}
+
+TEST_CASE("UPDATE reports a message that cannot be removed") {
+  fixture f;
+  const auto stored = f.put("fred", "Subject: a\n\n");
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  drop->mark_deleted(0);
+  // A folder under the message's name cannot be unlinked.
+  std::filesystem::remove(stored.file);
+  std::filesystem::create_directory(stored.file);
+  write_text(stored.file / "x", "x");
+  const auto result = run(f.io, drop->remove_deleted());
+  CHECK(result.removed == 0);
+  CHECK(result.failed == 1);
+  CHECK(f.log.contains("cannot remove"));
+}
+
+TEST_CASE("a message SMTP took during the session comes back as a dummy notice") {
+  fixture f;
+  const auto a = f.put("fred", "Subject: a\nMessage-ID: <original@example.com>\n\nthe original\n");
+  const auto b = f.put("fred", "Subject: b\n\n");
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  const auto size = drop->info(0).size;
+  run(f.io, drop->envelope(1));  // *ENV before SMTP takes it
+  std::filesystem::remove(a.file);
+  std::filesystem::remove(b.file);
+
+  const std::string dummy = f.retrieve(*drop, 0);
+  CHECK(dummy.find("original") == std::string::npos);
+  CHECK(dummy.find("\r\nMessage-ID: <sdps-dummy." + a.uidl) != std::string::npos);
+  CHECK(dummy.find("@pop3.test>") != std::string::npos);
+  CHECK(dummy.find("\r\nTo: <fred@sample.demon.co.uk>\r\n") != std::string::npos);
+  CHECK(dummy.find("\r\nFrom: ") != std::string::npos);
+  CHECK(dummy.find("\r\nDate: ") != std::string::npos);
+  CHECK(dummy.find("\r\nSubject: ") != std::string::npos);
+  CHECK(dummy.find("\r\n\r\n") != std::string::npos);
+  // LIST and UIDL keep the original's.
+  CHECK(drop->info(0).size == size);
+  CHECK(drop->info(0).uidl == a.uidl);
+  // TOP of the dummy: its header only.
+  const std::string top = f.retrieve(*drop, 0, 0);
+  CHECK(top.substr(top.size() - 4) == "\r\n\r\n");
+  CHECK(top.find("Message-ID") != std::string::npos);
+  CHECK(top.find("SMTP after") == std::string::npos);
+  // mark_read on a vanished message: nothing, no error.
+  run(f.io, drop->mark_read(0));
+  // *ENV: the full envelope if it was read before; otherwise still an
+  // answer (fetchmail would hang on -ERR): the recipient from the file
+  // name, an empty sender.
+  CHECK(run(f.io, drop->envelope(1)).to == "fred@sample.demon.co.uk");
+  const auto gone = run(f.io, drop->envelope(0));
+  CHECK(gone.from.empty());
+  CHECK_FALSE(gone.read);
+  CHECK(gone.note == "finchley");
+  CHECK_FALSE(gone.to.empty());
+  CHECK(gone.to.find("@sample.demon.co.uk") != std::string::npos);
+  CHECK(f.log.contains("left the spool"));
+}
+
+TEST_CASE("junk in the spool folder is skipped; a damaged message fails alone") {
+  fixture f;
+  std::filesystem::create_directories(f.root());
+  std::filesystem::copy(std::filesystem::path(SDPS_SPOOL_FIXTURES) / "handmade", f.root(),
+                        std::filesystem::copy_options::recursive);
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  REQUIRE(drop->count() == 3);
+  CHECK(f.log.contains("README"));
+  CHECK(f.retrieve(*drop, 0).size() == drop->info(0).size);
+  CHECK_THROWS_AS(f.retrieve(*drop, 1), spool_error);
+  CHECK_THROWS_AS(run(f.io, drop->envelope(1)), spool_error);
+  CHECK(f.log.contains("damaged envelope header"));
+  CHECK(f.retrieve(*drop, 2) == "Return-Path: <>\r\nSubject: a bounce, no Arrival field\r\n\r\nbody\r\n");
+}
+
+TEST_CASE("a 20 MiB message is streamed, not loaded whole") {
+  fixture f;
+  std::string big = "Subject: big\n\n";
+  const std::string line(1000, 'x');
+  while (big.size() < 20u * 1024 * 1024) big += line + "\n";
+  f.put("fred", big);
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  auto drop = f.open(*s);
+  auto body = run(f.io, drop->retrieve(0, std::nullopt));
+  std::vector<char> buffer(64 * 1024);
+  std::uint64_t total = 0;
+  std::size_t reads = 0, largest = 0;
+  for (;;) {
+    const std::size_t n = run(f.io, body->read(std::span<char>(buffer)));
+    if (n == 0) break;
+    total += n;
+    ++reads;
+    largest = std::max(largest, n);
+  }
+  CHECK(total == drop->info(0).size);
+  CHECK(largest <= buffer.size());
+  CHECK(reads > 300);
+}

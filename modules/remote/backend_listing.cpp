@@ -1,0 +1,63 @@
+#include "backend_listing.hpp"
+
+#include "pop3/arguments.hpp"
+#include "backend_proto/protocol.hpp"
+
+namespace sdps::backend {
+
+backend_listing::backend_listing(module_config& config)
+    : log_(config.log()),
+      instance_(config.instance()),
+      source_name_(pop3::source_setting(config)),
+      position_(config.position()) {}
+
+std::vector<command_spec> backend_listing::commands() const {
+  const auto transaction = static_cast<state_mask>(pop3_state::transaction);
+  return {{"XLIST", transaction}, {"XREAD", transaction}};
+}
+
+void backend_listing::start(const registry& services) {
+  source_ = pop3::find_maildrop_source(services, source_name_, position_, instance_);
+}
+
+awaitable<verdict> backend_listing::on_command(session& s, const command& cmd) {
+  const std::shared_ptr<maildrop> drop = source_->current(s);
+  if (!drop) {
+    log_.error("session ", s.id(), ": ", cmd.name, " in TRANSACTION but no maildrop is open");
+    co_return verdict::answer(response::err("[SYS/TEMP] maildrop not open, try again later"));
+  }
+  const auto args = cmd.args();
+  if (cmd.name == "XLIST") {
+    if (!args.empty()) co_return verdict::answer(response::err("syntax: XLIST"));
+    std::string body;
+    body.reserve(drop->count() * 64);
+    for (std::size_t i = 0; i < drop->count(); ++i) {
+      if (drop->deleted(i)) continue;
+      const message_info& info = drop->info(i);
+      body += backend_proto::format_listing({i + 1, info.uidl, info.size, info.arrival});
+      body += "\r\n";
+    }
+    const std::size_t live = drop->live_totals().first;
+    const std::uint64_t octets = drop->live_totals().second;
+    co_return verdict::answer(
+        response::ok(pop3::count_messages(live) + " (" + std::to_string(octets) + " octets)")
+            .with_body(std::move(body)));
+  }
+  if (cmd.name == "XREAD") {
+    if (args.size() != 1) co_return verdict::answer(response::err("syntax: XREAD msg"));
+    pop3::message_choice chosen = pop3::choose_message(*drop, args[0], "XREAD msg");
+    if (chosen.error) co_return verdict::answer(std::move(*chosen.error));
+    const std::size_t index = chosen.index;
+    try {
+      co_await drop->mark_read(index);
+    } catch (const spool_error& e) {
+      s.log().warning("XREAD ", index + 1, ": ", e.what());
+      co_return verdict::answer(response::err("[SYS/TEMP] message " + std::to_string(index + 1) +
+                                              " cannot be marked read just now, try again later"));
+    }
+    co_return verdict::answer(response::ok("message " + std::to_string(index + 1) + " marked read"));
+  }
+  co_return verdict::next();
+}
+
+}  // namespace sdps::backend

@@ -1,0 +1,254 @@
+// The back end's chain as a transcript: backend_auth, lock, a punt's
+// spool (the shared fake), commands, extensions and backend_listing.
+
+#include "backend_auth.hpp"
+#include "backend_listing.hpp"
+#include "commands.hpp"
+#include "extensions.hpp"
+#include "support/harness.hpp"
+#include "lock.hpp"
+#include "backend_proto/protocol.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+using namespace sdps;
+using namespace sdps::testing;
+
+namespace {
+
+const std::string secret_text = "the front-end secret, 32 octets!";
+
+/// A private secret file for the test's lifetime.
+struct secret_file {
+  std::filesystem::path path;
+  explicit secret_file(const std::string& text = secret_text) {
+    char name[] = "/tmp/sdps-backend-secret-XXXXXX";
+    const int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    path = name;
+    std::ofstream(path, std::ios::binary) << text << "\n";
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+  }
+  ~secret_file() {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+  }
+};
+
+/// A back end's chain over one fake punt holding two messages.
+struct backend_chain {
+  secret_file secret;
+  harness h;
+  fake_spool* spool = nullptr;
+  backend::backend_auth* auth = nullptr;
+  std::vector<std::uint64_t> sizes;  // as RETR sends them
+
+  explicit backend_chain(const std::string& extra = "") {
+    auth = &h.add<backend::backend_auth>("backend_auth",
+                                         "{secret: " + secret.path.string() + ", fail_delay: 0ms" + extra + "}");
+    h.add<lock::lock_module>("lock");
+    spool = &h.add<fake_spool>("finchley", "{}", "finchley");
+    h.add<commands::commands_module>("commands");
+    h.add<extensions::extensions_module>("extensions");
+    h.add<backend::backend_listing>("backend_listing");
+    sizes.push_back(spool->add("uidl-one", 100, "Subject: one\r\n\r\n.dotted\r\n", "alice@example.com",
+                               "fred@sample.demon.co.uk"));
+    sizes.push_back(spool->add("uidl-two", 200, "Subject: two\r\n\r\nhello\r\n", "", "jane@sample.demon.co.uk"));
+    h.start();
+  }
+
+  /// XAUTH both ways on `s`; returns the back end's proof line.
+  std::string authenticate(const std::shared_ptr<fake_session>& s) {
+    const std::string offered = h.send(s, "XAUTH");
+    REQUIRE(offered.starts_with("+OK "));
+    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
+    REQUIRE(challenge);
+    CHECK(challenge->punt == "finchley");
+    const auto key = backend_proto::backend_secret::from_contents(secret_text);
+    const std::string nonce = backend_proto::new_nonce();
+    const std::string mine = backend_proto::proof(*key, backend_proto::role::frontend, challenge->nonce, nonce, "finchley");
+    const std::string answer = h.send(s, "XAUTH " + nonce + " " + mine);
+    REQUIRE(answer.starts_with("+OK "));
+    CHECK(backend_proto::verify_proof(*key, backend_proto::role::backend, challenge->nonce, nonce, "finchley",
+                               answer.substr(4, answer.size() - 6)));
+    return answer;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("before XAUTH a back end answers nothing but XAUTH, CAPA and QUIT") {
+  backend_chain b;
+  auto s = b.h.connect();
+  const std::string refused = "-ERR [AUTH] this is an sdps back end: a front end must authenticate with XAUTH first\r\n";
+  CHECK(b.h.send(s, "USER sample") == refused);
+  CHECK(b.h.send(s, "PASS anything") == refused);
+  CHECK(b.h.send(s, "XLIST") == refused);
+  CHECK(b.h.send(s, "RETR 1") == refused);
+  CHECK(b.h.send(s, "APOP sample 0123") == refused);
+  CHECK(b.h.send(s, "NOSUCH") == refused);
+  CHECK_FALSE(s->login());
+  const std::string capa = b.h.send(s, "CAPA");
+  CHECK(capa.starts_with("+OK"));
+  CHECK(capa.find("XAUTH\r\n") != std::string::npos);
+  CHECK(b.h.send(s, "QUIT").starts_with("+OK"));
+  CHECK(b.spool->store->holders.empty());
+}
+
+TEST_CASE("the greeting is a challenge a front end answers at once") {
+  backend_chain b;
+  auto s = b.h.connect();
+  verdict greeting = b.h.run(b.auth->on_event(*s, event::connect));
+  REQUIRE(greeting.answered());
+  CHECK(greeting.reply().positive);
+  const auto challenge = backend_proto::parse_challenge(greeting.reply().text);
+  REQUIRE(challenge);
+  CHECK(challenge->punt == "finchley");
+  CHECK(greeting.reply().text.ends_with(" sdps back end"));
+  const auto key = backend_proto::backend_secret::from_contents(secret_text);
+  const std::string nonce = backend_proto::new_nonce();
+  const std::string answer =
+      b.h.send(s, "XAUTH " + nonce + " " + backend_proto::proof(*key, backend_proto::role::frontend, challenge->nonce, nonce, "finchley"));
+  REQUIRE(answer.starts_with("+OK "));
+  CHECK(backend_proto::verify_proof(*key, backend_proto::role::backend, challenge->nonce, nonce, "finchley",
+                             answer.substr(4, answer.size() - 6)));
+  CHECK(b.h.send(s, "USER sample") == "+OK send PASS\r\n");
+  // Each connection gets its own challenge.
+  auto other = b.h.connect();
+  verdict second = b.h.run(b.auth->on_event(*other, event::connect));
+  CHECK(backend_proto::parse_challenge(second.reply().text)->nonce != challenge->nonce);
+}
+
+TEST_CASE("after XAUTH, USER and PASS lock and open the punt; XLIST lists it in one reply") {
+  backend_chain b;
+  auto s = b.h.connect();
+  b.authenticate(s);
+  CHECK(b.h.send(s, "XAUTH") == "-ERR XAUTH already done\r\n");
+  CHECK(b.h.send(s, "USER sample") == "+OK send PASS\r\n");
+  // PASS's argument is ignored: the front end has checked the password.
+  CHECK(b.h.send(s, "PASS").starts_with("+OK sample has 2 messages"));
+  CHECK(b.spool->store->holders.count(s->id()) == 1);
+  const std::string one = std::to_string(b.sizes[0]);
+  const std::string two = std::to_string(b.sizes[1]);
+  CHECK(b.h.send(s, "XLIST") == "+OK 2 messages (" + std::to_string(std::stoul(one) + std::stoul(two)) +
+                                    " octets)\r\n1 uidl-one " + one + " 100\r\n2 uidl-two " + two + " 200\r\n.\r\n");
+  CHECK(b.h.send(s, "XLIST 1") == "-ERR syntax: XLIST\r\n");
+  CHECK(b.h.send(s, "RETR 1") == "+OK " + one + " octets\r\nReturn-Path: <alice@example.com>\r\nSubject: one\r\n\r\n"
+                                     "..dotted\r\n.\r\n");
+  CHECK(b.h.send(s, "*ENV 2") == "+OK envelope follows\r\nOK\r\nfinchley\r\n\r\njane@sample.demon.co.uk\r\n.\r\n");
+  CHECK(b.h.send(s, "XREAD 2") == "+OK message 2 marked read\r\n");
+  CHECK(b.spool->store->read_marks == std::vector<std::string>{"uidl-one", "uidl-two"});
+  CHECK(b.h.send(s, "XREAD 3") == "-ERR no such message, only 2 messages in maildrop\r\n");
+  CHECK(b.h.send(s, "XREAD") == "-ERR syntax: XREAD msg\r\n");
+  // A deleted message leaves the listing; QUIT removes it.
+  CHECK(b.h.send(s, "DELE 1").starts_with("+OK"));
+  CHECK(b.h.send(s, "XLIST") == "+OK 1 message (" + two + " octets)\r\n2 uidl-two " + two + " 200\r\n.\r\n");
+  CHECK(b.h.send(s, "QUIT").starts_with("+OK"));
+  CHECK(b.spool->store->removed == std::vector<std::string>{"uidl-one"});
+}
+
+TEST_CASE("a user login reaches the back end as user+host") {
+  backend_chain b;
+  auto s = b.h.connect();
+  b.authenticate(s);
+  CHECK(b.h.send(s, "USER Fred+Sample.demon.co.uk") == "+OK send PASS\r\n");
+  REQUIRE(s->login());
+  CHECK(s->login()->host == "sample");
+  CHECK(s->login()->user == "fred");
+  CHECK(b.h.send(s, "USER ../etc") == "-ERR invalid login: use HOST or USER+HOST\r\n");
+  CHECK_FALSE(s->login());
+  CHECK(b.h.send(s, "PASS") == "-ERR send USER first\r\n");
+}
+
+TEST_CASE("a second front end finds the maildrop locked") {
+  backend_chain b;
+  auto first = b.h.connect();
+  b.authenticate(first);
+  b.h.send(first, "USER sample");
+  CHECK(b.h.send(first, "PASS").starts_with("+OK"));
+  auto second = b.h.connect();
+  b.authenticate(second);
+  b.h.send(second, "USER sample");
+  CHECK(b.h.send(second, "PASS") == "-ERR [IN-USE] maildrop already locked\r\n");
+  // The first front end's connection drops: its lock goes with it.
+  b.h.disconnect(first);
+  CHECK(b.h.send(second, "PASS").starts_with("+OK"));
+}
+
+TEST_CASE("a wrong proof is refused and the connection closed") {
+  backend_chain b;
+  SECTION("another secret") {
+    auto s = b.h.connect();
+    const std::string offered = b.h.send(s, "XAUTH");
+    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
+    REQUIRE(challenge);
+    const auto other = backend_proto::backend_secret::from_contents("a different secret of 32 octets!");
+    const std::string nonce = backend_proto::new_nonce();
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
+                          backend_proto::proof(*other, backend_proto::role::frontend, challenge->nonce, nonce, "finchley")) ==
+          "-ERR [AUTH] XAUTH refused\r\n");
+    CHECK(s->closed);
+    CHECK(b.h.log_of("backend_auth").contains("refused"));
+  }
+  SECTION("the back end's own proof replayed as the front end's") {
+    auto s = b.h.connect();
+    const std::string offered = b.h.send(s, "XAUTH");
+    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
+    REQUIRE(challenge);
+    const auto key = backend_proto::backend_secret::from_contents(secret_text);
+    const std::string nonce = backend_proto::new_nonce();
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
+                          backend_proto::proof(*key, backend_proto::role::backend, challenge->nonce, nonce, "finchley"))
+              .starts_with("-ERR [AUTH]"));
+  }
+  SECTION("an answer to an old challenge") {
+    auto s = b.h.connect();
+    const auto key = backend_proto::backend_secret::from_contents(secret_text);
+    const std::string old = b.h.send(s, "XAUTH");
+    const auto stale = backend_proto::parse_challenge(old.substr(4, old.size() - 6));
+    REQUIRE(stale);
+    b.h.send(s, "XAUTH");  // a new challenge replaces it
+    const std::string nonce = backend_proto::new_nonce();
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
+                          backend_proto::proof(*key, backend_proto::role::frontend, stale->nonce, nonce, "finchley"))
+              .starts_with("-ERR [AUTH]"));
+  }
+  SECTION("an answer without a challenge, and malformed answers") {
+    auto s = b.h.connect();
+    CHECK(b.h.send(s, "XAUTH " + std::string(64, 'a') + " " + std::string(64, 'b')) ==
+          "-ERR send XAUTH without arguments first, for a challenge\r\n");
+    CHECK(b.h.send(s, "XAUTH a b c") == "-ERR syntax: XAUTH, then XAUTH NONCE PROOF\r\n");
+    b.h.send(s, "XAUTH");
+    CHECK(b.h.send(s, "XAUTH short " + std::string(64, 'b')).starts_with("-ERR [AUTH]"));
+  }
+}
+
+TEST_CASE("backend_auth takes the punt from the chain's one spool, or from 'punt:'") {
+  SECTION("two spools and no 'punt:' refuse to start") {
+    secret_file secret;
+    harness h;
+    h.add<backend::backend_auth>("backend_auth", "{secret: " + secret.path.string() + "}");
+    h.add<fake_spool>("finchley", "{}", "finchley");
+    h.add<fake_spool>("docklands", "{}", "docklands");
+    CHECK_THROWS_AS(h.start(), config_error);
+  }
+  SECTION("'punt:' names the punt in the challenge") {
+    backend_chain b(", punt: docklands");
+    auto s = b.h.connect();
+    const std::string offered = b.h.send(s, "XAUTH");
+    CHECK(offered.ends_with(" docklands\r\n"));
+  }
+  SECTION("a world-readable secret refuses to start") {
+    secret_file secret;
+    REQUIRE(::chmod(secret.path.c_str(), 0644) == 0);
+    harness h;
+    CHECK_THROWS_AS(h.add<backend::backend_auth>("backend_auth", "{secret: " + secret.path.string() + "}"),
+                    config_error);
+  }
+}
