@@ -1,5 +1,7 @@
 #include "backend_proto/protocol.hpp"
 
+#include "pop3/response_code.hpp"
+
 #include <sdps/settings.hpp>
 
 #include <sodium.h>
@@ -326,6 +328,38 @@ std::optional<address> parse_address(std::string_view text) {
   if (number == 0 || number > 65535) return std::nullopt;
   out.port.assign(port);
   return out;
+}
+
+lock_status pass_outcome(bool positive, std::string_view text) {
+  if (positive) return lock_status::acquired;
+  return pop3::code_of(text) == pop3::response_code::in_use ? lock_status::in_use : lock_status::unavailable;
+}
+
+std::string format_update(const removal_result& result) {
+  return std::to_string(result.removed) + " " + std::to_string(result.failed);
+}
+
+std::optional<removal_result> parse_update(std::string_view status_text) {
+  // Two fields of at most 19 digits (no overflow), separated by one space.
+  auto number = [](std::string_view& text) -> std::optional<std::size_t> {
+    std::size_t n = 0;
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+      if (digits == 19) return std::nullopt;
+      n = n * 10 + static_cast<std::size_t>(text[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    text.remove_prefix(digits);
+    return n;
+  };
+  std::string_view rest = status_text;
+  const auto removed = number(rest);
+  if (!removed || !rest.starts_with(' ')) return std::nullopt;
+  rest.remove_prefix(1);
+  const auto failed = number(rest);
+  if (!failed || !(rest.empty() || rest.front() == ' ')) return std::nullopt;
+  return removal_result{*removed, *failed};
 }
 
 }  // namespace sdps::backend_proto

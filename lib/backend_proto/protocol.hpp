@@ -1,9 +1,10 @@
 #pragma once
 /// @file
 /// The back-end protocol's shared pieces, as pure functions: the front-end
-/// secret and the XAUTH proofs, nonces, the XLIST line format, and the
-/// streaming un-stuffer for multi-line replies. Used by the front end's
-/// remote_spool and by the back end's modules (modules/backend/).
+/// secret and the XAUTH proofs, nonces, the XLIST line format, the result
+/// codes a front end acts on, and the streaming un-stuffer for multi-line
+/// replies. Used by both sides in modules/remote/: the front end's
+/// remote_spool and the back end's backend_auth and backend_listing.
 /// docs/backend-protocol.md describes the protocol on the wire.
 
 #include <sdps/log.hpp>
@@ -88,6 +89,27 @@ std::string format_listing(const listing_entry& entry);
 /// Parses one XLIST body line; nullopt if malformed (a UIDL must be 1-70
 /// printable non-space octets, numbers plain decimal, NUMBER >= 1).
 std::optional<listing_entry> parse_listing(std::string_view line);
+
+// -- result codes ---------------------------------------------------------------
+// A front end acts only on these, never on the words of a reply: a back
+// end may reword any text without breaking a front end.
+
+/// What a back end's reply to PASS means for the login on that punt:
+/// `+OK` is acquired; `-ERR` whose text begins with the RFC 2449 code
+/// `[IN-USE]` (pop3::response_code::in_use, written by the lock module) is
+/// in_use; any other `-ERR` is unavailable.
+lock_status pass_outcome(bool positive, std::string_view text);
+
+/// The verb a front end sends, after the client's deletions as DELE n, to
+/// have the back end run UPDATE and report it with counts.
+inline constexpr std::string_view update_command = "XUPDATE";
+
+/// XUPDATE's reply text after "+OK ": "REMOVED FAILED" (plain decimal),
+/// the messages removed and those marked deleted but still in the spool.
+std::string format_update(const removal_result& result);
+/// Parses XUPDATE's reply text after "+OK "; nullopt unless it begins with
+/// two plain decimal numbers (anything after them is ignored).
+std::optional<removal_result> parse_update(std::string_view status_text);
 
 /// Undoes RFC 1939 dot-stuffing of a multi-line reply as it streams in,
 /// and finds its terminating "." line. Feed it the octets after the

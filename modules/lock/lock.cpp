@@ -1,5 +1,7 @@
 #include "lock.hpp"
 
+#include "pop3/response_code.hpp"
+
 #include <algorithm>
 #include <cstdint>
 
@@ -138,7 +140,7 @@ awaitable<verdict> lock_module::take(session& s) {
       case lock_status::in_use:
         log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
         release(s, *h, "the maildrop is in use");
-        co_return verdict::answer(response::err("[IN-USE] maildrop already locked"));
+        co_return verdict::answer(response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")));
     }
   }
   co_return verdict::next();

@@ -13,7 +13,7 @@ backend_listing::backend_listing(module_config& config)
 
 std::vector<command_spec> backend_listing::commands() const {
   const auto transaction = static_cast<state_mask>(pop3_state::transaction);
-  return {{"XLIST", transaction}, {"XREAD", transaction}};
+  return {{"XLIST", transaction}, {"XREAD", transaction}, {std::string(backend_proto::update_command), transaction}};
 }
 
 void backend_listing::start(const registry& services) {
@@ -56,6 +56,24 @@ awaitable<verdict> backend_listing::on_command(session& s, const command& cmd) {
                                               " cannot be marked read just now, try again later"));
     }
     co_return verdict::answer(response::ok("message " + std::to_string(index + 1) + " marked read"));
+  }
+  if (cmd.name == backend_proto::update_command) {
+    if (!args.empty()) co_return verdict::answer(response::err("syntax: XUPDATE"));
+    std::size_t marked = 0;
+    for (std::size_t i = 0; i < drop->count(); ++i) marked += drop->deleted(i) ? 1 : 0;
+    // QUIT's UPDATE, reported as counts: the session ends here either way.
+    s.enter(pop3_state::update);
+    removal_result result;
+    if (marked > 0) {
+      try {
+        result = co_await drop->remove_deleted();
+      } catch (const std::exception& e) {
+        log_.error("session ", s.id(), ": UPDATE failed: ", e.what());
+        result = removal_result{0, marked};
+      }
+    }
+    s.log().info("UPDATE: ", result.removed, " removed, ", result.failed, " not removed, of ", marked, " deleted");
+    co_return verdict::answer(response::ok(backend_proto::format_update(result)).and_close());
   }
   co_return verdict::next();
 }

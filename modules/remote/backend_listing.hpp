@@ -1,5 +1,5 @@
 #pragma once
-// The back end's bulk commands for front ends: XLIST and XREAD.
+// The back end's commands for front ends: XLIST, XREAD and XUPDATE.
 
 #include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
@@ -16,7 +16,10 @@ namespace sdps::backend {
 ///   deleted, `NUMBER UIDL SIZE ARRIVAL` per line (ARRIVAL in microseconds
 ///   since the epoch): all a front end needs at login, in one round trip
 ///   whatever the maildrop's size;
-/// - `XREAD n`: sets message n's read flag without sending it.
+/// - `XREAD n`: sets message n's read flag without sending it;
+/// - `XUPDATE`: QUIT for a front end: UPDATE removes the messages marked
+///   deleted, the reply `+OK REMOVED FAILED` counts them
+///   (backend_proto::format_update), and the session ends.
 ///
 /// It reads the maildrop of the nearest maildrop_source before it (or the
 /// one `source:` names). No per-session state. All calls on the event loop.

@@ -77,7 +77,7 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
   if (!user.positive) throw link->failure("USER refused: " + printable(user.text));
   const status pass = co_await link->read_status();
   if (!pass.positive) {
-    out.status = pass.text.find("[IN-USE]") != std::string::npos ? lock_status::in_use : lock_status::unavailable;
+    out.status = pass_outcome(false, pass.text);
     out.detail = "PASS refused: " + printable(pass.text);
     link->end(true);
     co_return out;
@@ -98,20 +98,6 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
 }
 
 std::string message_command(const char* verb, std::size_t number) { return std::string(verb) + " " + std::to_string(number); }
-
-/// "[SYS/TEMP] 3 of 5 messages ..." -> 3.
-std::optional<std::size_t> failed_count(std::string_view text) {
-  constexpr std::string_view code = "[SYS/TEMP] ";
-  if (text.starts_with(code)) text.remove_prefix(code.size());
-  std::size_t n = 0;
-  std::size_t digits = 0;
-  while (digits < text.size() && digits < 10 && std::isdigit(static_cast<unsigned char>(text[digits]))) {
-    n = n * 10 + static_cast<std::size_t>(text[digits] - '0');
-    ++digits;
-  }
-  if (digits == 0 || !text.substr(digits).starts_with(" of ")) return std::nullopt;
-  return n;
-}
 
 }  // namespace
 
@@ -197,7 +183,7 @@ awaitable<removal_result> remote_maildrop::remove_deleted() {
     if (deleted(i)) lines.push_back(message_command("DELE", numbers_[i]));
   const std::size_t marked = lines.size();
   if (marked == 0) co_return removal_result{};
-  lines.emplace_back("QUIT");
+  lines.emplace_back(update_command);
   co_await link->acquire();
   backend_link::turn guard(*link);
   co_await link->send(std::move(lines));
@@ -209,19 +195,17 @@ awaitable<removal_result> remote_maildrop::remove_deleted() {
       log_.warning("punt ", punt_, ": the back end refused a DELE: ", printable(reply.text));
     }
   }
-  const status quit = co_await link->read_status();
+  const status update = co_await link->read_status();
   link->end(false);
-  removal_result result;
+  // Only the counts are read: a reply without them (refused, malformed)
+  // counts every deletion sent as not removed.
   const std::size_t sent = marked - refused;
-  if (quit.positive) {
-    result.removed = sent;
-    result.failed = refused;
-  } else {
-    const std::size_t failed = std::min(failed_count(quit.text).value_or(sent), sent);
-    log_.warning("punt ", punt_, ": the back end's UPDATE: ", printable(quit.text));
-    result.removed = sent - failed;
-    result.failed = refused + failed;
-  }
+  const std::optional<removal_result> counted = update.positive ? parse_update(update.text) : std::nullopt;
+  const std::size_t failed = counted ? std::min(counted->failed, sent) : sent;
+  if (failed > 0) log_.warning("punt ", punt_, ": the back end's UPDATE: ", printable(update.text));
+  removal_result result;
+  result.removed = sent - failed;
+  result.failed = refused + failed;
   co_return result;
 }
 

@@ -295,3 +295,29 @@ TEST_CASE("the un-stuffer: an empty body, and random bodies") {
     CHECK(used == stuffed(body).size());
   }
 }
+
+TEST_CASE("PASS outcomes come from the status and the response code only", "[backend_proto]") {
+  CHECK(pass_outcome(true, "fred+sample has 2 messages (10 octets)") == sdps::lock_status::acquired);
+  CHECK(pass_outcome(false, "[IN-USE] maildrop already locked") == sdps::lock_status::in_use);
+  CHECK(pass_outcome(false, "[in-use] reworded entirely") == sdps::lock_status::in_use);
+  CHECK(pass_outcome(false, "[SYS/TEMP] your mail cannot be read just now") == sdps::lock_status::unavailable);
+  CHECK(pass_outcome(false, "maildrop [IN-USE] in the words is not a code") == sdps::lock_status::unavailable);
+  CHECK(pass_outcome(false, "") == sdps::lock_status::unavailable);
+}
+
+TEST_CASE("XUPDATE's counts round-trip, and nothing else parses", "[backend_proto]") {
+  CHECK(format_update({3, 0}) == "3 0");
+  CHECK(format_update({1, 2}) == "1 2");
+  const auto both = parse_update("1 2");
+  REQUIRE(both);
+  CHECK(both->removed == 1);
+  CHECK(both->failed == 2);
+  const auto with_words = parse_update("7 0 removed");
+  REQUIRE(with_words);
+  CHECK(with_words->removed == 7);
+  for (const char* bad : {"", "1", "1 ", " 1 2", "1  2", "x 2", "1 x", "1 2x", "-1 2", "12345678901234567890 0",
+                          "pop3.test POP3 server signing off (2 messages removed)"}) {
+    INFO("'" << bad << "'");
+    CHECK_FALSE(parse_update(bad));
+  }
+}

@@ -2,6 +2,7 @@
 // backend_listing share them.
 
 #include "pop3/arguments.hpp"
+#include "pop3/response_code.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -57,4 +58,20 @@ TEST_CASE("count_messages agrees in number", "[pop3][arguments]") {
   CHECK(pop3::count_messages(0) == "0 messages");
   CHECK(pop3::count_messages(1) == "1 message");
   CHECK(pop3::count_messages(2) == "2 messages");
+}
+
+TEST_CASE("response codes are written and read whole", "[pop3][response_code]") {
+  using pop3::response_code;
+  CHECK(pop3::with_code(response_code::in_use, "maildrop already locked") == "[IN-USE] maildrop already locked");
+  CHECK(pop3::with_code(response_code::none, "plain") == "plain");
+  CHECK(pop3::code_of("[IN-USE] maildrop already locked") == response_code::in_use);
+  CHECK(pop3::code_of("[in-use] x") == response_code::in_use);
+  CHECK(pop3::code_of("[SYS/TEMP] 1 of 2 messages") == response_code::sys_temp);
+  CHECK(pop3::code_of("[AUTH]") == response_code::auth);
+  CHECK(pop3::code_of("[X-SOMETHING] y") == response_code::other);
+  CHECK(pop3::code_of("maildrop [IN-USE] somewhere inside") == response_code::none);
+  CHECK(pop3::code_of("[IN-USE-NOT] x") == response_code::other);
+  CHECK(pop3::code_of("[IN USE] x") == response_code::none);
+  CHECK(pop3::code_of("") == response_code::none);
+  CHECK(pop3::code_of("[] x") == response_code::none);
 }
