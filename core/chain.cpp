@@ -10,6 +10,7 @@ namespace sdps::core {
 namespace {
 
 response internal_error() { return response::err("[SYS/TEMP] internal server error, try again later"); }
+response overrun_error() { return response::err("[SYS/TEMP] the server took too long, try again later").and_close(); }
 
 // The module calls, as coroutines that own their arguments (a timed-out
 // call outlives the dispatch that started it).
@@ -20,19 +21,29 @@ awaitable<verdict> call_event(std::shared_ptr<session> s, sdps::module* object, 
   co_return co_await object->on_event(*s, e);
 }
 
+// What one guarded call came to: a verdict; or nothing (it threw); or,
+// when it overran its time limit, the call still running.
+struct call_outcome {
+  std::optional<verdict> answer;
+  std::shared_ptr<late_call> late;
+};
+
 // Calls one module with the chain's guarantees: bounded in time, and an
 // exception never lets the command through.
-awaitable<std::optional<verdict>> guarded(const module_instance& l, session& s, const char* what, awaitable<verdict> call) {
+awaitable<call_outcome> guarded(const module_instance& l, session& s, const char* what, awaitable<verdict> call) {
   try {
-    co_return co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
-  } catch (const module_timeout&) {
-    l.log->error("session ", s.id(), ": ", what, ": no answer within ", l.timeout.count(), "ms");
+    verdict answer = co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
+    co_return call_outcome{std::move(answer), nullptr};
+  } catch (const module_timeout& e) {
+    l.log->error("session ", s.id(), ": ", what, ": no answer within ", l.timeout.count(),
+                 "ms; ending the session once the call returns");
+    co_return call_outcome{std::nullopt, e.call()};
   } catch (const std::exception& e) {
     l.log->error("session ", s.id(), ": ", what, ": ", e.what());
   } catch (...) {
     l.log->error("session ", s.id(), ": ", what, ": unknown exception");
   }
-  co_return std::nullopt;
+  co_return call_outcome{};
 }
 
 }  // namespace
@@ -75,27 +86,67 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
   const route& r = route_for(cmd.name);
   const auto state = static_cast<state_mask>(s->state());
   const bool valid = r.declared && (r.states & state);
+  std::vector<const module_instance*> passed;  // the instances that let it through, in order
+  std::optional<dispatch_result> result;
   for (const auto& [l, states] : r.visit) {
     if (!(states & state)) continue;
-    auto answer = co_await guarded(*l, *s, cmd.name.c_str(), call_command(s, l->object.get(), cmd));
-    if (!answer) co_return dispatch_result{internal_error(), l};
-    if (answer->answered()) co_return dispatch_result{std::move(answer->reply()), l};
+    auto outcome = co_await guarded(*l, *s, cmd.name.c_str(), call_command(s, l->object.get(), cmd));
+    if (outcome.late) co_return dispatch_result{overrun_error(), l, std::move(outcome.late)};
+    if (!outcome.answer) {
+      result = dispatch_result{internal_error(), l, nullptr};
+      break;
+    }
+    if (outcome.answer->answered()) {
+      result = dispatch_result{std::move(outcome.answer->reply()), l, nullptr};
+      break;
+    }
+    passed.push_back(l);
   }
-  if (!r.declared) co_return dispatch_result{response::err("unknown command"), nullptr};
-  if (!valid)
-    co_return dispatch_result{response::err(std::string("command not valid in the ") + to_string(s->state()) + " state"),
-                              nullptr};
-  co_return dispatch_result{response::err("command not available"), nullptr};
+  if (!result) {
+    if (!r.declared)
+      result = dispatch_result{response::err("unknown command"), nullptr, nullptr};
+    else if (!valid)
+      result = dispatch_result{
+          response::err(std::string("command not valid in the ") + to_string(s->state()) + " state"), nullptr, nullptr};
+    else
+      result = dispatch_result{response::err("command not available"), nullptr, nullptr};
+  }
+  if (result->reply.positive) co_return std::move(*result);
+  // Whatever the instances that passed it on took for it (locks) is
+  // given back before the client hears -ERR; latest first, as unwinding.
+  for (auto it = passed.rbegin(); it != passed.rend(); ++it) {
+    const module_instance* l = *it;
+    auto outcome = co_await guarded(*l, *s, to_string(event::command_failed),
+                                    call_event(s, l->object.get(), event::command_failed));
+    if (outcome.late) co_return dispatch_result{overrun_error(), l, std::move(outcome.late)};
+  }
+  co_return std::move(*result);
 }
 
-awaitable<std::optional<dispatch_result>> chain::fire(std::shared_ptr<session> s, event e) {
+awaitable<event_outcome> chain::fire(std::shared_ptr<session> s, event e) {
+  event_outcome out;
   for (const auto& l : links_) {
-    auto answer = co_await guarded(*l, *s, to_string(e), call_event(s, l->object.get(), e));
+    auto outcome = co_await guarded(*l, *s, to_string(e), call_event(s, l->object.get(), e));
+    if (outcome.late) {
+      if (e != event::disconnect) {
+        out.late = std::move(outcome.late);
+        if (e == event::connect) out.answer = dispatch_result{overrun_error(), l.get(), out.late};
+        co_return out;
+      }
+      co_await outcome.late->wait();
+      continue;
+    }
     if (e != event::connect) continue;
-    if (!answer) co_return dispatch_result{internal_error().and_close(), l.get()};
-    if (answer->answered()) co_return dispatch_result{std::move(answer->reply()), l.get()};
+    if (!outcome.answer) {
+      out.answer = dispatch_result{internal_error().and_close(), l.get(), nullptr};
+      co_return out;
+    }
+    if (outcome.answer->answered()) {
+      out.answer = dispatch_result{std::move(outcome.answer->reply()), l.get(), nullptr};
+      co_return out;
+    }
   }
-  co_return std::nullopt;
+  co_return out;
 }
 
 std::vector<std::string> chain::capabilities(session& s) const {

@@ -2,6 +2,7 @@
 // The ordered list of module instances and the dispatch of commands and
 // events through it.
 
+#include "bounded.hpp"
 #include "logging.hpp"
 
 #include <sdps/module.hpp>
@@ -30,6 +31,19 @@ struct module_instance {
 struct dispatch_result {
   response reply;
   const module_instance* by = nullptr;
+  /// Set when a module call overran its time limit: the reply is then
+  /// -ERR [SYS/TEMP] with close, and the session must call nothing more
+  /// until this call has finished.
+  std::shared_ptr<late_call> late;
+};
+
+/// What delivering an event came to.
+struct event_outcome {
+  /// `connect` only: a module's answer replacing the greeting.
+  std::optional<dispatch_result> answer;
+  /// As in dispatch_result: a call overran, the session must end. The
+  /// event reached no instance after the one that overran.
+  std::shared_ptr<late_call> late;
 };
 
 /// Dispatches commands and events in chain order. Runs on the event loop.
@@ -39,13 +53,19 @@ class chain {
   ~chain();
 
   /// Sends `cmd` through the modules that declared it (and "*" modules),
-  /// in order, until one answers. Never throws: a module's exception or
-  /// timeout becomes -ERR [SYS/TEMP]; no answer becomes -ERR.
+  /// in order, until one answers. Never throws: a module's exception
+  /// becomes -ERR [SYS/TEMP]; no answer becomes -ERR; a call past its time
+  /// limit becomes -ERR [SYS/TEMP] with close and sets `late`. When the
+  /// command ends in -ERR (a timeout aside), the instances that passed it
+  /// on get `event::command_failed`, latest first, before this returns.
   awaitable<dispatch_result> dispatch(std::shared_ptr<session> s, command cmd);
 
-  /// Delivers an event to every module in order. For `connect`, returns the
-  /// first answer (a module replacing the greeting); otherwise null.
-  awaitable<std::optional<dispatch_result>> fire(std::shared_ptr<session> s, event e);
+  /// Delivers an event to every module in order. For `connect`, the first
+  /// answer (a module replacing the greeting) ends the delivery. A call
+  /// past its time limit ends it too (`late`), except for `disconnect`:
+  /// that one waits for the late call and goes on, so that every instance
+  /// hears of the end of the session.
+  awaitable<event_outcome> fire(std::shared_ptr<session> s, event e);
 
   /// Every module's CAPA lines for this session, in chain order, without
   /// duplicates.

@@ -4,6 +4,7 @@
 #include "dot_stuffer.hpp"
 
 #include <boost/asio/write.hpp>
+#include <poll.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -100,6 +101,9 @@ awaitable<void> connection::run() {
     log_->error("closing after unexpected error: ", e.what());
   }
   close();
+  // A module call that overran its time limit is still running: the
+  // modules hear of the end only once it has returned.
+  if (late_) co_await late_->wait();
   co_await chain_.fire(self, event::disconnect);
   // Newest slot first: later modules may hold on to earlier ones' state.
   while (!slots_.empty()) slots_.pop_back();
@@ -122,12 +126,25 @@ awaitable<void> connection::watchdog() {
   }
 }
 
+bool connection::still_open() {
+  if (closed_) return false;
+  // POLLRDHUP reports the client's FIN even while data it sent before is
+  // still unread, which a read would only reach after all of it.
+  pollfd p{socket_.native_handle(), POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return true;
+  log_->info("the client has gone: closing without running the commands it left behind");
+  close();
+  return false;
+}
+
 awaitable<void> connection::serve() {
   auto self = shared_from_this();
-  if (auto greeting = co_await chain_.fire(self, event::connect)) {
-    const bool refused = !greeting->reply.positive;
-    if (refused) greeting->reply.close = true;
-    if (!co_await send(std::move(*greeting))) {
+  auto greeting = co_await chain_.fire(self, event::connect);
+  late_ = std::move(greeting.late);
+  if (greeting.answer) {
+    const bool refused = !greeting.answer->reply.positive;
+    if (refused) greeting.answer->reply.close = true;
+    if (!co_await send(std::move(*greeting.answer))) {
       co_await flush();
       co_return;
     }
@@ -137,18 +154,24 @@ awaitable<void> connection::serve() {
   co_await flush();
 
   std::array<char, 4096> buffer;
-  for (;;) {
+  bool going = true;
+  while (going) {
     const std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer), asio::use_awaitable);
     std::string_view data(buffer.data(), n);
-    do {
+    while (going && !data.empty()) {
       data.remove_prefix(reader_.feed(data));
       switch (reader_.next()) {
         case line_reader::status::line:
           rearm_idle_timer();
-          if (!co_await execute(reader_.line())) {
-            co_await flush();
-            co_return;
+          // Shutdown, the idle timer or the client leaving may have closed
+          // the session while earlier lines ran: what is still queued is
+          // dropped unrun (above all a QUIT, whose UPDATE nobody would hear of).
+          if (!still_open()) {
+            going = false;
+            break;
           }
+          // (Not `a && co_await b`: keep co_await out of conditional operands.)
+          going = co_await execute(reader_.line());
           break;
         case line_reader::status::overlong:
           rearm_idle_timer();
@@ -157,7 +180,7 @@ awaitable<void> connection::serve() {
         case line_reader::status::need_more:
           break;
       }
-    } while (!data.empty());
+    }
     // Replies to pipelined commands go out together once the input read
     // so far has been answered.
     sodium_memzero(buffer.data(), n);
@@ -177,21 +200,32 @@ awaitable<bool> connection::execute(const std::string& line) {
   }
   log_->debug("command ", printable(cmd.name, 16));
   auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
+  if (result.late) {
+    // A module call overran its time limit: the session ends (-ERR
+    // [SYS/TEMP], close); run() waits for the call before disconnect.
+    late_ = result.late;
+    co_await send(std::move(result));
+    co_return false;
+  }
   if (state_ == pop3_state::update) {
     // UPDATE's work is done (the reply says how it went); let modules give
     // back what the session held, locks above all, before the client hears
     // +OK and can log in again.
-    co_await chain_.fire(shared_from_this(), event::quit);
-    const bool dummy = co_await send(std::move(result));
-    (void)dummy;
-    co_await flush();
+    auto fired = co_await chain_.fire(shared_from_this(), event::quit);
+    late_ = std::move(fired.late);
+    co_await send(std::move(result));
     co_return false;
   }
   const bool keep_going = co_await send(std::move(result));
   if (authenticated_pending_) {
     authenticated_pending_ = false;
     co_await flush();
-    co_await chain_.fire(shared_from_this(), event::authenticated);
+    if (closed_) co_return false;
+    auto fired = co_await chain_.fire(shared_from_this(), event::authenticated);
+    if (fired.late) {
+      late_ = std::move(fired.late);
+      co_return false;
+    }
   }
   co_return keep_going;
 }
@@ -220,9 +254,15 @@ awaitable<bool> connection::send(dispatch_result result) {
       chunk_.resize(limits_.body_chunk);
       auto self = shared_from_this();
       for (;;) {
+        // Closed meanwhile (shutdown, the idle timer): nothing will be sent.
+        if (closed_) co_return false;
         std::size_t n = 0;
         try {
           n = co_await bounded<std::size_t>(get_executor(), limit, read_body(body, self, std::span<char>(chunk_)));
+        } catch (const module_timeout& e) {
+          late_ = e.call();
+          if (result.by) result.by->log->error("session ", id_, ": reading a reply body: no data within ", limit.count(), "ms");
+          throw abort_session("a multi-line reply failed half way");
         } catch (const std::exception& e) {
           if (result.by) result.by->log->error("session ", id_, ": reading a reply body: ", e.what());
           throw abort_session("a multi-line reply failed half way");

@@ -35,7 +35,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   ~connection() override;
 
   /// Serves the client until it quits, the connection drops, the idle
-  /// timer fires or close() is called. Spawn it with co_spawn.
+  /// timer fires, a module call overruns its time limit or close() is
+  /// called. Whatever ends it, a closed session runs no further command
+  /// (lines already read are dropped), and the disconnect event comes
+  /// after any late module call has returned. Spawn it with co_spawn.
   awaitable<void> run();
   /// Ends the session without UPDATE (server shutdown). Idempotent.
   void close();
@@ -59,6 +62,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
  private:
   awaitable<void> serve();
   awaitable<void> watchdog();
+  /// False once the session is closed, and closes it when the client has
+  /// gone (sent FIN or a reset), even with its lines still queued here:
+  /// checked before each command, so nothing runs for a client that left.
+  bool still_open();
   /// Runs one command line; returns false when the session must end.
   awaitable<bool> execute(const std::string& line);
   /// Queues a reply (streaming its body); returns false if it asked to close.
@@ -81,6 +88,8 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   pop3_state state_ = pop3_state::authorization;
   bool authenticated_pending_ = false;
   bool closed_ = false;
+  /// A module call that overran its time limit, still running.
+  std::shared_ptr<late_call> late_;
   std::optional<identity> login_;
   std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
 };

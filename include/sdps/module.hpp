@@ -12,7 +12,9 @@
 ///  4. `start(registry)` runs on every instance in chain order, so modules
 ///     can find the services of the others.
 /// Afterwards on_command() and on_event() run on the event loop, one
-/// command at a time per session, many sessions interleaved.
+/// call at a time per session, many sessions interleaved: no call for a
+/// session starts before the previous one has returned, even one the core
+/// stopped waiting for (see module::on_command()).
 
 #include <sdps/abi.hpp>
 #include <sdps/asio.hpp>
@@ -50,7 +52,8 @@ struct command {
   }
 };
 
-/// Session events, delivered to every module in chain order.
+/// Session events, delivered to every module in chain order (but see
+/// command_failed).
 enum class event {
   /// A client connected. Answering with a response replaces the greeting;
   /// a negative answer is sent and the connection closed (site policy).
@@ -64,6 +67,14 @@ enum class event {
   quit,
   /// The connection is over, whatever the reason. Answers are ignored.
   disconnect,
+  /// The command being run ends in -ERR after this instance passed it on
+  /// (a later instance refused it or threw, or nobody answered it).
+  /// Delivered only to the instances that passed that command on, latest
+  /// first, before the -ERR is sent: give back what you took for the
+  /// command (lock takes the maildrop locks at PASS and releases them
+  /// here). Not delivered when a call overran its time limit: the session
+  /// then ends, and `disconnect` follows. Answers are ignored.
+  command_failed,
 };
 
 const char* to_string(event e);
@@ -211,9 +222,14 @@ class module {
   virtual void start(const registry&) {}
 
   /// A command declared in commands() (or every command, for "*"), valid
-  /// in the current state. Runs on the event loop. The core bounds it with
-  /// the instance's `timeout` (then answers -ERR [SYS/TEMP] and ignores
-  /// the late result) and turns an exception into -ERR [SYS/TEMP].
+  /// in the current state. Runs on the event loop. The core turns an
+  /// exception into -ERR [SYS/TEMP], and bounds the call with the
+  /// instance's `timeout`: a call that overruns it ends the session. The
+  /// client gets -ERR [SYS/TEMP] and the connection closes at once; the
+  /// late call runs on to its end (its result is ignored), and only then
+  /// does the session go on to `disconnect`. So a module never sees two
+  /// calls at once for one session, nor a call after `disconnect`, and
+  /// needs no guard against its own late calls.
   virtual awaitable<verdict> on_command(session&, const command&) { co_return verdict::next(); }
 
   /// A session event (see `event`). Same rules as on_command().
@@ -257,6 +273,7 @@ inline const char* to_string(event e) {
     case event::authenticated: return "authenticated";
     case event::quit: return "quit";
     case event::disconnect: return "disconnect";
+    case event::command_failed: return "command_failed";
   }
   return "?";
 }

@@ -22,7 +22,9 @@ namespace sdps {
 /// dot-stuffing and the terminating "." line, and supplies a final CRLF if
 /// the body does not end with one. Each read() is bounded by the owning
 /// module's time limit; a read that throws or times out closes the
-/// connection (a multi-line reply cannot be turned into -ERR half way).
+/// connection (a multi-line reply cannot be turned into -ERR half way),
+/// and a read that timed out is waited for before the session's
+/// `disconnect` event, as for any late call (see module::on_command()).
 class body_source {
  public:
   virtual ~body_source() = default;

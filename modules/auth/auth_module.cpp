@@ -162,9 +162,7 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
   }
 
   s.log().info("login failed: host ", who.host, " from ", address_for_log(address));
-  // Only forget the identity this PASS was about: if the core gave up on
-  // this command (time limit), a newer USER may already be pending.
-  if (s.login() && s.login()->host == who.host && s.login()->user == who.user) s.login().reset();
+  s.login().reset();
   asio::steady_timer delay(s.get_executor());
   delay.expires_after(fail_delay_);
   boost::system::error_code ignored;

@@ -79,8 +79,7 @@ awaitable<verdict> commands_module::on_command(session& s, const command& cmd) {
     if (!cmd.args().empty()) co_return reply(syntax("QUIT"));
     co_return co_await quit(s);
   }
-  // Hold the maildrop for the whole command: a timed-out call must not see
-  // it vanish.
+  // Hold the maildrop for the whole command, suspensions included.
   const std::shared_ptr<maildrop> drop = source_->current(s);
   if (!drop) {
     log_.error("session ", s.id(), ": ", cmd.name, " in TRANSACTION but no maildrop is open");

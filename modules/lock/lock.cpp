@@ -3,18 +3,12 @@
 #include "pop3/response_code.hpp"
 
 #include <algorithm>
-#include <cstdint>
 
 namespace sdps::lock {
 
-/// One session's locks. `attempt` numbers the PASS attempts, so that a
-/// lock() that completes after its attempt was given up (the core's time
-/// limit, a newer PASS, the end of the session) is not mistaken for
-/// current.
+/// One session's locks.
 struct lock_module::held {
   std::vector<spool*> spools;  // in locking order
-  std::uint64_t attempt = 0;
-  bool over = false;  // the session has disconnected
 };
 
 lock_module::lock_module(module_config& config)
@@ -25,7 +19,7 @@ lock_module::lock_module(module_config& config)
 }
 
 std::vector<command_spec> lock_module::commands() const {
-  return {{"*", static_cast<state_mask>(pop3_state::authorization)}};
+  return {{"PASS", static_cast<state_mask>(pop3_state::authorization)}};
 }
 
 void lock_module::start(const registry& services) {
@@ -60,22 +54,26 @@ void lock_module::start(const registry& services) {
 
 awaitable<verdict> lock_module::on_command(session& s, const command& cmd) {
   if (cmd.name == "PASS") co_return co_await take(s);
-  // Any other command in AUTHORIZATION after a PASS that locked means a
-  // module after this one refused that PASS: the locks must not outlive it.
-  if (held* h = s.find_slot<held>(this); h && !h->spools.empty())
-    release(s, *h, "the PASS that took them did not succeed");
   co_return verdict::next();
 }
 
 awaitable<verdict> lock_module::on_event(session& s, event e) {
-  // quit: UPDATE is over and the reply not yet sent, so a client that
-  // logs in again the moment it reads +OK finds the maildrop free.
-  if (e == event::quit || e == event::disconnect) {
-    if (held* h = s.find_slot<held>(this)) {
-      h->over = true;
-      ++h->attempt;
+  held* h = s.find_slot<held>(this);
+  if (!h) co_return verdict::next();
+  switch (e) {
+    case event::command_failed:
+      // A module after this one refused the PASS that took the locks (or
+      // threw): they must not outlive it.
+      release(s, *h, "the PASS that took them did not succeed");
+      break;
+    case event::quit:
+      // UPDATE is over and the reply not yet sent, so a client that logs
+      // in again the moment it reads +OK finds the maildrop free.
+    case event::disconnect:
       release(s, *h, "the session ended");
-    }
+      break;
+    default:
+      break;
   }
   co_return verdict::next();
 }
@@ -95,12 +93,10 @@ void lock_module::release(session& s, held& h, const char* why) {
 }
 
 awaitable<verdict> lock_module::take(session& s) {
-  std::uint64_t attempt = 0;
-  {
-    held& h = s.slot<held>(this);
-    release(s, h, "a new PASS starts afresh");
-    attempt = ++h.attempt;
-  }
+  // Slots live until after the disconnect event, which never runs beside
+  // this call: the reference stays good across the suspensions below.
+  held& h = s.slot<held>(this);
+  release(s, h, "a new PASS starts afresh");
   if (!s.login()) {
     log_.error("session ", s.id(), ": PASS reached ", instance_, " without a login; is auth before it?");
     co_return verdict::answer(response::err("[AUTH] authentication failed"));
@@ -115,23 +111,13 @@ awaitable<verdict> lock_module::take(session& s) {
       status = lock_status::unavailable;
     } catch (...) {
       // Anything else is a fault, not a punt being down: give up the locks
-      // of this attempt (if it is still current) and let the core answer.
-      held* h = s.find_slot<held>(this);
-      if (h && !h->over && h->attempt == attempt) release(s, *h, "locking failed");
+      // taken so far and let the core answer.
+      release(s, h, "locking failed");
       throw;
-    }
-    // The slot is looked up again after every suspension: the session may
-    // have ended, or started another PASS, meanwhile.
-    held* h = s.find_slot<held>(this);
-    if (!h || h->over || h->attempt != attempt) {
-      const bool kept = h && !h->over && std::find(h->spools.begin(), h->spools.end(), sp) != h->spools.end();
-      if (status == lock_status::acquired && !kept) sp->unlock(s);
-      log_.warning("session ", s.id(), ": a lock on punt ", sp->punt(), " came after its PASS was given up");
-      co_return verdict::answer(response::err("[SYS/TEMP] locking took too long, try again later"));
     }
     switch (status) {
       case lock_status::acquired:
-        h->spools.push_back(sp);
+        h.spools.push_back(sp);
         break;
       case lock_status::unavailable:
         log_.warning("session ", s.id(), ": punt ", sp->punt(), " is unavailable: mail held there is left out of ",
@@ -139,7 +125,7 @@ awaitable<verdict> lock_module::take(session& s) {
         break;
       case lock_status::in_use:
         log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
-        release(s, *h, "the maildrop is in use");
+        release(s, h, "the maildrop is in use");
         co_return verdict::answer(response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")));
     }
   }

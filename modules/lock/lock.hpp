@@ -18,9 +18,9 @@ namespace sdps::lock {
 ///   answered `-ERR [IN-USE] maildrop already locked`;
 /// - a punt is unavailable (or its lock() throws spool_error): it is
 ///   skipped and logged; its mail is missing from this session;
-/// - locks are released by a later PASS (which starts afresh), by any other
-///   command reaching it in AUTHORIZATION (which means the PASS that took
-///   them did not succeed: a later module refused it), and at disconnect.
+/// - locks are released by a later PASS (which starts afresh), when the
+///   PASS that took them fails later in the chain (`command_failed`), at
+///   quit (before the QUIT reply) and at disconnect.
 ///
 /// Runs on the event loop; its only per-session state is the list of locks
 /// held, in a session slot.
@@ -29,13 +29,12 @@ class lock_module final : public sdps::module {
   /// Reads `punts:` (optional). Throws config_error.
   explicit lock_module(module_config& config);
 
-  /// Every command in AUTHORIZATION ("*"): PASS to lock, the others to
-  /// release what a failed PASS left locked.
+  /// PASS in AUTHORIZATION.
   std::vector<command_spec> commands() const override;
   /// Finds the spools; throws config_error for an unknown or duplicate punt.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
-  /// disconnect: releases every lock the session holds.
+  /// command_failed, quit, disconnect: releases every lock the session holds.
   awaitable<verdict> on_event(session& s, event e) override;
 
   /// The spools in the order they are locked (after start()).

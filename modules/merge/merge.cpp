@@ -1,16 +1,10 @@
 #include "merge.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <cstdint>
 
 namespace sdps::merge {
 
 namespace {
-
-/// Numbers PASS attempts across every session, so that an open() that
-/// finishes after its attempt was given up never replaces a newer snapshot.
-std::atomic<std::uint64_t> attempts{0};
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
@@ -99,10 +93,9 @@ std::vector<std::string> merged_maildrop::missing() const {
 
 // -- merge_module -------------------------------------------------------------
 
-/// The session's snapshot and the attempt that is allowed to store it.
+/// The session's snapshot.
 struct merge_module::opened {
   std::shared_ptr<merged_maildrop> drop;
-  std::uint64_t attempt = 0;
 };
 
 merge_module::merge_module(module_config& config)
@@ -144,8 +137,7 @@ void merge_module::start(const registry& services) {
 
 awaitable<verdict> merge_module::on_command(session& s, const command& cmd) {
   if (cmd.name != "PASS") co_return verdict::next();
-  // A new PASS takes a new snapshot: one kept from an attempt that failed
-  // later in the chain may be stale, or another login's.
+  // A new PASS takes a new snapshot.
   s.drop_slot(this);
   try {
     co_await open(s);
@@ -156,13 +148,15 @@ awaitable<verdict> merge_module::on_command(session& s, const command& cmd) {
   co_return verdict::next();
 }
 
+awaitable<verdict> merge_module::on_event(session& s, event e) {
+  // The PASS that took the snapshot failed later in the chain: nothing of
+  // it is kept.
+  if (e == event::command_failed) s.drop_slot(this);
+  co_return verdict::next();
+}
+
 awaitable<std::shared_ptr<maildrop>> merge_module::open(session& s) {
-  const std::uint64_t attempt = ++attempts;
-  {
-    opened& o = s.slot<opened>(this);
-    if (o.drop) co_return o.drop;
-    o.attempt = attempt;
-  }
+  if (opened* o = s.find_slot<opened>(this); o && o->drop) co_return o->drop;
   std::vector<merged_maildrop::part> parts;
   std::vector<std::string> missing;
   for (const source& src : sources_) {
@@ -181,9 +175,7 @@ awaitable<std::shared_ptr<maildrop>> merge_module::open(session& s) {
   }
   if (parts.empty()) throw spool_error("no punt could be read (" + join(missing) + ")");
   auto drop = std::make_shared<merged_maildrop>(std::move(parts), std::move(missing), log_);
-  opened* o = s.find_slot<opened>(this);
-  if (o && o->drop) co_return o->drop;  // a newer attempt got there first
-  if (o && o->attempt == attempt) o->drop = drop;
+  s.slot<opened>(this).drop = drop;
   co_return drop;
 }
 

@@ -66,6 +66,8 @@ class merge_module final : public sdps::module, public maildrop_source {
   /// Finds each spool's maildrop_source; throws config_error.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
+  /// command_failed (a PASS refused after merge): drops the snapshot.
+  awaitable<verdict> on_event(session& s, event e) override;
 
   /// The session's merged maildrop: opened once per PASS (a new PASS opens
   /// afresh), then the same one. Throws spool_error if no punt could be

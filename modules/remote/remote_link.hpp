@@ -56,8 +56,8 @@ struct status {
 /// spool_error naming the punt; later calls throw at once.
 ///
 /// Commands take turns: a caller does `co_await acquire()` and keeps a
-/// `turn` for the exchange. A caller whose call the core gave up (its
-/// time limit) still finishes its exchange before the next caller goes.
+/// `turn` for the exchange; the keepalive and end() take turns with the
+/// session's calls, which the core runs one at a time.
 /// A multi-line body that was not read to its end (see begin_body) is
 /// drained by the next acquire(), so replies never get out of step.
 class backend_link : public std::enable_shared_from_this<backend_link> {

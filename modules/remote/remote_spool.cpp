@@ -294,15 +294,13 @@ remote_spool::remote_spool(module_config& config) : log_(config.log()) {
 }
 
 awaitable<lock_status> remote_spool::lock(session& s) {
-  std::uint64_t attempt = 0;
-  {
-    auto& state = s.slot<session_state>(this);
-    if (state.link) state.link->end(true);
-    state.link.reset();
-    state.drop.reset();
-    state.listing.clear();
-    attempt = ++state.attempt;
-  }
+  // Slots live until after the disconnect event, which never runs beside
+  // this call: the reference stays good across the suspensions below.
+  auto& state = s.slot<session_state>(this);
+  if (state.link) state.link->end(true);
+  state.link.reset();
+  state.drop.reset();
+  state.listing.clear();
   if (!s.login()) {
     log_.error("session ", s.id(), ": lock without a login");
     co_return lock_status::unavailable;
@@ -320,12 +318,8 @@ awaitable<lock_status> remote_spool::lock(session& s) {
   if (!peers_.empty() && peers_.front() == this)
     for (remote_spool* peer : peers_)
       if (peer != this) peer->prepare(s);
-  std::shared_ptr<pending_link> ahead;
-  {
-    auto& state = s.slot<session_state>(this);
-    ahead = std::move(state.pending);
-    state.pending.reset();
-  }
+  std::shared_ptr<pending_link> ahead = std::move(state.pending);
+  state.pending.reset();
   std::shared_ptr<backend_link> link;
   login_outcome outcome;
   for (;;) {
@@ -356,20 +350,13 @@ awaitable<lock_status> remote_spool::lock(session& s) {
     boost::system::error_code ignored;
     co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     pause *= 2;
-    const auto* current = s.find_slot<session_state>(this);
-    if (!current || current->attempt != attempt) co_return lock_status::unavailable;
-  }
-  auto* state = s.find_slot<session_state>(this);
-  if (!state || state->attempt != attempt) {
-    link->end(true);
-    co_return lock_status::unavailable;
   }
   switch (outcome.status) {
     case lock_status::acquired:
-      state->link = link;
-      state->listing = std::move(outcome.listing);
+      state.link = link;
+      state.listing = std::move(outcome.listing);
       link->start_keepalive();
-      s.log().debug("punt ", options_.punt, ": logged in as ", who, " on the back end, ", state->listing.size(),
+      s.log().debug("punt ", options_.punt, ": logged in as ", who, " on the back end, ", state.listing.size(),
                     " message(s)");
       break;
     case lock_status::in_use:

@@ -98,7 +98,6 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
     std::vector<listing_entry> listing;
     std::shared_ptr<remote_maildrop> drop;
     std::shared_ptr<pending_link> pending;
-    std::uint64_t attempt = 0;
     ~session_state();
   };
 

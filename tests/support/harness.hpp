@@ -338,12 +338,14 @@ class harness {
     if (space != std::string::npos) cmd.argument = line.substr(space + 1);
     for (char& c : cmd.name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     core::dispatch_result result = run(chain_->dispatch(s, std::move(cmd)));
+    // A call past its time limit ends the session, as in the core.
+    if (result.late) late_[s.get()] = result.late;
     const bool close = result.reply.close;
     std::string out = run(render(std::move(result.reply)));
     if (close) s->closed = true;
-    if (s->take_authenticated()) run(chain_->fire(s, event::authenticated));
-    if (s->state() == pop3_state::update) {
-      run(chain_->fire(s, event::quit));
+    if (s->take_authenticated() && !s->closed) remember_late(s, run(chain_->fire(s, event::authenticated)));
+    if (s->state() == pop3_state::update && !result.late) {
+      remember_late(s, run(chain_->fire(s, event::quit)));
       s->closed = true;
     }
     return out;
@@ -356,9 +358,15 @@ class harness {
     return out;
   }
 
-  /// The connection ends: disconnect event, then the slots go.
+  /// The connection ends: once a late call (past its time limit) has
+  /// returned, the disconnect event, then the slots go.
   void disconnect(const std::shared_ptr<fake_session>& s) {
     s->closed = true;
+    if (const auto it = late_.find(s.get()); it != late_.end()) {
+      const std::shared_ptr<core::late_call> late = it->second;
+      late_.erase(it);
+      run(wait_for(late));
+    }
     run(chain_->fire(s, event::disconnect));
     s->clear_slots();
   }
@@ -417,6 +425,17 @@ class harness {
     co_return out;
   }
 
+  void remember_late(const std::shared_ptr<fake_session>& s, const core::event_outcome& fired) {
+    if (!fired.late) return;
+    late_[s.get()] = fired.late;
+    s->closed = true;
+  }
+  static awaitable<bool> wait_for(std::shared_ptr<core::late_call> late) {
+    co_await late->wait();
+    co_return true;
+  }
+
+  std::map<const fake_session*, std::shared_ptr<core::late_call>> late_;
   asio::io_context io_;
   fake_server server_;
   core::stderr_log root_log_;

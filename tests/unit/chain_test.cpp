@@ -1,5 +1,6 @@
-// The chain's contract: order, pass/answer, state checks, and the guards
-// (time limit, exceptions) that never let a command through.
+// The chain's contract: order, pass/answer, state checks, the guards
+// (time limit, exceptions) that never let a command through, and
+// command_failed for the instances that passed a refused command on.
 
 #include "chain.hpp"
 #include "support/fakes.hpp"
@@ -12,17 +13,22 @@ using sdps::testing::run;
 
 namespace {
 
-enum class behaviour { pass, answer, refuse, async_answer, hang, throw_error };
+enum class behaviour { pass, answer, refuse, async_answer, hang, throw_error, hang_at_events };
+
+/// Every call any scripted module received and finished, in order:
+/// "a: NOOP", "a: NOOP done", "b: event command_failed", ...
+using journal = std::vector<std::string>;
 
 class scripted final : public sdps::module {
  public:
-  scripted(std::string name, behaviour b, std::vector<command_spec> specs, int* calls)
-      : name_(std::move(name)), behaviour_(b), specs_(std::move(specs)), calls_(calls) {}
+  scripted(std::string name, behaviour b, std::vector<command_spec> specs, int* calls, journal* seen)
+      : name_(std::move(name)), behaviour_(b), specs_(std::move(specs)), calls_(calls), seen_(seen) {}
   std::vector<command_spec> commands() const override { return specs_; }
   awaitable<verdict> on_command(session& s, const command& cmd) override {
     ++*calls_;
     switch (behaviour_) {
-      case behaviour::pass: co_return verdict::next();
+      case behaviour::pass:
+      case behaviour::hang_at_events: co_return verdict::next();
       case behaviour::answer: co_return verdict::answer(response::ok(name_ + " " + cmd.name + " " + cmd.argument));
       case behaviour::refuse: co_return verdict::answer(response::err(name_ + " says no"));
       case behaviour::async_answer: {
@@ -31,15 +37,23 @@ class scripted final : public sdps::module {
         co_return verdict::answer(response::ok(name_ + " later"));
       }
       case behaviour::hang: {
-        asio::steady_timer t(s.get_executor(), std::chrono::seconds(2));
+        seen_->push_back(name_ + ": " + cmd.name);
+        asio::steady_timer t(s.get_executor(), std::chrono::milliseconds(300));
         co_await t.async_wait(asio::use_awaitable);
+        seen_->push_back(name_ + ": " + cmd.name + " done");
         co_return verdict::answer(response::ok(name_ + " far too late"));
       }
       case behaviour::throw_error: throw std::runtime_error("boom");
     }
     co_return verdict::next();
   }
-  awaitable<verdict> on_event(session&, event e) override {
+  awaitable<verdict> on_event(session& s, event e) override {
+    seen_->push_back(name_ + ": event " + to_string(e));
+    if (behaviour_ == behaviour::hang_at_events) {
+      asio::steady_timer t(s.get_executor(), std::chrono::milliseconds(300));
+      co_await t.async_wait(asio::use_awaitable);
+      seen_->push_back(name_ + ": event " + to_string(e) + " done");
+    }
     if (e == event::connect && behaviour_ == behaviour::refuse)
       co_return verdict::answer(response::err("go away"));
     co_return verdict::next();
@@ -50,6 +64,7 @@ class scripted final : public sdps::module {
   behaviour behaviour_;
   std::vector<command_spec> specs_;
   int* calls_;
+  journal* seen_;
 };
 
 struct fixture {
@@ -58,6 +73,7 @@ struct fixture {
   core::stderr_log log{log_level::error, "test"};
   std::vector<std::unique_ptr<core::module_instance>> links;
   std::vector<std::unique_ptr<int>> calls;
+  journal seen;
 
   int& add(const std::string& name, behaviour b, std::vector<command_spec> specs,
            std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
@@ -66,7 +82,7 @@ struct fixture {
     l->module = "scripted";
     l->instance = name;
     l->timeout = timeout;
-    l->object = std::make_unique<scripted>(name, b, specs, calls.back().get());
+    l->object = std::make_unique<scripted>(name, b, specs, calls.back().get(), &seen);
     l->specs = l->object->commands();
     l->log = log.derive(name);
     links.push_back(std::move(l));
@@ -151,18 +167,115 @@ TEST_CASE("an asynchronous answer is awaited") {
   CHECK(f.send("NOOP").text == "slow later");
 }
 
-TEST_CASE("a module past its time limit gets -ERR [SYS/TEMP] and the command goes no further") {
+/// Runs `op` on `io` and returns its result as soon as it completes, with
+/// whatever else it started (a late call) still queued.
+template <typename T>
+T run_until_done(asio::io_context& io, awaitable<T> op) {
+  std::optional<T> result;
+  std::exception_ptr error;
+  asio::co_spawn(io, std::move(op), [&](std::exception_ptr e, T value) {
+    error = e;
+    if (!e) result.emplace(std::move(value));
+    io.stop();
+  });
+  io.restart();
+  io.run();
+  if (error) std::rethrow_exception(error);
+  REQUIRE(result);
+  return std::move(*result);
+}
+
+awaitable<bool> wait_for(std::shared_ptr<core::late_call> late) {
+  co_await late->wait();
+  co_return true;
+}
+
+TEST_CASE("a call past its time limit ends the session: -ERR [SYS/TEMP] with close, the call still running") {
   fixture f;
   f.add("stuck", behaviour::hang, {{"PASS", everywhere}}, std::chrono::milliseconds(50));
   int& after = f.add("after", behaviour::answer, {{"PASS", everywhere}});
   const auto start = std::chrono::steady_clock::now();
   core::chain c(std::move(f.links));
-  auto result = run(f.io, c.dispatch(f.session, command{"PASS", "secret"}));
+  auto result = run_until_done(f.io, c.dispatch(f.session, command{"PASS", "secret"}));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(250));
   CHECK_FALSE(result.reply.positive);
   CHECK(result.reply.text.rfind("[SYS/TEMP]", 0) == 0);
+  CHECK(result.reply.close);
   CHECK(after == 0);
-  // run() only returns when the late coroutine has finished too: its answer was dropped.
-  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(50));
+  REQUIRE(result.late);
+  CHECK_FALSE(result.late->finished());
+  CHECK(f.seen == journal{"stuck: PASS"});
+  // The session waits for it before anything else reaches a module.
+  run_until_done(f.io, wait_for(result.late));
+  CHECK(result.late->finished());
+  CHECK(f.seen == journal{"stuck: PASS", "stuck: PASS done"});
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
+  run(f.io, c.fire(f.session, event::disconnect));
+  CHECK(f.seen.back() == "after: event disconnect");
+}
+
+TEST_CASE("a command refused after modules passed it on: command_failed to those, latest first, before the reply") {
+  fixture f;
+  f.add("early", behaviour::pass, {{"PASS", everywhere}});
+  f.add("other", behaviour::pass, {{"USER", everywhere}});
+  f.add("middle", behaviour::pass, {{"PASS", everywhere}});
+  f.add("judge", behaviour::refuse, {{"PASS", everywhere}});
+  f.add("never", behaviour::pass, {{"PASS", everywhere}});
+  core::chain c(std::move(f.links));
+  SECTION("refused") {
+    auto result = run(f.io, c.dispatch(f.session, command{"PASS", "x"}));
+    CHECK(result.reply.text == "judge says no");
+    CHECK_FALSE(result.late);
+    CHECK(f.seen == journal{"middle: event command_failed", "early: event command_failed"});
+  }
+  SECTION("passed on by everyone: -ERR, so command_failed too") {
+    auto result = run(f.io, c.dispatch(f.session, command{"USER", "x"}));
+    CHECK(result.reply.text == "command not available");  // passed by everyone: -ERR too
+    CHECK(f.seen == journal{"other: event command_failed"});
+  }
+}
+
+TEST_CASE("command_failed follows an exception and an unanswered command, never a +OK") {
+  fixture f;
+  f.add("early", behaviour::pass, {{"PASS", everywhere}, {"NOOP", everywhere}, {"STAT", everywhere}});
+  f.add("broken", behaviour::throw_error, {{"PASS", everywhere}});
+  f.add("ok", behaviour::answer, {{"NOOP", everywhere}});
+  core::chain c(std::move(f.links));
+  CHECK(run(f.io, c.dispatch(f.session, command{"PASS", "x"})).reply.text.rfind("[SYS/TEMP]", 0) == 0);
+  CHECK(f.seen == journal{"early: event command_failed"});
+  f.seen.clear();
+  CHECK(run(f.io, c.dispatch(f.session, command{"NOOP", ""})).reply.positive);
+  CHECK(f.seen.empty());
+  CHECK(run(f.io, c.dispatch(f.session, command{"STAT", ""})).reply.text == "command not available");
+  CHECK(f.seen == journal{"early: event command_failed"});
+}
+
+TEST_CASE("an event handler past its time limit stops the event; at disconnect it is waited for") {
+  fixture f;
+  f.add("first", behaviour::hang_at_events, {}, std::chrono::milliseconds(50));
+  f.add("second", behaviour::pass, {});
+  core::chain c(std::move(f.links));
+  SECTION("authenticated") {
+    auto outcome = run_until_done(f.io, c.fire(f.session, event::authenticated));
+    REQUIRE(outcome.late);
+    CHECK_FALSE(outcome.answer);
+    CHECK(f.seen == journal{"first: event authenticated"});
+    run_until_done(f.io, wait_for(outcome.late));
+    CHECK(f.seen == journal{"first: event authenticated", "first: event authenticated done"});
+  }
+  SECTION("connect: the greeting becomes -ERR [SYS/TEMP] with close") {
+    auto outcome = run_until_done(f.io, c.fire(f.session, event::connect));
+    REQUIRE(outcome.late);
+    REQUIRE(outcome.answer);
+    CHECK_FALSE(outcome.answer->reply.positive);
+    CHECK(outcome.answer->reply.close);
+    run_until_done(f.io, wait_for(outcome.late));
+  }
+  SECTION("disconnect") {
+    auto outcome = run_until_done(f.io, c.fire(f.session, event::disconnect));
+    CHECK_FALSE(outcome.late);
+    CHECK(f.seen == journal{"first: event disconnect", "first: event disconnect done", "second: event disconnect"});
+  }
 }
 
 TEST_CASE("a module that throws never lets the command through") {
@@ -179,15 +292,17 @@ TEST_CASE("a connect answer replaces the greeting") {
   fixture f;
   f.add("policy", behaviour::refuse, {});
   core::chain c(std::move(f.links));
-  auto answer = run(f.io, c.fire(f.session, event::connect));
-  REQUIRE(answer);
-  CHECK_FALSE(answer->reply.positive);
-  CHECK(answer->reply.text == "go away");
+  auto outcome = run(f.io, c.fire(f.session, event::connect));
+  REQUIRE(outcome.answer);
+  CHECK_FALSE(outcome.answer->reply.positive);
+  CHECK(outcome.answer->reply.text == "go away");
 }
 
 TEST_CASE("events other than connect ignore answers and reach every module") {
   fixture f;
   f.add("policy", behaviour::refuse, {});
   core::chain c(std::move(f.links));
-  CHECK_FALSE(run(f.io, c.fire(f.session, event::disconnect)).has_value());
+  auto outcome = run(f.io, c.fire(f.session, event::disconnect));
+  CHECK_FALSE(outcome.answer.has_value());
+  CHECK_FALSE(outcome.late);
 }

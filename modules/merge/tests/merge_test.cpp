@@ -161,7 +161,7 @@ TEST_CASE("a punt going down mid-session fails only its own messages", "[merge]"
   REQUIRE(t.send("LAST") == "+OK 2\r\n");
 }
 
-TEST_CASE("open() returns the PASS snapshot; a new PASS takes a new one", "[merge]") {
+TEST_CASE("open() returns the PASS snapshot; a refused PASS drops it, a new PASS takes a new one", "[merge]") {
   auto journal = std::make_shared<lock_journal>();
   harness h;
   h.add<fake_auth>("auth");
@@ -188,13 +188,14 @@ TEST_CASE("open() returns the PASS snapshot; a new PASS takes a new one", "[merg
   auto s = h.connect();
   h.send(s, "USER sample");
   REQUIRE(h.send(s, "PASS pw") == "-ERR [SYS/TEMP] not now\r\n");
-  const auto first = merger.current(*s);
-  REQUIRE(first);
-  REQUIRE(first->count() == 1);
+  // The refused PASS leaves no snapshot (command_failed), and no lock.
+  REQUIRE_FALSE(merger.current(*s));
+  REQUIRE(f.store->holders.empty());
   f.add("f2", 2, text("f2"));
   REQUIRE(h.send(s, "PASS pw") == "+OK sample has 2 messages (108 octets)\r\n");
   const auto second = merger.current(*s);
-  REQUIRE(second != first);
+  REQUIRE(second);
+  REQUIRE(second->count() == 2);
   REQUIRE(h.run(merger.open(*s)) == second);
   REQUIRE(journal->events == std::vector<std::string>{"lock finchley #1", "open finchley #1", "unlock finchley #1",
                                                       "lock finchley #1", "open finchley #1"});
