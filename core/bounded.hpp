@@ -62,8 +62,7 @@ class module_timeout : public std::runtime_error {
 ///
 /// Boost 1.74 has no awaitable operators or per-operation cancellation, so
 /// the timer doubles as the wake-up: completion cancels it. (`op` is an
-/// awaitable, not a lambda: GCC 12 corrupts closure objects passed by
-/// value into a coroutine.)
+/// awaitable, not a lambda: docs/toolchain.md.)
 template <typename T>
 awaitable<T> bounded(executor ex, std::chrono::milliseconds limit, awaitable<T> op) {
   struct state final : late_call {

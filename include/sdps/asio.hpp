@@ -2,9 +2,8 @@
 /// @file
 /// The one place sdps includes Boost.Asio's coroutine support.
 ///
-/// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>;
-/// with GCC 12 and -std=c++20 it fails to compile unless <utility> comes
-/// first. Every sdps file (core and modules) includes Asio through here.
+/// <utility> comes first, for Boost 1.74 (docs/toolchain.md). Every sdps
+/// file (core and modules) includes Asio through here.
 
 #include <utility>
 

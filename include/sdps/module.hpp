@@ -251,14 +251,8 @@ class module {
 ///     auto job = [check] { return check->run(); };
 ///     const auto result = co_await run_blocking(server, std::move(job));
 ///
-/// NOT `co_await run_blocking(server, [check] { ... })`: GCC 12 destroys a
-/// temporary lambda (or any temporary aggregate with a member that has a
-/// destructor) twice when it is an argument inside a co_await expression,
-/// which corrupts captured shared_ptrs and strings (ASan: use after free).
-///
-/// Deliberately not a coroutine itself: GCC 12 corrupts closure objects
-/// passed by value into a coroutine, so never write a coroutine that takes
-/// a lambda parameter; pass the lambda straight to co_spawn as here.
+/// NOT `co_await run_blocking(server, [check] { ... })`, and deliberately
+/// not a coroutine itself: GCC 12's coroutine rules, docs/toolchain.md.
 template <typename F>
 awaitable<std::invoke_result_t<F>> run_blocking(server_context& server, F fn) {
   using result = std::invoke_result_t<F>;

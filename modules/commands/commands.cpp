@@ -115,7 +115,7 @@ awaitable<verdict> commands_module::pass(session& s) {
   // PASS sets LAST to 0 and starts with nothing deleted (RFC 1460), even on
   // a maildrop kept from an earlier attempt.
   drop->reset();
-  // (No structured bindings in coroutines: GCC 12 mishandles them.)
+  // (No structured bindings in coroutines: docs/toolchain.md.)
   const std::size_t live = drop->live_totals().first;
   const std::uint64_t octets = drop->live_totals().second;
   std::string text =

@@ -168,8 +168,7 @@ removal_result remove_files(const std::filesystem::path& folder, const std::vect
 }
 
 // Not coroutines: they build the closures for run_blocking outside any
-// coroutine frame (GCC 12 miscompiles closure temporaries in co_await
-// expressions), copying what the blocking work uses.
+// coroutine frame, copying what the blocking work uses (docs/toolchain.md).
 awaitable<removal_result> remove_blocking(server_context& server, const std::filesystem::path& folder,
                                           const std::vector<std::string>& files, logger& log,
                                           const std::string& punt) {

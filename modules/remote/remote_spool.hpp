@@ -5,7 +5,7 @@
 /// answers no command; it offers `sdps::spool` (locks, taken by logging in
 /// on the back end) and `sdps::maildrop_source` (the back end's snapshot),
 /// so lock, merge, commands and extensions work unchanged over it.
-/// Settings: modules/spool/remote_spool.md. Protocol: docs/backend-protocol.md.
+/// Settings: README.md beside this file. Protocol: docs/backend-protocol.md.
 
 #include "remote_link.hpp"
 #include "backend_proto/protocol.hpp"

@@ -190,8 +190,7 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
       asio::steady_timer timer(s.get_executor(), st->lock_delay);
       co_await timer.async_wait(asio::use_awaitable);
     } else {
-      // (A named executor: GCC 12 mishandles temporaries with destructors
-      // as arguments inside a co_await expression.)
+      // (A named executor, not a temporary: docs/toolchain.md.)
       const executor ex = s.get_executor();
       co_await asio::post(ex, asio::use_awaitable);
     }

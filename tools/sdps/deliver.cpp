@@ -1,6 +1,6 @@
 // sdps deliver: the spool's local delivery agent, run by an MTA once per
 // message. The message comes on stdin and is streamed into the spool
-// (modules/spool/delivery.hpp); docs/spool.md describes the result and the
+// (lib/spoolstore/delivery.hpp); docs/spool.md describes the result and the
 // exit statuses.
 
 #include "admin.hpp"
