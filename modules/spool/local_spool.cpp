@@ -11,7 +11,9 @@ namespace {
 /// A message file streamed to the client piece by piece.
 class file_body final : public body_source {
  public:
-  file_body(std::unique_ptr<message_file> file, std::string punt) : file_(std::move(file)), punt_(std::move(punt)) {}
+  /// `whole`: the stream is the whole message (RETR), not a TOP cut.
+  file_body(std::unique_ptr<message_file> file, std::string punt, bool whole)
+      : file_(std::move(file)), punt_(std::move(punt)), whole_(whole) {}
 
   awaitable<std::size_t> read(std::span<char> buffer) override {
     // Page-cache reads of one chunk: short enough for the event loop.
@@ -22,9 +24,16 @@ class file_body final : public body_source {
     }
   }
 
+  /// What the file holds to send, even if its name says otherwise.
+  std::optional<std::uint64_t> size() const override {
+    if (!whole_) return std::nullopt;
+    return file_->retr_size();
+  }
+
  private:
   std::unique_ptr<message_file> file_;
   std::string punt_;
+  bool whole_;
 };
 
 std::filesystem::path configured_root(module_config& config, const std::string& punt) {
@@ -108,7 +117,7 @@ awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t ind
     log_.warning("punt ", punt_, ": ", path.filename().string(), " holds ", opened->retr_size(),
                  " octets to send, its name says ", infos_[index].size, " (changed by hand?)");
   opened->rewind(body_lines);
-  co_return std::make_unique<file_body>(std::move(opened), punt_);
+  co_return std::make_unique<file_body>(std::move(opened), punt_, !body_lines);
 }
 
 awaitable<void> local_maildrop::mark_read(std::size_t index) {
