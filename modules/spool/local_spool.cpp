@@ -210,9 +210,20 @@ local_spool::local_spool(module_config& config)
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   config.provide<sdps::spool>(this);
   config.provide<sdps::maildrop_source>(this);
+  // Nothing is created here: this runs for `sdpsd --check` too, and
+  // before sdpsd switches to its `user:`.
   std::error_code ec;
-  if (!std::filesystem::is_directory(root_, ec))
-    log_.info("punt ", punt_, ": spool folder ", root_.string(), " does not exist yet; it is created on first use");
+  seen_ = std::filesystem::is_directory(root_, ec);
+  if (!seen_)
+    log_.info("punt ", punt_, ": spool folder ", root_.string(),
+              " does not exist yet; it is created at the first login or delivery");
+}
+
+bool local_spool::punt_folder_seen() {
+  if (seen_.load()) return true;
+  std::error_code ec;
+  if (std::filesystem::is_directory(root_, ec)) seen_ = true;
+  return seen_.load();
 }
 
 awaitable<lock_status> local_spool::lock(session& s) {
@@ -223,7 +234,10 @@ awaitable<lock_status> local_spool::lock(session& s) {
     log_.error("session ", s.id(), ": lock without a valid login");
     co_return lock_status::unavailable;
   }
-  auto attempt = lock_maildrop(root_, login->host, login->user);
+  const bool create_punt = !punt_folder_seen();
+  auto attempt = lock_maildrop(root_, login->host, login->user, create_punt);
+  if (attempt.result != lock_attempt::outcome::failed && create_punt && !seen_.exchange(true))
+    log_.info("punt ", punt_, ": created the spool folder ", root_.string());
   switch (attempt.result) {
     case lock_attempt::outcome::acquired:
       state.lock = std::move(attempt.lock);
@@ -252,6 +266,16 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
   }
   if (!s.login() || !valid_host(s.login()->host)) throw spool_error("punt " + punt_ + ": no valid login to open");
   const identity login = *s.login();
+  if (!locking_) {
+    // With locks, lock() already refused a punt folder that vanished.
+    std::error_code ec;
+    if (std::filesystem::is_directory(root_, ec)) {
+      seen_ = true;
+    } else if (seen_.load()) {
+      log_.error("session ", s.id(), ": punt ", punt_, ": the spool folder ", root_.string(), " is missing");
+      throw spool_error("punt " + punt_ + ": the spool folder is missing");
+    }
+  }
   std::vector<entry> entries;
   try {
     entries = co_await scan_blocking(server_, root_, login, log_);
