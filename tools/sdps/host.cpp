@@ -47,7 +47,7 @@ int usage(const std::string& message) {
 std::optional<std::string> host_argument(const site& s, const std::string& text) {
   std::string name = hostdb::normalise_host(text, s.customer_domain);
   if (name.empty()) {
-    fail(EX_DATAERR, "'" + printable(text, 80) + "' is not a host name: letters, digits and hyphens, as in sample" +
+    fail(EX_DATAERR, quoted(text, 80) + " is not a host name: letters, digits and hyphens, as in sample" +
                          (s.customer_domain.empty() ? std::string() : " or sample." + s.customer_domain));
     return std::nullopt;
   }
@@ -61,7 +61,10 @@ std::string full_name(const site& s, const std::string& host) {
 std::string prefixes_text(const hostdb::host_record& r) {
   if (r.dialup.empty()) return "-";
   std::string out;
-  for (const auto& p : r.dialup) out += (out.empty() ? "" : ",") + p.to_string();
+  for (const auto& p : r.dialup) {
+    if (!out.empty()) out += ',';
+    out += p.to_string();
+  }
   return out;
 }
 
@@ -163,7 +166,7 @@ int host_add(const site& s, const std::vector<std::string>& args) {
       continue;
     }
     const auto p = hostdb::prefix::parse(value);
-    if (!p) return fail(EX_DATAERR, "'" + printable(value, 80) + "' is not an IP address or prefix (ADDR or ADDR/LEN)");
+    if (!p) return fail(EX_DATAERR, quoted(value, 80) + " is not an IP address or prefix (ADDR or ADDR/LEN)");
     if (std::none_of(dialup.begin(), dialup.end(), [&](const auto& q) { return q.to_string() == p->to_string(); }))
       dialup.push_back(*p);
   }
