@@ -6,7 +6,9 @@
 #include <sdps/asio.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +32,11 @@ class body_source {
   virtual ~body_source() = default;
   /// Fills a prefix of `buffer`; returns how many octets, 0 at the end.
   virtual awaitable<std::size_t> read(std::span<char> buffer) = 0;
+  /// How many octets the remaining read() calls produce in all (before
+  /// dot-stuffing), when that is known without reading; nullopt if not.
+  /// RETR's "+OK N octets" is this number when there is one, so that it
+  /// matches what follows (a dummy notice has its own length). Event loop.
+  virtual std::optional<std::uint64_t> size() const { return std::nullopt; }
 };
 
 /// A body already in memory (listings, short notices).
@@ -42,6 +49,7 @@ class string_body final : public body_source {
     offset_ += n;
     co_return n;
   }
+  std::optional<std::uint64_t> size() const override { return text_.size() - offset_; }
 
  private:
   std::string text_;

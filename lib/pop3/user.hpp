@@ -15,8 +15,10 @@ namespace sdps::pop3 {
 /// `user+host.DOMAIN` or `user@host.DOMAIN` (DOMAIN = `customer_domain`,
 /// any case). Surrounding spaces are ignored. The host goes through
 /// hostdb::normalise_host; the user part (before the last `+` or `@`) must
-/// be an RFC 5322 dot-atom of at most 64 octets without `/`, and is
-/// lower-cased, so both are safe as file names. Nullopt when invalid. Says
-/// nothing about whether the host exists.
+/// be an RFC 5322 dot-atom of at most 64 octets without `/`, whose atext
+/// may include well-formed UTF-8 (RFC 6531: `frédé+sample`, never C1
+/// controls), and has its ASCII letters lower-cased, as the spool's file
+/// names do (docs/spool.md, `u=`). Nullopt when invalid. Says nothing about
+/// whether the host exists.
 std::optional<identity> parse_user(std::string_view argument, std::string_view customer_domain);
 }  // namespace sdps::pop3

@@ -68,21 +68,17 @@ void sync_dir(const std::filesystem::path& dir) {
   if (rc != 0 && code != EINVAL && code != EROFS) fail("cannot sync folder", dir, code);
 }
 
-void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub,
-                     bool create_punt_parents) {
+void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub, bool create_punt) {
   const auto folder = host_dir(root, host);
   struct stat st;
   if (::stat(root.c_str(), &st) != 0) {
     if (errno != ENOENT) fail("cannot reach punt folder", root, errno);
-    if (create_punt_parents) {
-      std::error_code ec;
-      std::filesystem::create_directories(root, ec);
-      if (ec) fail("cannot create punt folder", root, ec.value());
-    } else if (::mkdir(root.c_str(), 0700) != 0 && errno != EEXIST) {
-      // Its parent is missing too: more likely an unmounted or misnamed
-      // punt than a fresh one.
-      fail("punt folder is missing:", root, errno);
-    }
+    // Not created behind the caller's back: a punt folder that vanished is
+    // more likely an unmounted file system than an empty spool.
+    if (!create_punt) fail("punt folder is missing:", root, ENOENT);
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    if (ec) fail("cannot create punt folder", root, ec.value());
     try {
       sync_dir(root.parent_path().empty() ? std::filesystem::path(".") : root.parent_path());
     } catch (const io_error&) {
@@ -154,11 +150,12 @@ maildrop_lock::~maildrop_lock() {
   if (host_fd_ >= 0) ::close(host_fd_);
 }
 
-lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user) {
+lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
+                           bool create_punt) {
   lock_attempt attempt;
   std::filesystem::path locks;
   try {
-    ensure_host_dir(root, host, locks_folder, false);
+    ensure_host_dir(root, host, locks_folder, create_punt);
     locks = host_dir(root, host) / locks_folder;
   } catch (const std::exception& e) {
     attempt.error = e.what();

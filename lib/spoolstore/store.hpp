@@ -28,12 +28,11 @@ namespace sdps::spoolstore {
 std::filesystem::path host_dir(const std::filesystem::path& root, std::string_view host);
 
 /// Creates ROOT/HOST, and `sub` inside it, if missing, with an fsync of
-/// each parent whose entries changed. A missing ROOT is created too: with
-/// its missing parents when `create_punt_parents`, else only if its parent
-/// exists (a punt folder whose parent is missing is more likely an
-/// unmounted or misnamed punt than a fresh one). Throws io_error.
-void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub,
-                     bool create_punt_parents);
+/// each parent whose entries changed. A missing ROOT is created with its
+/// missing parents when `create_punt`; otherwise it is an error (io_error
+/// with code ENOENT): a punt folder that vanished is more likely an
+/// unmounted file system than an empty spool. Throws io_error.
+void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub, bool create_punt);
 
 /// fsyncs a folder, so that entries created or removed in it are durable.
 /// Throws io_error.
@@ -80,9 +79,10 @@ struct lock_attempt {
 /// `user`) takes ROOT/HOST/locks/host exclusively; a user login takes it
 /// shared and ROOT/HOST/locks/user=USER exclusively. Each call opens its
 /// own files, so two calls conflict even within one process. Creates the
-/// folders and lock files on demand (ensure_host_dir without
-/// `create_punt_parents`); lock files are never removed.
-lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user);
+/// host folder, locks/ and the lock files on demand, and a missing ROOT
+/// only when `create_punt` (ensure_host_dir); lock files are never removed.
+lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
+                           bool create_punt = false);
 
 /// An open message file: its envelope, read flag, and the RETR stream.
 class message_file {

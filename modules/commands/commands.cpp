@@ -219,7 +219,10 @@ awaitable<verdict> commands_module::retr(session& s, maildrop& drop, const comma
     co_return reply(unavailable(index));
   }
   drop.touch(index);
-  co_return reply(response::ok(std::to_string(drop.info(index).size) + " octets").with_body(std::move(body)));
+  // What follows, which is not the LIST size when SMTP took the message
+  // and a dummy notice is sent instead.
+  const std::uint64_t octets = body->size().value_or(drop.info(index).size);
+  co_return reply(response::ok(std::to_string(octets) + " octets").with_body(std::move(body)));
 }
 
 awaitable<verdict> commands_module::top(session& s, maildrop& drop, const command& cmd) {

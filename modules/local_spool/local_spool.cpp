@@ -11,7 +11,9 @@ namespace {
 /// A message file streamed to the client piece by piece.
 class file_body final : public body_source {
  public:
-  file_body(std::unique_ptr<message_file> file, std::string punt) : file_(std::move(file)), punt_(std::move(punt)) {}
+  /// `whole`: the stream is the whole message (RETR), not a TOP cut.
+  file_body(std::unique_ptr<message_file> file, std::string punt, bool whole)
+      : file_(std::move(file)), punt_(std::move(punt)), whole_(whole) {}
 
   awaitable<std::size_t> read(std::span<char> buffer) override {
     // Page-cache reads of one chunk: short enough for the event loop.
@@ -22,9 +24,16 @@ class file_body final : public body_source {
     }
   }
 
+  /// What the file holds to send, even if its name says otherwise.
+  std::optional<std::uint64_t> size() const override {
+    if (!whole_) return std::nullopt;
+    return file_->retr_size();
+  }
+
  private:
   std::unique_ptr<message_file> file_;
   std::string punt_;
+  bool whole_;
 };
 
 std::filesystem::path configured_root(module_config& config, const std::string& punt) {
@@ -108,7 +117,7 @@ awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t ind
     log_.warning("punt ", punt_, ": ", path.filename().string(), " holds ", opened->retr_size(),
                  " octets to send, its name says ", infos_[index].size, " (changed by hand?)");
   opened->rewind(body_lines);
-  co_return std::make_unique<file_body>(std::move(opened), punt_);
+  co_return std::make_unique<file_body>(std::move(opened), punt_, !body_lines);
 }
 
 awaitable<void> local_maildrop::mark_read(std::size_t index) {
@@ -200,9 +209,20 @@ local_spool::local_spool(module_config& config)
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   config.provide<sdps::spool>(this);
   config.provide<sdps::maildrop_source>(this);
+  // Nothing is created here: this runs for `sdpsd --check` too, and
+  // before sdpsd switches to its `user:`.
   std::error_code ec;
-  if (!std::filesystem::is_directory(root_, ec))
-    log_.info("punt ", punt_, ": spool folder ", root_.string(), " does not exist yet; it is created on first use");
+  seen_ = std::filesystem::is_directory(root_, ec);
+  if (!seen_)
+    log_.info("punt ", punt_, ": spool folder ", root_.string(),
+              " does not exist yet; it is created at the first login or delivery");
+}
+
+bool local_spool::punt_folder_seen() {
+  if (seen_.load()) return true;
+  std::error_code ec;
+  if (std::filesystem::is_directory(root_, ec)) seen_ = true;
+  return seen_.load();
 }
 
 awaitable<lock_status> local_spool::lock(session& s) {
@@ -213,7 +233,10 @@ awaitable<lock_status> local_spool::lock(session& s) {
     log_.error("session ", s.id(), ": lock without a valid login");
     co_return lock_status::unavailable;
   }
-  auto attempt = lock_maildrop(root_, login->host, login->user);
+  const bool create_punt = !punt_folder_seen();
+  auto attempt = lock_maildrop(root_, login->host, login->user, create_punt);
+  if (attempt.result != lock_attempt::outcome::failed && create_punt && !seen_.exchange(true))
+    log_.info("punt ", punt_, ": created the spool folder ", root_.string());
   switch (attempt.result) {
     case lock_attempt::outcome::acquired:
       state.lock = std::move(attempt.lock);
@@ -242,6 +265,16 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
   }
   if (!s.login() || !valid_host(s.login()->host)) throw spool_error("punt " + punt_ + ": no valid login to open");
   const identity login = *s.login();
+  if (!locking_) {
+    // With locks, lock() already refused a punt folder that vanished.
+    std::error_code ec;
+    if (std::filesystem::is_directory(root_, ec)) {
+      seen_ = true;
+    } else if (seen_.load()) {
+      log_.error("session ", s.id(), ": punt ", punt_, ": the spool folder ", root_.string(), " is missing");
+      throw spool_error("punt " + punt_ + ": the spool folder is missing");
+    }
+  }
   std::vector<entry> entries;
   try {
     entries = co_await scan_blocking(server_, root_, login, log_);

@@ -10,6 +10,7 @@
 #include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -71,15 +72,21 @@ class local_spool final : public sdps::module, public sdps::spool, public sdps::
 
   // sdps::spool
   const std::string& punt() const override { return punt_; }
-  /// flock()s the maildrop in the punt's folder (store.hpp: lock_maildrop);
-  /// always `acquired` without touching files when `locking: false`.
+  /// flock()s the maildrop in the punt's folder (store.hpp: lock_maildrop),
+  /// creating the host's folder and locks/ if missing; always `acquired`
+  /// without touching files when `locking: false`. The punt folder itself
+  /// is created (with its parents) only while it has never been seen since
+  /// start-up; one that vanished after makes the punt `unavailable`, never
+  /// an empty maildrop (docs/spool.md, "Who creates the folders").
   awaitable<lock_status> lock(session& s) override;
   void unlock(session& s) override;
 
   // sdps::maildrop_source
-  /// Scans ROOT/HOST on the blocking pool. Throws spool_error if this
-  /// session does not hold this punt's lock (unless `locking: false`), or
-  /// if the folder cannot be read.
+  /// Scans ROOT/HOST on the blocking pool; a missing host folder is an
+  /// empty maildrop. Throws spool_error if this session does not hold this
+  /// punt's lock (unless `locking: false`), if the folder cannot be read,
+  /// or (with `locking: false`) if the punt folder vanished after it was
+  /// seen.
   awaitable<std::shared_ptr<sdps::maildrop>> open(session& s) override;
   std::shared_ptr<sdps::maildrop> current(session& s) override;
 
@@ -91,11 +98,17 @@ class local_spool final : public sdps::module, public sdps::spool, public sdps::
     std::shared_ptr<local_maildrop> drop;
   };
 
+  /// Notes that ROOT exists (true) or, if it does not, whether it ever did.
+  bool punt_folder_seen();
+
   std::string punt_;
   std::filesystem::path root_;
   bool locking_;
   server_context& server_;
   logger& log_;
+  /// ROOT existed at start-up or has existed since: from then on a missing
+  /// ROOT is an unmounted or removed punt, not a new one.
+  std::atomic<bool> seen_{false};
 };
 
 }  // namespace sdps::local

@@ -12,12 +12,16 @@ namespace {
 /// A message streamed from the back end as the core reads it.
 class remote_body final : public body_source {
  public:
-  remote_body(std::shared_ptr<backend_link> link, std::uint64_t id) : link_(std::move(link)), id_(id) {}
+  remote_body(std::shared_ptr<backend_link> link, std::uint64_t id, std::optional<std::uint64_t> octets)
+      : link_(std::move(link)), id_(id), octets_(octets) {}
   awaitable<std::size_t> read(std::span<char> buffer) override { co_return co_await link_->read_body(id_, buffer); }
+  /// What the back end announced (before the first read only).
+  std::optional<std::uint64_t> size() const override { return octets_; }
 
  private:
   std::shared_ptr<backend_link> link_;
   std::uint64_t id_;
+  std::optional<std::uint64_t> octets_;
 };
 
 /// What logging in on a back end came to.
@@ -99,6 +103,21 @@ awaitable<login_outcome> log_in(std::shared_ptr<backend_link> link, std::shared_
 
 std::string message_command(const char* verb, std::size_t number) { return std::string(verb) + " " + std::to_string(number); }
 
+/// A back end's RETR status, "N octets" (docs/backend-protocol.md) -> N:
+/// what the body holds, the dummy notice's length when SMTP took the
+/// message. Nullopt if the text does not start so.
+std::optional<std::uint64_t> announced_octets(std::string_view text) {
+  std::uint64_t n = 0;
+  std::size_t digits = 0;
+  while (digits < text.size() && digits < 18 && std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    n = n * 10 + static_cast<std::uint64_t>(text[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || !(text.substr(digits) == " octets" || text.substr(digits).starts_with(" octets ")))
+    return std::nullopt;
+  return n;
+}
+
 }  // namespace
 
 // -- remote_maildrop ---------------------------------------------------------------
@@ -130,7 +149,8 @@ awaitable<std::unique_ptr<body_source>> remote_maildrop::retrieve(std::size_t in
     throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
   if (!body_lines) retrieved_[index] = true;
   const std::uint64_t id = link->begin_body();
-  co_return std::make_unique<remote_body>(link, id);
+  co_return std::make_unique<remote_body>(link, id,
+                                          body_lines ? std::nullopt : announced_octets(reply.text));
 }
 
 awaitable<void> remote_maildrop::mark_read(std::size_t index) {

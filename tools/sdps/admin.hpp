@@ -1,9 +1,12 @@
 #pragma once
 // The sdps admin tool: what every subcommand gets from the config file.
 
+#include <sdps/log.hpp>
+
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sdps::admin {
@@ -17,6 +20,17 @@ struct site {
   std::string customer_domain;                         // "demon.co.uk"
   std::string password_cost = "interactive";           // `password_cost:` (Argon2id), unchecked
 };
+
+/// `'text'` for an error message, made printable and cut to `limit`.
+/// Built by appending: GCC 12 at -O3 reports a false -Wrestrict on
+/// `"'" + std::string` (operator+(const char*, string&&) inlined; GCC bug
+/// 105651), so the tools do not write messages that way.
+inline std::string quoted(std::string_view text, std::size_t limit) {
+  std::string out = "'";
+  out += printable(text, limit);
+  out += '\'';
+  return out;
+}
 
 /// Subcommands. `args` are the words after the subcommand's first word
 /// ("host", "deliver", "spool"). Each returns a sysexits.h status and

@@ -60,19 +60,19 @@ std::optional<spoolstore::recipient> check_recipient(const site& s, const std::s
   const std::string address = unbracket(argument);
   const auto at = address.rfind('@');
   if (at == std::string::npos) {
-    status = fail(EX_NOUSER, "'" + printable(argument, 80) + "' is not an address of a customer host");
+    status = fail(EX_NOUSER, quoted(argument, 80) + " is not an address of a customer host");
     return std::nullopt;
   }
   const std::string local = address.substr(0, at);
   std::string domain = address.substr(at + 1);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();  // an absolute domain name
   if (local.empty() || local.size() > spoolstore::max_local_part || !spoolstore::valid_address(local)) {
-    status = fail(EX_NOUSER, "'" + printable(argument, 80) + "': the user part is empty, too long or malformed");
+    status = fail(EX_NOUSER, quoted(argument, 80) + ": the user part is empty, too long or malformed");
     return std::nullopt;
   }
   const std::string host = hostdb::normalise_host(domain, s.customer_domain);
   if (host.empty() || !spoolstore::valid_host(host)) {
-    status = fail(EX_NOUSER, "'" + printable(argument, 80) + "' is not in the customer domain" +
+    status = fail(EX_NOUSER, quoted(argument, 80) + " is not in the customer domain" +
                                  (s.customer_domain.empty() ? std::string() : " " + s.customer_domain));
     return std::nullopt;
   }
@@ -84,7 +84,7 @@ std::optional<spoolstore::recipient> check_recipient(const site& s, const std::s
     return std::nullopt;
   }
   if (!known) {
-    status = fail(EX_NOUSER, "'" + printable(argument, 80) + "': no such customer host '" + host + "'");
+    status = fail(EX_NOUSER, quoted(argument, 80) + ": no such customer host '" + host + "'");
     return std::nullopt;
   }
   spoolstore::recipient r;

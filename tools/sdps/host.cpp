@@ -1,5 +1,5 @@
 // sdps host ...: the host database from the command line (add, passwd,
-// del, list). The file format and the exit statuses are described in
+// dialup, del, list). The file format and the exit statuses are described in
 // modules/auth/README.md.
 
 #include "admin.hpp"
@@ -28,6 +28,7 @@ namespace {
 const char* host_usage =
     "usage: sdps -c FILE host add HOST [--dialup-ip ADDR[/PREFIX]]...\n"
     "       sdps -c FILE host passwd HOST --dialup|--pop3   (the password, one line, on stdin)\n"
+    "       sdps -c FILE host dialup HOST [--clear] [--add ADDR[/PREFIX]]... [--remove ADDR[/PREFIX]]...\n"
     "       sdps -c FILE host del HOST\n"
     "       sdps -c FILE host list\n"
     "HOST is the short name (sample) or the full one (sample.demon.co.uk).\n";
@@ -47,7 +48,7 @@ int usage(const std::string& message) {
 std::optional<std::string> host_argument(const site& s, const std::string& text) {
   std::string name = hostdb::normalise_host(text, s.customer_domain);
   if (name.empty()) {
-    fail(EX_DATAERR, "'" + printable(text, 80) + "' is not a host name: letters, digits and hyphens, as in sample" +
+    fail(EX_DATAERR, quoted(text, 80) + " is not a host name: letters, digits and hyphens, as in sample" +
                          (s.customer_domain.empty() ? std::string() : " or sample." + s.customer_domain));
     return std::nullopt;
   }
@@ -61,7 +62,10 @@ std::string full_name(const site& s, const std::string& host) {
 std::string prefixes_text(const hostdb::host_record& r) {
   if (r.dialup.empty()) return "-";
   std::string out;
-  for (const auto& p : r.dialup) out += (out.empty() ? "" : ",") + p.to_string();
+  for (const auto& p : r.dialup) {
+    if (!out.empty()) out += ',';
+    out += p.to_string();
+  }
   return out;
 }
 
@@ -163,7 +167,7 @@ int host_add(const site& s, const std::vector<std::string>& args) {
       continue;
     }
     const auto p = hostdb::prefix::parse(value);
-    if (!p) return fail(EX_DATAERR, "'" + printable(value, 80) + "' is not an IP address or prefix (ADDR or ADDR/LEN)");
+    if (!p) return fail(EX_DATAERR, quoted(value, 80) + " is not an IP address or prefix (ADDR or ADDR/LEN)");
     if (std::none_of(dialup.begin(), dialup.end(), [&](const auto& q) { return q.to_string() == p->to_string(); }))
       dialup.push_back(*p);
   }
@@ -244,6 +248,106 @@ int host_passwd(const site& s, const std::vector<std::string>& args) {
   return EX_OK;
 }
 
+/// `sdps host dialup HOST [--clear] [--add P]... [--remove P]...`: shows
+/// the host's dialup addresses, or changes them in one locked edit. The
+/// edit is --clear first, then every --remove, then every --add, whatever
+/// their order on the command line; removing an address the host does not
+/// have changes nothing and fails, adding one it has is a no-op.
+int host_dialup(const site& s, const std::vector<std::string>& args) {
+  std::optional<std::string> name;
+  bool clear = false;
+  std::vector<hostdb::prefix> adds, removes;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    std::string option = arg, value;
+    const auto equals = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && equals != std::string::npos) {
+      option = arg.substr(0, equals);
+      value = arg.substr(equals + 1);
+    }
+    if (option == "--clear") {
+      if (option != arg) return usage("--clear takes no value");
+      clear = true;
+    } else if (option == "--add" || option == "--remove") {
+      if (option == arg) {
+        if (i + 1 == args.size()) return usage(option + " needs ADDR or ADDR/PREFIX");
+        value = args[++i];
+      }
+      const auto p = hostdb::prefix::parse(value);
+      if (!p)
+        return fail(EX_DATAERR, quoted(value, 80) + " is not an IP address or prefix (ADDR or ADDR/LEN)");
+      (option == "--add" ? adds : removes).push_back(*p);
+    } else if (!arg.empty() && arg[0] == '-') {
+      return usage("host dialup: unknown option '" + printable(arg, 40) + "'");
+    } else {
+      if (name) return usage("host dialup takes one HOST");
+      name = host_argument(s, arg);
+      if (!name) return EX_DATAERR;
+    }
+  }
+  if (!name) return usage("host dialup needs HOST");
+  const auto same = [](const hostdb::prefix& a, const hostdb::prefix& b) { return a.to_string() == b.to_string(); };
+
+  if (!clear && adds.empty() && removes.empty()) {
+    const auto current = hostdb::load(s.hosts);
+    const auto* r = current.hosts.find(*name);
+    if (!r) return fail(EX_NOUSER, "no host " + *name + " (add it with `sdps host add`)");
+    for (const auto& p : r->dialup) std::cout << p.to_string() << "\n";
+    return EX_OK;
+  }
+
+  enum class outcome { changed, unchanged, no_host, not_there } result = outcome::unchanged;
+  std::string missing;
+  hostdb::host_record after;
+  hostdb::edit(s.hosts, [&](hostdb::database& db) {
+    hostdb::host_record* r = db.find(*name);
+    if (!r) {
+      result = outcome::no_host;
+      return false;
+    }
+    std::vector<hostdb::prefix> dialup = clear ? std::vector<hostdb::prefix>{} : r->dialup;
+    for (const auto& p : removes) {
+      const auto at = std::find_if(dialup.begin(), dialup.end(), [&](const auto& q) { return same(p, q); });
+      if (at == dialup.end()) {
+        // Without --clear, a typo must not pass for a removal.
+        if (clear) continue;
+        result = outcome::not_there;
+        missing = p.to_string();
+        return false;
+      }
+      dialup.erase(at);
+    }
+    for (const auto& p : adds)
+      if (std::none_of(dialup.begin(), dialup.end(), [&](const auto& q) { return same(p, q); })) dialup.push_back(p);
+    const bool changed = dialup.size() != r->dialup.size() ||
+                         !std::equal(dialup.begin(), dialup.end(), r->dialup.begin(), same);
+    r->dialup = std::move(dialup);
+    after = *r;
+    result = changed ? outcome::changed : outcome::unchanged;
+    return changed;
+  });
+  switch (result) {
+    case outcome::no_host:
+      return fail(EX_NOUSER, "no host " + *name + " (add it with `sdps host add`)");
+    case outcome::not_there:
+      return fail(EX_DATAERR, "host " + *name + " has no dialup address " + missing +
+                                  "; nothing changed (see `sdps host dialup " + *name + "`)");
+    case outcome::changed:
+    case outcome::unchanged:
+      break;
+  }
+  std::cout << "dialup addresses of host " << *name << (result == outcome::changed ? " now: " : " unchanged: ")
+            << prefixes_text(after) << "\n";
+  for (const auto& p : after.dialup)
+    if (p.length == 0)
+      std::cerr << "sdps: warning: " << p.to_string()
+                << " is every address: the dialup password will work from anywhere\n";
+  if (after.dialup.empty() && !after.dialup_hash.empty())
+    std::cerr << "sdps: warning: host " << *name
+              << " has no dialup addresses left, so its dialup password is accepted from nowhere\n";
+  return EX_OK;
+}
+
 int host_del(const site& s, const std::vector<std::string>& args) {
   if (args.size() != 1 || (!args[0].empty() && args[0][0] == '-')) return usage("host del takes one HOST");
   const auto name = host_argument(s, args[0]);
@@ -282,6 +386,7 @@ int host_main(const site& s, const std::vector<std::string>& args) {
   try {
     if (command == "add") return host_add(s, rest);
     if (command == "passwd") return host_passwd(s, rest);
+    if (command == "dialup") return host_dialup(s, rest);
     if (command == "del") return host_del(s, rest);
     if (command == "list") return host_list(s, rest);
     if (command == "-h" || command == "--help") {

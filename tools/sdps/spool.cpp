@@ -44,7 +44,7 @@ struct listed {
 int list(const site& s, const std::string& argument) {
   const std::string host = hostdb::normalise_host(argument, s.customer_domain);
   if (host.empty() || !spoolstore::valid_host(host))
-    return fail(EX_DATAERR, "'" + printable(argument, 80) + "' is not a host name");
+    return fail(EX_DATAERR, quoted(argument, 80) + " is not a host name");
   bool known = false;
   try {
     known = hostdb::host_exists(s.hosts, host);

@@ -231,12 +231,17 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     const auto bad = lock_maildrop(root / "file", "sample", "");
     CHECK(bad.result == outcome::failed);
     CHECK_FALSE(bad.error.empty());
-    // A punt folder whose parent is missing is not created by a login.
+    // A missing punt folder is not created unless asked for, whether its
+    // parent exists (an unmounted punt leaves its mount point) or not.
     const auto missing = lock_maildrop(root / "no" / "such" / "punt", "sample", "");
     CHECK(missing.result == outcome::failed);
+    CHECK(missing.error.find("punt folder is missing") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(root / "no"));
-    // One whose parent exists is (a fresh punt).
-    CHECK(lock_maildrop(root / "fresh", "sample", "").result == outcome::acquired);
+    CHECK(lock_maildrop(root / "fresh", "sample", "").result == outcome::failed);
+    CHECK_FALSE(std::filesystem::exists(root / "fresh"));
+    // When asked for (a punt not seen since start-up), with its parents.
+    CHECK(lock_maildrop(root / "new" / "punt", "sample", "fred", true).result == outcome::acquired);
+    CHECK(std::filesystem::is_directory(root / "new" / "punt" / "sample" / "locks"));
   }
   SECTION("lock files live under locks/ and are no messages") {
     auto held = lock_maildrop(root, "sample", "fred");

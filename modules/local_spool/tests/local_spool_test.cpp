@@ -175,6 +175,35 @@ TEST_CASE("a punt that cannot be reached is unavailable, not in use") {
   CHECK_THROWS_AS(g.open(*t), spool_error);
 }
 
+TEST_CASE("a punt folder missing at start-up is created at the first login; one that vanishes is unavailable") {
+  fixture f;  // its punt folder does not exist yet
+  REQUIRE_FALSE(std::filesystem::exists(f.root()));
+  CHECK(f.log.contains("does not exist yet"));
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  CHECK(f.open(*s)->count() == 0);  // a host that never had mail: an empty maildrop
+  s.reset();
+  CHECK(std::filesystem::is_directory(f.root()));
+  // Gone after it was seen (an unmounted file system): not recreated.
+  std::filesystem::remove_all(f.root());
+  auto t = f.connect("sample", "fred");
+  CHECK(f.lock(*t) == lock_status::unavailable);
+  CHECK_FALSE(std::filesystem::exists(f.root()));
+  CHECK(f.log.contains("punt folder is missing"));
+
+  // Without locks: empty while never seen, unavailable once it vanished.
+  fixture g("{locking: false}");
+  auto u = g.connect("sample");
+  CHECK(g.open(*u)->count() == 0);
+  CHECK_FALSE(std::filesystem::exists(g.root()));
+  g.put("fred", "Subject: one\n\n");
+  auto v = g.connect("sample");
+  CHECK(g.open(*v)->count() == 1);
+  std::filesystem::remove_all(g.root());
+  auto w = g.connect("sample");
+  CHECK_THROWS_AS(g.open(*w), spool_error);
+}
+
 TEST_CASE("a user login sees only its own mail") {
   fixture f;
   f.put("fred", "Subject: fred 1\n\n.\n");
