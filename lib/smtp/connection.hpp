@@ -54,6 +54,9 @@ class connection {
   /// Throws network_error on a timeout or an error.
   std::string read_line(std::size_t max);
 
+  /// Octets received and not yet returned by read_line().
+  std::size_t buffered() const { return in_.size() - in_pos_; }
+
   /// Queues `data` for sending; sends when the buffer is large.
   void write(std::string_view data);
   /// Sends everything queued. Throws network_error.

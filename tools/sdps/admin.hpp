@@ -2,6 +2,7 @@
 // The sdps admin tool: what every subcommand gets from the config file.
 
 #include <filesystem>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@ struct site {
   std::map<std::string, std::filesystem::path> punts;  // `punts:`, resolved, by name
   std::string customer_domain;                         // "demon.co.uk"
   std::string password_cost = "interactive";           // `password_cost:` (Argon2id), unchecked
+  std::string server_name;                             // `server_name:` (default: the machine's name)
+  std::uint64_t max_message_size = 50ull << 20;        // `max_message_size:` (lmtp), octets
 };
 
 /// Subcommands. `args` are the words after the subcommand's first word
@@ -24,5 +27,8 @@ struct site {
 int host_main(const site& s, const std::vector<std::string>& args);     // host.cpp
 int deliver_main(const site& s, const std::vector<std::string>& args);  // deliver.cpp
 int spool_main(const site& s, const std::vector<std::string>& args);    // spool.cpp
+int flush_main(const site& s, const std::vector<std::string>& args);    // flush.cpp
+int expire_main(const site& s, const std::vector<std::string>& args);   // expire.cpp
+int lmtp_main(const site& s, const std::vector<std::string>& args);     // lmtp.cpp
 
 }  // namespace sdps::admin
