@@ -44,7 +44,7 @@ std::string endpoint::to_string() const {
   return (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" + std::to_string(port);
 }
 
-endpoint endpoint::parse(std::string_view text, std::uint16_t default_port) {
+endpoint endpoint::parse(std::string_view text, std::uint16_t default_port, bool for_listening) {
   endpoint e;
   std::string_view port_text;
   if (!text.empty() && text.front() == '[') {
@@ -71,7 +71,7 @@ endpoint endpoint::parse(std::string_view text, std::uint16_t default_port) {
   } else {
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 || value > 65535)
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || (value == 0 && !for_listening) || value > 65535)
       throw std::invalid_argument("'" + std::string(text) + "': bad port");
     e.port = static_cast<std::uint16_t>(value);
   }

@@ -28,8 +28,9 @@ struct endpoint {
   /// "ADDR:PORT" or "[ADDR]:PORT" for IPv6.
   std::string to_string() const;
   /// Parses ADDR:PORT, [V6ADDR]:PORT, or a bare ADDR with `default_port`
-  /// (0: a port is required). Throws std::invalid_argument.
-  static endpoint parse(std::string_view text, std::uint16_t default_port = 0);
+  /// (0: a port is required). Port 0 (any free port) only when
+  /// `for_listening`. Throws std::invalid_argument.
+  static endpoint parse(std::string_view text, std::uint16_t default_port = 0, bool for_listening = false);
 };
 
 /// One connected stream socket. Owns the descriptor.

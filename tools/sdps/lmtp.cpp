@@ -349,7 +349,7 @@ int lmtp_main(const site& s, const std::vector<std::string>& args) {
     } else if (a == "--listen") {
       if (!has_value) return usage("--listen needs ADDR:PORT");
       try {
-        listen.push_back(smtp::endpoint::parse(args[++i]));
+        listen.push_back(smtp::endpoint::parse(args[++i], 0, true));
       } catch (const std::invalid_argument& e) {
         return usage(std::string("--listen ") + e.what());
       }
