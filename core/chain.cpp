@@ -1,6 +1,7 @@
 #include "chain.hpp"
 
 #include "bounded.hpp"
+#include "metrics.hpp"
 
 #include <algorithm>
 #include <set>
@@ -26,6 +27,7 @@ awaitable<std::optional<verdict>> guarded(const link& l, session& s, const char*
   try {
     co_return co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
   } catch (const module_timeout&) {
+    process_metrics().add("sdps_module_timeouts_total", {{"instance", l.instance}});
     l.log->error("session ", s.id(), ": ", what, ": no answer within ", l.timeout.count(), "ms");
   } catch (const std::exception& e) {
     l.log->error("session ", s.id(), ": ", what, ": ", e.what());

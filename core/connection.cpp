@@ -2,6 +2,7 @@
 
 #include "bounded.hpp"
 #include "dot_stuffer.hpp"
+#include "metrics.hpp"
 
 #include <boost/asio/write.hpp>
 #include <sodium.h>
@@ -87,16 +88,20 @@ void connection::drop_slot(const void* owner) {
 awaitable<void> connection::run() {
   auto self = shared_from_this();
   log_->debug("connect from ", remote_);
+  process_metrics().session_opened();
   touch();
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
   try {
     co_await serve();
   } catch (const abort_session& e) {
+    record_.ended(session_end::reply_failed);
     log_->warning("closing: ", e.what());
   } catch (const boost::system::system_error& e) {
     // The client went away or the idle timer closed the socket.
+    record_.ended(session_end::client_gone);
     log_->debug("connection ended: ", e.code().message());
   } catch (const std::exception& e) {
+    record_.ended(session_end::error);
     log_->error("closing after unexpected error: ", e.what());
   }
   close();
@@ -104,7 +109,10 @@ awaitable<void> connection::run() {
   // Newest slot first: later modules may hold on to earlier ones' state.
   while (!slots_.empty()) slots_.pop_back();
   reader_.wipe();
-  log_->debug("closed");
+  log_->write_event(log_level::info, "logout",
+                    record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, tls_));
+  process_metrics().session_closed();
+  process_metrics().add("sdps_session_ends_total", {{"end", record_.how()}});
 }
 
 awaitable<void> connection::watchdog() {
@@ -116,6 +124,7 @@ awaitable<void> connection::watchdog() {
     if (idle_.expiry() <= std::chrono::steady_clock::now()) {
       // RFC 1939 section 3: the autologout timer ends the session without UPDATE.
       log_->info("idle for ", limits_.idle_timeout.count() / 1000, "s: closing without UPDATE");
+      record_.ended(session_end::idle);
       close();
       break;
     }
@@ -127,6 +136,7 @@ awaitable<void> connection::serve() {
   if (auto greeting = co_await chain_.fire(self, event::connect)) {
     const bool refused = !greeting->reply.positive;
     if (refused) greeting->reply.close = true;
+    if (refused) record_.ended(session_end::refused);
     if (!co_await send(std::move(*greeting))) {
       co_await flush();
       co_return;
@@ -176,8 +186,12 @@ awaitable<bool> connection::execute(const std::string& line) {
     co_return true;
   }
   log_->debug("command ", printable(cmd.name, 16));
+  const std::string verb = cmd.name;
   auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
+  const bool known = result.by != nullptr, positive = result.reply.positive;
   if (state_ == pop3_state::update) {
+    record_.ended(positive ? session_end::quit : session_end::update_failed);
+    record_.command(verb, known, positive, 0);
     // UPDATE's work is done (the reply says how it went); let modules give
     // back what the session held, locks above all, before the client hears
     // +OK and can log in again.
@@ -188,8 +202,11 @@ awaitable<bool> connection::execute(const std::string& line) {
     co_return false;
   }
   const bool keep_going = co_await send(std::move(result));
+  record_.command(verb, known, positive, body_octets_);
+  if (!keep_going) record_.ended(verb == "QUIT" ? session_end::quit : session_end::closed);
   if (authenticated_pending_) {
     authenticated_pending_ = false;
+    process_metrics().add("sdps_logins_total", {{"result", "ok"}});
     co_await flush();
     co_await chain_.fire(shared_from_this(), event::authenticated);
   }
@@ -211,6 +228,7 @@ void connection::append_status(const response& r) {
 
 awaitable<bool> connection::send(dispatch_result result) {
   response& r = result.reply;
+  body_octets_ = 0;
   append_status(r);
   if (r.multiline) {
     dot_stuffer stuffer;
@@ -228,6 +246,7 @@ awaitable<bool> connection::send(dispatch_result result) {
           throw abort_session("a multi-line reply failed half way");
         }
         if (n == 0) break;
+        body_octets_ += n;
         stuffer.append(std::string_view(chunk_.data(), std::min(n, chunk_.size())), out_);
         if (out_.size() >= limits_.flush_threshold) co_await flush();
       }
@@ -243,6 +262,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
   co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
+  process_metrics().add("sdps_sent_bytes_total", {}, static_cast<double>(out_.size()));
   touch();
   out_.clear();
   if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();

@@ -14,7 +14,8 @@
 #include <cstdint>
 
 /// Bumped whenever a public header changes in a way that breaks modules.
-#define SDPS_ABI_VERSION 1
+/// 2: server_context::metrics() (sdps/metrics.hpp).
+#define SDPS_ABI_VERSION 2
 
 #define SDPS_STR2_(x) #x
 #define SDPS_STR_(x) SDPS_STR2_(x)

@@ -3,6 +3,8 @@
 #include "admin.hpp"
 
 #include "config.hpp"
+#include "ownership.hpp"
+#include "version.hpp"
 
 #include <sodium.h>
 #include <sysexits.h>
@@ -13,6 +15,7 @@ namespace {
 
 const char* usage =
     "usage: sdps -c FILE COMMAND ...\n"
+    "       sdps --version\n"
     "  host add HOST [--dialup-ip ADDR[/PREFIX]]...\n"
     "  host passwd HOST --dialup|--pop3      (reads the password, one line, from stdin)\n"
     "  host del HOST\n"
@@ -20,8 +23,9 @@ const char* usage =
     "  deliver [--punt NAME] -f SENDER RECIPIENT...   (message on stdin)\n"
     "  spool list HOST\n";
 
-sdps::admin::site load_site(const std::string& file) {
+sdps::admin::site load_site(const std::string& file, std::string& user) {
   const auto config = sdps::core::load_config(file);
+  user = config.user;
   sdps::admin::site s;
   s.config_file = config.file;
   s.customer_domain = config.customer_domain;
@@ -45,6 +49,10 @@ int main(int argc, char** argv) {
     file = args[1];
     args.erase(args.begin(), args.begin() + 2);
   }
+  if (!args.empty() && (args[0] == "--version" || args[0] == "-V")) {
+    std::cout << sdps::core::version::describe("sdps");
+    return 0;
+  }
   if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
     std::cout << usage;
     return 0;
@@ -57,8 +65,14 @@ int main(int argc, char** argv) {
     std::cerr << "sdps: libsodium failed to initialise\n";
     return EX_SOFTWARE;
   }
+  std::string user;
+  bool switched = false;
   try {
-    const auto site = load_site(file);
+    const auto site = load_site(file, user);
+    // Run as root with `user:` configured, the tool becomes that user
+    // before touching anything, so the host database and spool files it
+    // writes belong to the user sdpsd runs as.
+    switched = sdps::core::become_configured_user(user);
     const std::string command = args[0];
     args.erase(args.begin());
     if (command == "host") return sdps::admin::host_main(site, args);
@@ -71,6 +85,10 @@ int main(int argc, char** argv) {
     return EX_CONFIG;
   } catch (const std::exception& e) {
     std::cerr << "sdps: " << e.what() << "\n";
+    if (switched && std::string(e.what()).find("ermission denied") != std::string::npos)
+      std::cerr << "sdps: run as root, sdps works as the config's user '" << user
+                << "' (so that sdpsd can use what it writes); give that user the site's files: chown -R " << user
+                << ": <the hosts file's folder> <each punt's folder>, or run: sudo -u " << user << " sdps ...\n";
     return EX_SOFTWARE;
   }
 }
