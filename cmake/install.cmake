@@ -2,51 +2,28 @@
 # top-level CMakeLists.txt). For the prefix /usr, GNUInstallDirs makes the
 # full sysconfdir /etc and localstatedir /var, as Debian expects.
 
-# --- configs: /etc/sdps/*.yaml, their paths pointed at the state folders.
-set(SDPS_STATE_DIR ${CMAKE_INSTALL_FULL_LOCALSTATEDIR}/lib/sdps)
-set(SDPS_SPOOL_DIR ${CMAKE_INSTALL_FULL_LOCALSTATEDIR}/spool/sdps)
-set(SDPS_CONFIG_DIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/sdps)
-file(GLOB sdps_configs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/config/*.yaml)
-foreach(source ${sdps_configs})
-  get_filename_component(name ${source} NAME)
-  file(READ ${source} text)
-  string(REPLACE "# Paths are relative to this file's folder." "# Installed copy: paths point at ${SDPS_STATE_DIR} and ${SDPS_SPOOL_DIR}." text "${text}")
-  string(REPLACE "../var/spool/" "${SDPS_SPOOL_DIR}/" text "${text}")
-  string(REPLACE "../var/hosts" "${SDPS_STATE_DIR}/hosts" text "${text}")
-  string(REPLACE "../var/frontend.secret" "${SDPS_CONFIG_DIR}/frontend.secret" text "${text}")
-  if(SDPS_INSTALL_LISTEN AND name STREQUAL "sdps.yaml")
-    string(REPLACE "listen: [127.0.0.1:1110]" "listen: [${SDPS_INSTALL_LISTEN}]" text "${text}")
-  endif()
-  if(SDPS_INSTALL_USER)
-    string(REGEX REPLACE "\n(listen: [^\n]*\n)" "\n\\1user: ${SDPS_INSTALL_USER}                   # sdpsd switches to this user; `sdps` as root too\n" text "${text}")
-  endif()
-  file(WRITE ${CMAKE_BINARY_DIR}/installed-config/${name} "${text}")
-  install(FILES ${CMAKE_BINARY_DIR}/installed-config/${name} DESTINATION ${SDPS_CONFIG_DIR})
-endforeach()
-install(DIRECTORY DESTINATION ${SDPS_STATE_DIR})
-install(DIRECTORY DESTINATION ${SDPS_SPOOL_DIR}/finchley)
-install(DIRECTORY DESTINATION ${SDPS_SPOOL_DIR}/docklands)
+# --- configs (/etc/sdps/*.yaml, their paths pointed at the state
+# folders), state folders and systemd units. Worked out when installing,
+# not when configuring, so `cmake --install --prefix /usr` (with DESTDIR
+# staging) gives /etc and /var as GNUInstallDirs does for /usr.
+set(SDPS_SYSTEMD_UNIT_DIR "" CACHE PATH "Where the systemd units go (default: /lib/systemd/system for the prefix /usr)")
+install(CODE "
+  set(SDPS_SOURCE_DIR \"${CMAKE_SOURCE_DIR}\")
+  set(SDPS_BINARY_DIR \"${CMAKE_BINARY_DIR}\")
+  set(SDPS_SYSCONFDIR \"${CMAKE_INSTALL_SYSCONFDIR}\")
+  set(SDPS_LOCALSTATEDIR \"${CMAKE_INSTALL_LOCALSTATEDIR}\")
+  set(SDPS_SBINDIR \"${CMAKE_INSTALL_SBINDIR}\")
+  set(SDPS_INSTALL_USER \"${SDPS_INSTALL_USER}\")
+  set(SDPS_INSTALL_LISTEN \"${SDPS_INSTALL_LISTEN}\")
+  set(SDPS_INSTALL_SYSTEMD_UNITS \"${SDPS_INSTALL_SYSTEMD_UNITS}\")
+  set(SDPS_SYSTEMD_UNIT_DIR \"${SDPS_SYSTEMD_UNIT_DIR}\")
+  include(\"${CMAKE_SOURCE_DIR}/cmake/install_site.cmake\")
+")
 
 # --- man pages
 install(FILES ${CMAKE_SOURCE_DIR}/man/sdps.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${CMAKE_SOURCE_DIR}/man/sdps.yaml.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${CMAKE_SOURCE_DIR}/man/sdpsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
-
-# --- systemd units (Debian 12 keeps them in /lib/systemd/system).
-if(SDPS_INSTALL_SYSTEMD_UNITS)
-  set(SDPS_SYSTEMD_UNIT_DIR "" CACHE PATH "Where the systemd units go (default: /lib/systemd/system for the prefix /usr)")
-  if(SDPS_SYSTEMD_UNIT_DIR)
-    set(unit_dir ${SDPS_SYSTEMD_UNIT_DIR})
-  elseif(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
-    set(unit_dir /lib/systemd/system)
-  else()
-    set(unit_dir ${CMAKE_INSTALL_PREFIX}/lib/systemd/system)
-  endif()
-  foreach(unit sdpsd.service sdpsd@.service)
-    configure_file(${CMAKE_SOURCE_DIR}/packaging/systemd/${unit}.in ${CMAKE_BINARY_DIR}/systemd/${unit} @ONLY)
-    install(FILES ${CMAKE_BINARY_DIR}/systemd/${unit} DESTINATION ${unit_dir})
-  endforeach()
-endif()
 
 # --- the CMake package: find_package(sdps) gives sdps::api and sdps_add_module().
 include(CMakePackageConfigHelpers)

@@ -9,7 +9,10 @@
 #include <sodium.h>
 #include <sysexits.h>
 
+#include <filesystem>
 #include <iostream>
+
+#include <unistd.h>
 
 namespace {
 
@@ -22,6 +25,11 @@ const char* usage =
     "  host list\n"
     "  deliver [--punt NAME] -f SENDER RECIPIENT...   (message on stdin)\n"
     "  spool list HOST\n";
+
+// `host add|passwd|del` replace the host database file.
+bool command_writes_hosts(const std::vector<std::string>& args) {
+  return args.size() >= 2 && args[0] == "host" && args[1] != "list";
+}
 
 sdps::admin::site load_site(const std::string& file, std::string& user) {
   const auto config = sdps::core::load_config(file);
@@ -73,6 +81,20 @@ int main(int argc, char** argv) {
     // before touching anything, so the host database and spool files it
     // writes belong to the user sdpsd runs as.
     switched = sdps::core::become_configured_user(user);
+    if (switched) {
+      // Say what to do before failing half way with "Permission denied".
+      std::vector<std::filesystem::path> writes;
+      if (command_writes_hosts(args)) writes.push_back(site.hosts.parent_path());
+      if (!args.empty() && args[0] == "deliver")
+        for (const auto& [name, dir] : site.punts) writes.push_back(std::filesystem::exists(dir) ? dir : dir.parent_path());
+      for (const auto& dir : writes)
+        if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+          std::cerr << "sdps: run as root, sdps works as the config's user '" << user
+                    << "' so that sdpsd can use what it writes, but '" << user << "' cannot write " << dir.string()
+                    << ": run  chown -R " << user << ": " << dir.string() << "  and try again\n";
+          return EX_NOPERM;
+        }
+    }
     const std::string command = args[0];
     args.erase(args.begin());
     if (command == "host") return sdps::admin::host_main(site, args);
