@@ -69,7 +69,7 @@ def test_unpacked_package_checks_its_installed_config(deb, tmp_path):
     version = subprocess.run([str(sdpsd), "--version"], capture_output=True, text=True, check=True).stdout
     assert re.match(r"sdpsd \d+\.\d+\.\d+ \(commit ", version)
     installed = (root / "etc/sdps/sdps.yaml").read_text()
-    assert "user: sdps" in installed and "listen: [*:110]" in installed
+    assert "user: sdps" in installed and 'listen: ["*:110"]' in installed
     # The same config with its paths moved into the throw-away root, and
     # no user switch (the sdps user exists only once postinst has run).
     config = root / "etc/sdps/check.yaml"
