@@ -19,7 +19,7 @@ std::string location(const std::filesystem::path& file, const YAML::Node& node) 
 const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
-    "modules",
+    "modules",      "log_format",      "metrics_listen",
 };
 
 }  // namespace
@@ -226,6 +226,16 @@ server_config load_config(const std::filesystem::path& given) {
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
       config.log_level != "error")
     top.fail("log_level", "'log_level' must be debug, info, warning or error");
+  config.log_format = top.string_or("log_format", config.log_format);
+  if (config.log_format != "text" && config.log_format != "json")
+    top.fail("log_format", "'log_format' must be text or json");
+  if (top.has("metrics_listen")) {
+    try {
+      config.metrics_listen = parse_endpoint(top.string("metrics_listen"));
+    } catch (const config_error& e) {
+      top.fail("metrics_listen", e.what());
+    }
+  }
   for (const std::string& dir : top.strings_or("module_path", {})) {
     if (dir.empty()) top.fail("module_path", "'module_path' entries must not be empty");
     config.module_path.push_back((config.file.parent_path() / dir).lexically_normal());

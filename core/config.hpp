@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -83,6 +84,9 @@ struct server_config {
   std::size_t max_sessions = 1000;
   std::string user;  // drop privileges to this user after binding
   std::string log_level = "info";
+  std::string log_format = "text";  // or "json": one JSON object per line
+  /// Where to serve GET /metrics (Prometheus text format); none by default.
+  std::optional<asio::ip::tcp::endpoint> metrics_listen;
   /// Extra folders searched for modules, before the one next to the binary.
   std::vector<std::filesystem::path> module_path;
   unsigned blocking_threads = 2;

@@ -2,6 +2,7 @@
 
 #include "bounded.hpp"
 #include "dot_stuffer.hpp"
+#include "metrics.hpp"
 
 #include <boost/asio/write.hpp>
 #include <poll.h>
@@ -88,16 +89,20 @@ void connection::drop_slot(const void* owner) {
 awaitable<void> connection::run() {
   auto self = shared_from_this();
   log_->debug("connect from ", remote_);
+  process_metrics().session_opened();
   rearm_idle_timer();
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
   try {
     co_await serve();
   } catch (const abort_session& e) {
+    record_.ended(session_end::reply_failed);
     log_->warning("closing: ", e.what());
   } catch (const boost::system::system_error& e) {
     // The client went away or the idle timer closed the socket.
+    record_.ended(session_end::client_gone);
     log_->debug("connection ended: ", e.code().message());
   } catch (const std::exception& e) {
+    record_.ended(session_end::error);
     log_->error("closing after unexpected error: ", e.what());
   }
   close();
@@ -108,7 +113,10 @@ awaitable<void> connection::run() {
   // Newest slot first: later modules may hold on to earlier ones' state.
   while (!slots_.empty()) slots_.pop_back();
   reader_.wipe();
-  log_->debug("closed");
+  log_->write_event(log_level::info, "logout",
+                    record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, tls_));
+  process_metrics().session_closed();
+  process_metrics().add("sdps_session_ends_total", {{"end", record_.how()}});
 }
 
 awaitable<void> connection::watchdog() {
@@ -120,6 +128,7 @@ awaitable<void> connection::watchdog() {
     if (idle_.expiry() <= std::chrono::steady_clock::now()) {
       // RFC 1939 section 3: the autologout timer ends the session without UPDATE.
       log_->info("idle for ", limits_.idle_timeout.count() / 1000, "s: closing without UPDATE");
+      record_.ended(session_end::idle);
       close();
       break;
     }
@@ -133,6 +142,7 @@ bool connection::still_open() {
   pollfd p{socket_.native_handle(), POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return true;
   log_->info("the client has gone: closing without running the commands it left behind");
+  record_.ended(session_end::client_gone);
   close();
   return false;
 }
@@ -144,6 +154,7 @@ awaitable<void> connection::serve() {
   if (greeting.answer) {
     const bool refused = !greeting.answer->reply.positive;
     if (refused) greeting.answer->reply.close = true;
+    if (refused) record_.ended(session_end::refused);
     if (!co_await send(std::move(*greeting.answer))) {
       co_await flush();
       co_return;
@@ -199,15 +210,20 @@ awaitable<bool> connection::execute(const std::string& line) {
     co_return true;
   }
   log_->debug("command ", printable(cmd.name, 16));
+  const std::string verb = cmd.name;
   auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
   if (result.late) {
     // A module call overran its time limit: the session ends (-ERR
     // [SYS/TEMP], close); run() waits for the call before disconnect.
     late_ = result.late;
+    record_.ended(session_end::module_timeout);
     co_await send(std::move(result));
     co_return false;
   }
+  const bool known = result.by != nullptr, positive = result.reply.positive;
   if (state_ == pop3_state::update) {
+    record_.ended(positive ? session_end::quit : session_end::update_failed);
+    record_.command(verb, known, positive, 0);
     // UPDATE's work is done (the reply says how it went); let modules give
     // back what the session held, locks above all, before the client hears
     // +OK and can log in again.
@@ -217,8 +233,11 @@ awaitable<bool> connection::execute(const std::string& line) {
     co_return false;
   }
   const bool keep_going = co_await send(std::move(result));
+  record_.command(verb, known, positive, body_octets_);
+  if (!keep_going) record_.ended(verb == "QUIT" ? session_end::quit : session_end::closed);
   if (authenticated_pending_) {
     authenticated_pending_ = false;
+    process_metrics().add("sdps_logins_total", {{"result", "ok"}});
     co_await flush();
     if (closed_) co_return false;
     auto fired = co_await chain_.fire(shared_from_this(), event::authenticated);
@@ -245,6 +264,7 @@ void connection::append_status(const response& r) {
 
 awaitable<bool> connection::send(dispatch_result result) {
   response& r = result.reply;
+  body_octets_ = 0;
   append_status(r);
   if (r.multiline) {
     dot_stuffer stuffer;
@@ -268,6 +288,7 @@ awaitable<bool> connection::send(dispatch_result result) {
           throw abort_session("a multi-line reply failed half way");
         }
         if (n == 0) break;
+        body_octets_ += n;
         stuffer.append(std::string_view(chunk_.data(), std::min(n, chunk_.size())), out_);
         if (out_.size() >= limits_.flush_threshold) co_await flush();
       }
@@ -283,6 +304,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
   co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
+  process_metrics().add("sdps_sent_bytes_total", {}, static_cast<double>(out_.size()));
   rearm_idle_timer();
   out_.clear();
   if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();

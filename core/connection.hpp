@@ -5,6 +5,7 @@
 #include "chain.hpp"
 #include "line_reader.hpp"
 #include "logging.hpp"
+#include "session_record.hpp"
 
 #include <sdps/session.hpp>
 
@@ -42,6 +43,8 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   awaitable<void> run();
   /// Ends the session without UPDATE (server shutdown). Idempotent.
   void close();
+  /// Says why the session is ending, for its logout line (first one wins).
+  void end_reason(const char* how) { record_.ended(how); }
 
   // sdps::session
   std::uint64_t id() const override { return id_; }
@@ -90,6 +93,9 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   bool closed_ = false;
   /// A module call that overran its time limit, still running.
   std::shared_ptr<late_call> late_;
+  bool tls_ = false;  // no TLS yet; the logout line already says so
+  session_record record_;
+  std::uint64_t body_octets_ = 0;  // of the reply being sent
   std::optional<identity> login_;
   std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
 };

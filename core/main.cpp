@@ -1,6 +1,8 @@
 // sdpsd: the SDPS POP3 server.
 
+#include "ownership.hpp"
 #include "server.hpp"
+#include "version.hpp"
 
 #include <sodium.h>
 
@@ -11,9 +13,11 @@ namespace {
 
 const char* usage =
     "usage: sdpsd -c FILE [--listen ADDRESS:PORT]... [--check]\n"
+    "       sdpsd --version\n"
     "  -c FILE            the YAML configuration\n"
     "  --listen ADDR:PORT listen here instead of the file's 'listen' (repeatable; [::1]:PORT for IPv6)\n"
-    "  --check            validate the configuration and every module, then exit\n";
+    "  --check            validate the configuration and every module, then exit\n"
+    "  --version          print the version, commit, module ABI and library versions\n";
 
 }  // namespace
 
@@ -26,6 +30,10 @@ int main(int argc, char** argv) {
     if ((arg == "-c" || arg == "--config") && i + 1 < argc) file = argv[++i];
     else if (arg == "--listen" && i + 1 < argc) listen.push_back(argv[++i]);
     else if (arg == "--check") check = true;
+    else if (arg == "--version" || arg == "-V") {
+      std::cout << sdps::core::version::describe("sdpsd");
+      return 0;
+    }
     else if (arg == "-h" || arg == "--help") {
       std::cout << usage;
       return 0;
@@ -48,12 +56,19 @@ int main(int argc, char** argv) {
       config.listen.clear();
       for (const auto& text : listen) config.listen.push_back(sdps::core::parse_endpoint(text));
     }
+    // Whether the configured user can use the site's files, checked as
+    // root too: --check fails on a problem, a starting server says so.
+    const auto access = sdps::core::check_user_access(config);
     sdps::core::server server(std::move(config));
     server.load();
     if (check) {
+      for (const auto& problem : access) std::cerr << "sdpsd: " << problem << "\n";
+      if (!access.empty()) return 78;
       std::cout << file << ": configuration OK, " << server.module_count() << " module instance(s)\n";
       return 0;
     }
+    for (const auto& problem : access) server.server_log().error(problem);
+    sdps::core::check_descriptor_limit(server.config(), server.server_log());
     server.bind();
     server.drop_privileges();
     return server.run();

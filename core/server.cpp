@@ -3,6 +3,8 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/write.hpp>
 
+#include "notify.hpp"
+
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,6 +18,7 @@ server::server(server_config config)
       log_(parse_level(config_.log_level), "sdpsd"),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   limits_.idle_timeout = config_.idle_timeout;
+  log_.set_json(config_.log_format == "json");
 }
 
 server::~server() {
@@ -23,7 +26,16 @@ server::~server() {
   pool_.join();
 }
 
-void server::load() { chain_ = build_chain(config_, *this, log_, services_); }
+void server::load() {
+  chain_ = build_chain(config_, *this, log_, services_);
+  // The role label of the session metrics, from what the chain does.
+  std::string role = "embedded";
+  for (const auto& l : chain_->links()) {
+    if (l->module == "remote_spool") role = "frontend";
+    if (l->module == "backend_auth") role = "backend";
+  }
+  process_metrics().set_role(role);
+}
 
 void server::bind() {
   for (const auto& endpoint : config_.listen) {
@@ -42,6 +54,8 @@ void server::bind() {
     log_.info("listening on ", acceptor->local_endpoint());
     acceptors_.push_back(std::move(acceptor));
   }
+  if (config_.metrics_listen)
+    metrics_endpoint_ = std::make_unique<metrics_endpoint>(io_, *config_.metrics_listen, process_metrics(), log_);
 }
 
 void server::drop_privileges() {
@@ -63,6 +77,10 @@ int server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   watch_signals();
   for (auto& acceptor : acceptors_) asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
+  if (metrics_endpoint_) metrics_endpoint_->start();
+  // Listeners are bound and privileges dropped: systemd (Type=notify) may
+  // start what depends on us.
+  notify_service_manager("READY=1\nSTATUS=serving");
   io_.run();
   log_.info("stopped");
   return 0;
@@ -73,7 +91,11 @@ void server::watch_signals() {
     if (ec) return;
     if (signo == SIGHUP) {
       log_.info("SIGHUP: reloading modules");
+      const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now().time_since_epoch());
+      notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now.count()));
       chain_->reload();
+      notify_service_manager("READY=1\nSTATUS=serving");
       watch_signals();
       return;
     }
@@ -84,12 +106,17 @@ void server::watch_signals() {
 
 void server::shutdown() {
   stopping_ = true;
+  notify_service_manager("STOPPING=1");
+  if (metrics_endpoint_) metrics_endpoint_->close();
   for (auto& acceptor : acceptors_) {
     boost::system::error_code ignored;
     acceptor->close(ignored);
   }
   for (auto& [id, weak] : sessions_)
-    if (auto c = weak.lock()) c->close();
+    if (auto c = weak.lock()) {
+      c->end_reason(session_end::shutdown);
+      c->close();
+    }
   boost::system::error_code ignored;
   signals_.cancel(ignored);
 }

@@ -14,7 +14,7 @@
 #include <cstdint>
 
 /// Bumped whenever a public header changes in a way that breaks modules.
-/// 2: body_source::size().
+/// 2: body_source::size(); server_context::metrics() (sdps/metrics.hpp).
 #define SDPS_ABI_VERSION 2
 
 #define SDPS_STR2_(x) #x
