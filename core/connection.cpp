@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include "bounded.hpp"
+#include "command_line.hpp"
 #include "dot_stuffer.hpp"
 #include "metrics.hpp"
 
@@ -9,7 +10,6 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <cctype>
 
 namespace sdps::core {
 
@@ -200,11 +200,7 @@ awaitable<void> connection::serve() {
 }
 
 awaitable<bool> connection::execute(const std::string& line) {
-  command cmd;
-  const auto space = line.find(' ');
-  cmd.name = line.substr(0, space);
-  if (space != std::string::npos) cmd.argument = line.substr(space + 1);
-  for (char& c : cmd.name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  command cmd = parse_command(line);
   if (cmd.name.empty()) {
     out_ += "-ERR empty command\r\n";
     co_return true;
