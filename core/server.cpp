@@ -16,6 +16,8 @@ server::server(server_config config)
       log_(parse_level(config_.log_level), "sdpsd"),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   limits_.idle_timeout = config_.idle_timeout;
+  limits_.proxy_protocol_from = config_.proxy_protocol_from;
+  limits_.proxy_header_timeout = config_.proxy_protocol_timeout;
 }
 
 server::~server() {
