@@ -19,7 +19,7 @@ std::string location(const std::filesystem::path& file, const YAML::Node& node) 
 const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
-    "modules",      "log_format",      "metrics_listen",
+    "modules",      "log_format",      "metrics_listen", "proxy_protocol_from", "proxy_protocol_timeout",
 };
 
 }  // namespace
@@ -221,6 +221,14 @@ server_config load_config(const std::filesystem::path& given) {
   const auto max_sessions = top.integer_or("max_sessions", static_cast<std::int64_t>(config.max_sessions));
   if (max_sessions < 1) top.fail("max_sessions", "'max_sessions' must be at least 1");
   config.max_sessions = static_cast<std::size_t>(max_sessions);
+  for (const std::string& text : top.strings_or("proxy_protocol_from", {})) {
+    const auto n = network::parse(text);
+    if (!n) top.fail("proxy_protocol_from", "'proxy_protocol_from': '" + text + "' is not an address or ADDRESS/PREFIX");
+    config.proxy_protocol_from.push_back(*n);
+  }
+  config.proxy_protocol_timeout = top.duration_or("proxy_protocol_timeout", config.proxy_protocol_timeout);
+  if (config.proxy_protocol_timeout.count() <= 0)
+    top.fail("proxy_protocol_timeout", "'proxy_protocol_timeout' must be positive");
   config.user = top.string_or("user", "");
   config.log_level = top.string_or("log_level", config.log_level);
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&

@@ -1,6 +1,8 @@
 #pragma once
 // Reading sdps YAML files: the server's own keys and each chain entry.
 
+#include "networks.hpp"
+
 #include <sdps/asio.hpp>
 #include <sdps/settings.hpp>
 
@@ -82,6 +84,10 @@ struct server_config {
   std::string banner;       // greeting text after "+OK "
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
   std::size_t max_sessions = 1000;
+  /// Peers (load balancers) whose connections must begin with a PROXY
+  /// protocol header, and how long they have to send it.
+  std::vector<network> proxy_protocol_from;
+  std::chrono::milliseconds proxy_protocol_timeout{std::chrono::seconds(5)};
   std::string user;  // drop privileges to this user after binding
   std::string log_level = "info";
   std::string log_format = "text";  // or "json": one JSON object per line

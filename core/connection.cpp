@@ -4,6 +4,7 @@
 #include "command_line.hpp"
 #include "dot_stuffer.hpp"
 #include "metrics.hpp"
+#include "proxy_header.hpp"
 
 #include <boost/asio/write.hpp>
 #include <poll.h>
@@ -28,6 +29,9 @@ awaitable<std::size_t> read_body(std::shared_ptr<body_source> body, std::shared_
 }
 
 constexpr std::size_t max_status_text = 512 - 7;  // "-ERR " + text + CRLF within 512 octets
+
+/// A balancer's PROXY v2 header may carry TLVs; more than this is refused.
+constexpr std::size_t max_proxy_header = 16 * 1024;
 
 }  // namespace
 
@@ -109,7 +113,9 @@ awaitable<void> connection::run() {
   // A module call that overran its time limit is still running: the
   // modules hear of the end only once it has returned.
   if (late_) co_await late_->wait();
-  co_await chain_.fire(self, event::disconnect);
+  // Modules hear of the end only of a session they heard begin (not of a
+  // balancer's connection closed for want of a PROXY header).
+  if (announced_) co_await chain_.fire(self, event::disconnect);
   // Newest slot first: later modules may hold on to earlier ones' state.
   while (!slots_.empty()) slots_.pop_back();
   reader_.wipe();
@@ -147,8 +153,74 @@ bool connection::still_open() {
   return false;
 }
 
+awaitable<bool> connection::read_proxy_header() {
+  auto self = shared_from_this();
+  // Set once this function has decided, so a deadline already due then
+  // closes nothing.
+  auto decided = std::make_shared<bool>(false);
+  auto expired = std::make_shared<bool>(false);
+  asio::steady_timer deadline(get_executor());
+  deadline.expires_after(limits_.proxy_header_timeout);
+  deadline.async_wait([this, self, decided, expired](const boost::system::error_code& ec) {
+    if (ec || *decided) return;
+    *expired = true;
+    close();
+  });
+  std::string received;
+  std::array<char, 4096> buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    const std::size_t n =
+        co_await socket_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      *decided = true;
+      if (*expired)
+        log_->warning("no PROXY header from ", remote_, " within ", limits_.proxy_header_timeout.count(),
+                      "ms: closing");
+      else
+        log_->debug("the balancer ", remote_, " closed before sending a PROXY header");
+      close();
+      co_return false;
+    }
+    received.append(buffer.data(), n);
+    sodium_memzero(buffer.data(), n);
+    const auto parsed = proxy::parse(received, max_proxy_header);
+    if (parsed.state == proxy::status::incomplete) continue;
+    *decided = true;
+    deadline.cancel();
+    if (parsed.state == proxy::status::invalid) {
+      log_->warning("closing: ", parsed.error, " (from ", remote_, ", which must send a PROXY header)");
+      sodium_memzero(received.data(), received.size());
+      close();
+      co_return false;
+    }
+    // What follows the header is the client's own (it may hold a password).
+    early_.assign(received, parsed.length);
+    sodium_memzero(received.data(), received.size());
+    via_ = remote_;
+    const auto& h = parsed.value;
+    if (h.cmd == proxy::command::local) {
+      // A health check: the balancer speaks for itself.
+      log_->debug("PROXY v2 LOCAL from ", remote_, ": the balancer's own connection");
+    } else if (h.source) {
+      remote_ = *h.source;
+      log_->debug("client ", remote_, " via ", *via_, " (PROXY v", h.version, ")");
+    } else {
+      log_->debug("PROXY v", h.version, " header from ", remote_, " names no TCP client: keeping the balancer's address");
+    }
+    // The balancer's word that it terminated TLS is not TLS to us.
+    if (h.balancer_tls) log_->debug("the balancer reports TLS with its client; not taken as TLS here");
+    co_return true;
+  }
+}
+
 awaitable<void> connection::serve() {
   auto self = shared_from_this();
+  if (core::contains(limits_.proxy_protocol_from, remote_.address())) {
+    const bool accepted = co_await read_proxy_header();
+    if (!accepted) co_return;
+  }
+  announced_ = true;
   auto greeting = co_await chain_.fire(self, event::connect);
   late_ = std::move(greeting.late);
   if (greeting.answer) {
@@ -165,10 +237,28 @@ awaitable<void> connection::serve() {
   co_await flush();
 
   std::array<char, 4096> buffer;
+  std::size_t early = early_.copy(buffer.data(), buffer.size());
+  sodium_memzero(early_.data(), early_.size());
+  early_.clear();
+  bool first = true;
   bool going = true;
   while (going) {
-    const std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer), asio::use_awaitable);
+    std::size_t n = std::exchange(early, 0);
+    if (n == 0) n = co_await socket_.async_read_some(asio::buffer(buffer), asio::use_awaitable);
     std::string_view data(buffer.data(), n);
+    // A PROXY header here comes from a peer not in proxy_protocol_from (or
+    // from a client behind a balancer that already sent one): a spoofing
+    // attempt, never believed. It is caught when the first read holds the
+    // header's start whole; split smaller, it is an unknown command.
+    if (std::exchange(first, false) && proxy::starts_with_header(data)) {
+      if (via_)
+        log_->warning("closing: client ", remote_, " sent a PROXY header of its own after the balancer's");
+      else
+        log_->warning("closing: a PROXY header from ", remote_, ", which is not in proxy_protocol_from");
+      sodium_memzero(buffer.data(), n);
+      close();
+      co_return;
+    }
     while (going && !data.empty()) {
       data.remove_prefix(reader_.feed(data));
       switch (reader_.next()) {

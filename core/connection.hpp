@@ -5,6 +5,7 @@
 #include "chain.hpp"
 #include "line_reader.hpp"
 #include "logging.hpp"
+#include "networks.hpp"
 #include "session_record.hpp"
 
 #include <sdps/session.hpp>
@@ -27,6 +28,10 @@ struct connection_limits {
   std::size_t flush_threshold = 64 * 1024;
   /// Body octets read from a module per read() call.
   std::size_t body_chunk = 16 * 1024;
+  /// Peers whose connections begin with a PROXY protocol header (load
+  /// balancers), and how long one has to send it.
+  std::vector<network> proxy_protocol_from;
+  std::chrono::milliseconds proxy_header_timeout{std::chrono::seconds(5)};
 };
 
 class connection final : public sdps::session, public std::enable_shared_from_this<connection> {
@@ -48,7 +53,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
 
   // sdps::session
   std::uint64_t id() const override { return id_; }
+  /// The client: the peer, or the client a PROXY header named.
   asio::ip::tcp::endpoint remote_endpoint() const override { return remote_; }
+  /// The balancer the client came through, when a PROXY header was read.
+  const std::optional<asio::ip::tcp::endpoint>& via() const { return via_; }
   asio::ip::tcp::endpoint local_endpoint() const override { return local_; }
   executor get_executor() override { return socket_.get_executor(); }
   logger& log() override { return *log_; }
@@ -65,6 +73,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
  private:
   awaitable<void> serve();
   awaitable<void> watchdog();
+  /// Reads the PROXY header a listed balancer must send before the
+  /// greeting, within the time limit; takes its client address. Returns
+  /// false, having logged why and closed the session, if none came.
+  awaitable<bool> read_proxy_header();
   /// False once the session is closed, and closes it when the client has
   /// gone (sent FIN or a reset), even with its lines still queued here:
   /// checked before each command, so nothing runs for a client that left.
@@ -85,6 +97,11 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   const std::string& banner_;
   std::unique_ptr<stderr_log> log_;
   asio::ip::tcp::endpoint remote_, local_;
+  std::optional<asio::ip::tcp::endpoint> via_;
+  /// Client bytes that came with the PROXY header, read before the greeting.
+  std::string early_;
+  /// The connect event fired: modules know of the session.
+  bool announced_ = false;
   line_reader reader_;
   std::string out_;
   std::vector<char> chunk_;

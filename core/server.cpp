@@ -19,6 +19,8 @@ server::server(server_config config)
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   limits_.idle_timeout = config_.idle_timeout;
   log_.set_json(config_.log_format == "json");
+  limits_.proxy_protocol_from = config_.proxy_protocol_from;
+  limits_.proxy_header_timeout = config_.proxy_protocol_timeout;
 }
 
 server::~server() {

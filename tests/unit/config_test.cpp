@@ -63,3 +63,18 @@ TEST_CASE("configuration errors name the file and line") {
   CHECK_THAT(error_of("modules:\n  - module: x\n    timeout: 0s\n"), Catch::Contains("'timeout' must be positive"));
   CHECK_THAT(error_of("modules: [\n"), Catch::Contains("bad.yaml:"));
 }
+
+TEST_CASE("proxy_protocol_from: addresses and prefixes, refused with file and line") {
+  const auto config = core::load_config(
+      write("proxy.yaml", "proxy_protocol_from: [10.0.0.5, 10.1.0.0/16, \"2001:db8::/32\"]\n"
+                          "proxy_protocol_timeout: 2s\nmodules:\n  - module: x\n"));
+  REQUIRE(config.proxy_protocol_from.size() == 3);
+  CHECK(config.proxy_protocol_from[1].to_string() == "10.1.0.0/16");
+  CHECK(config.proxy_protocol_timeout == 2s);
+  CHECK(core::load_config(write("none.yaml", "modules:\n  - module: x\n")).proxy_protocol_from.empty());
+  CHECK_THAT(error_of("proxy_protocol_from: [balancer.example]\nmodules:\n  - module: x\n"),
+             Catch::Contains("bad.yaml:1") && Catch::Contains("not an address"));
+  CHECK_THAT(error_of("proxy_protocol_from: [10.0.0.0/33]\nmodules:\n  - module: x\n"),
+             Catch::Contains("not an address"));
+  CHECK_THAT(error_of("proxy_protocol_timeout: 0s\nmodules:\n  - module: x\n"), Catch::Contains("must be positive"));
+}
