@@ -81,6 +81,10 @@ struct server_config {
   std::string banner;       // greeting text after "+OK "
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
   std::size_t max_sessions = 1000;
+  /// Sessions one client address may hold at once; 0 is no limit.
+  std::size_t max_sessions_per_address = 20;
+  /// From connect to a successful login, whatever the client sends; 0 is none.
+  std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
   std::string user;  // drop privileges to this user after binding
   std::string log_level = "info";
   /// Extra folders searched for modules, before the one next to the binary.
