@@ -25,7 +25,7 @@ const std::set<std::string> server_keys = {
 // Site settings that modules read from the top level (the auth module's
 // limits among them); the server lets them through its unknown-key check.
 const std::set<std::string> site_keys = {
-    "hosts", "punts", "password_cost", "max_login_failures_per_address", "login_failure_window",
+    "hosts", "punts", "password_cost", "max_message_size", "max_login_failures_per_address", "login_failure_window",
     "max_password_checks_per_address",
 };
 
