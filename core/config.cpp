@@ -20,6 +20,14 @@ const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
     "modules",      "log_format",      "metrics_listen", "proxy_protocol_from", "proxy_protocol_timeout",
+    "max_sessions_per_address", "login_timeout",
+};
+
+// Site settings that modules read from the top level (the auth module's
+// limits among them); the server lets them through its unknown-key check.
+const std::set<std::string> site_keys = {
+    "hosts", "punts", "password_cost", "max_message_size", "max_login_failures_per_address", "login_failure_window",
+    "max_password_checks_per_address",
 };
 
 }  // namespace
@@ -229,6 +237,12 @@ server_config load_config(const std::filesystem::path& given) {
   config.proxy_protocol_timeout = top.duration_or("proxy_protocol_timeout", config.proxy_protocol_timeout);
   if (config.proxy_protocol_timeout.count() <= 0)
     top.fail("proxy_protocol_timeout", "'proxy_protocol_timeout' must be positive");
+  const auto per_address = top.integer_or("max_sessions_per_address",
+                                          static_cast<std::int64_t>(config.max_sessions_per_address));
+  if (per_address < 0) top.fail("max_sessions_per_address", "'max_sessions_per_address' must be 0 (no limit) or more");
+  config.max_sessions_per_address = static_cast<std::size_t>(per_address);
+  config.login_timeout = top.duration_or("login_timeout", config.login_timeout);
+  if (config.login_timeout.count() < 0) top.fail("login_timeout", "'login_timeout' must not be negative");
   config.user = top.string_or("user", "");
   config.log_level = top.string_or("log_level", config.log_level);
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
@@ -279,7 +293,7 @@ server_config load_config(const std::filesystem::path& given) {
   // Unknown top-level keys are refused, except the shared site sections.
   auto globals = std::make_shared<yaml_settings>(root, config.file, "", server_keys);
   for (const std::string& key : globals->unread())
-    if (key != "hosts" && key != "punts" && key != "password_cost" && key != "max_message_size")
+    if (!site_keys.contains(key))
       top.fail(key, "unknown top-level setting '" + key + "'");
   config.globals = std::move(globals);
   return config;

@@ -88,6 +88,10 @@ struct server_config {
   /// protocol header, and how long they have to send it.
   std::vector<network> proxy_protocol_from;
   std::chrono::milliseconds proxy_protocol_timeout{std::chrono::seconds(5)};
+  /// Sessions one client address may hold at once; 0 is no limit.
+  std::size_t max_sessions_per_address = 20;
+  /// From connect to a successful login, whatever the client sends; 0 is none.
+  std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
   std::string user;  // drop privileges to this user after binding
   std::string log_level = "info";
   std::string log_format = "text";  // or "json": one JSON object per line

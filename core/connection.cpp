@@ -39,6 +39,7 @@ connection::connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& mo
                        const connection_limits& limits, const std::string& banner, stderr_log& server_log)
     : socket_(std::move(socket)),
       idle_(socket_.get_executor()),
+      login_deadline_(socket_.get_executor()),
       id_(id),
       chain_(modules),
       limits_(limits),
@@ -59,12 +60,14 @@ void connection::close() {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   idle_.cancel();
+  login_deadline_.cancel();
 }
 
 void connection::enter(pop3_state next) {
   if (state_ == pop3_state::authorization && next == pop3_state::transaction) {
     state_ = next;
     authenticated_pending_ = true;
+    login_deadline_.cancel();
     return;
   }
   if (state_ == pop3_state::transaction && next == pop3_state::update) {
@@ -96,6 +99,10 @@ awaitable<void> connection::run() {
   process_metrics().session_opened();
   rearm_idle_timer();
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
+  if (limits_.login_timeout.count() > 0) {
+    login_deadline_.expires_after(limits_.login_timeout);
+    asio::co_spawn(get_executor(), [self]() { return self->login_deadline(); }, asio::detached);
+  }
   try {
     co_await serve();
   } catch (const abort_session& e) {
@@ -139,6 +146,17 @@ awaitable<void> connection::watchdog() {
       break;
     }
   }
+}
+
+awaitable<void> connection::login_deadline() {
+  auto self = shared_from_this();
+  boost::system::error_code ec;
+  co_await login_deadline_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  // Cancelled by a login or by close(); commands never move the deadline,
+  // so a client that keeps sending NOOP still goes.
+  if (ec || closed_ || state_ != pop3_state::authorization) co_return;
+  log_->info("no login within ", limits_.login_timeout.count() / 1000, "s: closing");
+  close();
 }
 
 bool connection::still_open() {
@@ -205,6 +223,14 @@ awaitable<bool> connection::read_proxy_header() {
     } else if (h.source) {
       remote_ = *h.source;
       log_->debug("client ", remote_, " via ", *via_, " (PROXY v", h.version, ")");
+      // Per-address limits count the client, not the balancer.
+      if (ticket_ && !ticket_->rekey(remote_.address())) {
+        log_->info("too many connections from ", remote_.address(), " (via ", via_->address(), "): refused");
+        out_ = "-ERR [SYS/TEMP] too many connections from your address, try again later\r\n";
+        co_await flush();
+        close();
+        co_return false;
+      }
     } else {
       log_->debug("PROXY v", h.version, " header from ", remote_, " names no TCP client: keeping the balancer's address");
     }

@@ -2,6 +2,7 @@
 // One client connection: reads command lines, runs them through the chain,
 // writes replies with backpressure, and owns the POP3 state.
 
+#include "address_limits.hpp"
 #include "chain.hpp"
 #include "line_reader.hpp"
 #include "logging.hpp"
@@ -23,6 +24,8 @@ namespace sdps::core {
 /// Limits a connection works under (from the server config).
 struct connection_limits {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
+  /// Connect to successful login, not extended by commands; 0 is none.
+  std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
   std::size_t line_limit = 512;
   /// Output is flushed to the socket once this much is buffered.
   std::size_t flush_threshold = 64 * 1024;
@@ -50,6 +53,11 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   void close();
   /// Says why the session is ending, for its logout line (first one wins).
   void end_reason(const char* how) { record_.ended(how); }
+  /// Keeps the session's place in the per-address table until the
+  /// connection object goes. Call before run().
+  void hold(std::unique_ptr<address_limits::ticket> ticket) { ticket_ = std::move(ticket); }
+  /// That place (null when none was given), e.g. to rekey it.
+  address_limits::ticket* address_ticket() { return ticket_.get(); }
 
   // sdps::session
   std::uint64_t id() const override { return id_; }
@@ -77,6 +85,8 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   /// greeting, within the time limit; takes its client address. Returns
   /// false, having logged why and closed the session, if none came.
   awaitable<bool> read_proxy_header();
+  /// Closes a session still in AUTHORIZATION at login_timeout.
+  awaitable<void> login_deadline();
   /// False once the session is closed, and closes it when the client has
   /// gone (sent FIN or a reset), even with its lines still queued here:
   /// checked before each command, so nothing runs for a client that left.
@@ -91,6 +101,7 @@ class connection final : public sdps::session, public std::enable_shared_from_th
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer idle_;
+  asio::steady_timer login_deadline_;
   std::uint64_t id_;
   chain& chain_;
   const connection_limits& limits_;
@@ -115,6 +126,7 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   std::uint64_t body_octets_ = 0;  // of the reply being sent
   std::optional<identity> login_;
   std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
+  std::unique_ptr<address_limits::ticket> ticket_;
 };
 
 }  // namespace sdps::core

@@ -16,11 +16,13 @@ server::server(server_config config)
     : config_(std::move(config)),
       pool_(config_.blocking_threads),
       log_(parse_level(config_.log_level), "sdpsd"),
+      per_address_(config_.max_sessions_per_address),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   limits_.idle_timeout = config_.idle_timeout;
   log_.set_json(config_.log_format == "json");
   limits_.proxy_protocol_from = config_.proxy_protocol_from;
   limits_.proxy_header_timeout = config_.proxy_protocol_timeout;
+  limits_.login_timeout = config_.login_timeout;
 }
 
 server::~server() {
@@ -123,6 +125,36 @@ void server::shutdown() {
   signals_.cancel(ignored);
 }
 
+std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& socket) {
+  auto refuse = [&socket](const std::string& text) {
+    boost::system::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(text), ignored);
+  };
+  if (sessions_.size() >= config_.max_sessions) {
+    log_.warning("refusing a connection: ", sessions_.size(), " sessions open (max_sessions)");
+    refuse("-ERR [SYS/TEMP] too many connections, try again later\r\n");
+    return nullptr;
+  }
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec) return nullptr;  // already gone
+  bool first_refusal = false;
+  // A balancer's connections are limited by the client each one's PROXY
+  // header names (connection::read_proxy_header rekeys the ticket).
+  const bool balancer = contains(config_.proxy_protocol_from, peer.address());
+  auto ticket = per_address_.admit(peer.address(), first_refusal, !balancer);
+  if (!ticket) {
+    // Logged once per flood: the address is logged again only after its
+    // count has dropped below the limit.
+    if (first_refusal)
+      log_.warning("refusing connections from ", address_limits::canonical(peer.address()), ": it holds ",
+                   per_address_.max_per_address(), " sessions (max_sessions_per_address)");
+    refuse("-ERR [SYS/TEMP] too many connections from your address, try again later\r\n");
+  }
+  return ticket;
+}
+
 awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
   asio::steady_timer backoff(io_);
   while (!stopping_) {
@@ -136,12 +168,9 @@ awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (sessions_.size() >= config_.max_sessions) {
-      log_.warning("refusing a connection: ", sessions_.size(), " sessions open (max_sessions)");
-      static const std::string busy = "-ERR [SYS/TEMP] too many connections, try again later\r\n";
+    auto ticket = admit(socket);
+    if (!ticket) {
       boost::system::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(asio::buffer(busy), ignored);
       socket.close(ignored);
       continue;
     }
@@ -155,6 +184,7 @@ awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
     }
     const std::uint64_t id = next_id_++;
     auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_);
+    session->hold(std::move(ticket));
     sessions_[id] = session;
     asio::co_spawn(
         io_,

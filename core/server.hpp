@@ -1,6 +1,7 @@
 #pragma once
 // The sdpsd process: listeners, sessions, signals, privileges.
 
+#include "address_limits.hpp"
 #include "chain.hpp"
 #include "config.hpp"
 #include "connection.hpp"
@@ -46,6 +47,11 @@ class server final : public sdps::server_context {
 
  private:
   awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+  /// The accept-time admission, all of it: max_sessions, then
+  /// max_sessions_per_address on the peer's address. Null after writing a
+  /// refusal to `socket` (the caller closes it). A PROXY header read later
+  /// moves the session to the real client with ticket::rekey.
+  std::unique_ptr<address_limits::ticket> admit(asio::ip::tcp::socket& socket);
   void watch_signals();
   void shutdown();
 
@@ -56,6 +62,7 @@ class server final : public sdps::server_context {
   service_registry services_;
   std::unique_ptr<chain> chain_;
   connection_limits limits_;
+  address_limits per_address_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::unique_ptr<metrics_endpoint> metrics_endpoint_;
   std::map<std::uint64_t, std::weak_ptr<connection>> sessions_;

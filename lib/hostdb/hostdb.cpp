@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 #include <thread>
@@ -94,6 +95,7 @@ file_stamp stamp_of(const struct stat& st) {
   s.inode = static_cast<std::uint64_t>(st.st_ino);
   s.size = static_cast<std::uint64_t>(st.st_size);
   s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  s.mode = static_cast<std::uint32_t>(st.st_mode);
   return s;
 }
 
@@ -326,6 +328,19 @@ file_stamp stamp(const std::filesystem::path& file) {
   return stamp_of(st);
 }
 
+void check_mode(const std::filesystem::path& file, std::uint32_t mode) {
+  char octal[8];
+  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
+  if (mode & (S_IWGRP | S_IWOTH))
+    throw insecure_file(file.string() + " is writable by " + ((mode & S_IWOTH) ? "others" : "its group") +
+                        " (mode " + octal + "): anyone who can write it can read any host's mail; chmod 600 " +
+                        file.string() + " (or 640 with the service's group)");
+  if (mode & S_IROTH)
+    throw insecure_file(file.string() + " is readable by others (mode " + octal +
+                        "): password hashes can be guessed offline; chmod 600 " + file.string() +
+                        " (or 640 with the service's group)");
+}
+
 load_result load(const std::filesystem::path& file) {
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -336,6 +351,7 @@ load_result load(const std::filesystem::path& file) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail_errno("cannot stat " + file.string());
   if (!S_ISREG(st.st_mode)) throw std::system_error(EINVAL, std::generic_category(), file.string() + " is not a file");
+  check_mode(file, static_cast<std::uint32_t>(st.st_mode));
   load_result out = parse(read_all(fd, file));
   out.stamp = stamp_of(st);
   return out;
@@ -391,9 +407,9 @@ void save(const std::filesystem::path& file, const database& db) {
   fd_guard guard(fd);
   try {
     if (replacing) {
-      if (::fchmod(fd, old.st_mode & 07777) != 0) fail_errno("cannot set the mode of " + temp);
+      if (::fchmod(fd, old.st_mode & 07777 & ~static_cast<mode_t>(S_IWGRP | S_IRWXO)) != 0) fail_errno("cannot set the mode of " + temp);
       if (::geteuid() == 0 && ::fchown(fd, old.st_uid, old.st_gid) != 0) fail_errno("cannot set the owner of " + temp);
-    } else if (::fchmod(fd, 0640) != 0) {
+    } else if (::fchmod(fd, 0600) != 0) {
       fail_errno("cannot set the mode of " + temp);
     }
     write_all(fd, format(db), "cannot write " + temp);
@@ -496,6 +512,40 @@ std::string hash_password(std::string_view password, cost c) {
   if (crypto_pwhash_str_alg(out.data(), password.data(), password.size(), p.ops, p.mem,
                             crypto_pwhash_ALG_ARGON2ID13) != 0)
     throw std::runtime_error(std::string("Argon2id hashing failed (out of memory?) at cost ") + to_string(c));
+  return std::string(out.data());
+}
+
+hash_cost parameters(cost c) {
+  const cost_params p = params(c);
+  return {p.ops, p.mem / 1024};
+}
+
+std::optional<hash_cost> cost_of(std::string_view hash) {
+  // $argon2id$v=19$m=65536,t=2,p=1$SALT$HASH
+  if (!is_hash(hash)) return std::nullopt;
+  const auto m = hash.find("$m=");
+  if (m == std::string_view::npos) return std::nullopt;
+  std::string_view rest = hash.substr(m + 3);
+  hash_cost out;
+  auto number = [&rest](auto& value) {
+    std::size_t i = 0;
+    value = 0;
+    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9' && i < 12) value = value * 10 + (rest[i++] - '0');
+    rest.remove_prefix(i);
+    return i > 0;
+  };
+  if (!number(out.memory_kib) || rest.substr(0, 3) != ",t=") return std::nullopt;
+  rest.remove_prefix(3);
+  if (!number(out.ops)) return std::nullopt;
+  return out;
+}
+
+std::string hash_password(std::string_view password, hash_cost c) {
+  std::array<char, crypto_pwhash_STRBYTES> out{};
+  if (crypto_pwhash_str_alg(out.data(), password.data(), password.size(), c.ops, c.memory_kib * 1024,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0)
+    throw std::runtime_error("Argon2id hashing failed (out of memory?) at t=" + std::to_string(c.ops) +
+                             ", m=" + std::to_string(c.memory_kib) + " KiB");
   return std::string(out.data());
 }
 

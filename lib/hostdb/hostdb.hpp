@@ -101,6 +101,7 @@ struct file_stamp {
   std::uint64_t inode = 0;
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
+  std::uint32_t mode = 0;  ///< so that a chmod counts as a change
   bool operator==(const file_stamp&) const = default;
 };
 
@@ -120,9 +121,21 @@ struct load_result {
 /// duplicate host) is skipped and reported.
 load_result parse(std::string_view text);
 
+/// The hosts file's mode allows what it must not: writing by group or
+/// others (anyone could add a hash and read any host's mail), or reading
+/// by others (offline guessing). what() names the file and the fix.
+class insecure_file : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws insecure_file when `mode` (st_mode of `file`) is writable by
+/// group or others or readable by others: 0600 and 0640 pass.
+void check_mode(const std::filesystem::path& file, std::uint32_t mode);
+
 /// Reads and parses `file`. A missing file is an empty database
-/// (stamp.exists == false). Throws std::system_error when the file exists
-/// but cannot be read.
+/// (stamp.exists == false). Throws insecure_file for a bad mode
+/// (check_mode), std::system_error when the file exists but cannot be read.
 load_result load(const std::filesystem::path& file);
 
 /// The file text for `db`: a comment header, then one line per host in
@@ -147,8 +160,10 @@ class busy : public std::runtime_error {
 
 /// Replaces `file` with the text of `db` atomically: writes a temporary
 /// file in the same folder, fsyncs it, renames it over `file` and fsyncs
-/// the folder. The new file keeps the old one's mode (and owner, when run
-/// as root); a first file gets mode 0640. Creates the folder if missing.
+/// the folder. The new file keeps the old one's owner (when run as root)
+/// and mode, less any bit check_mode() refuses (so 0600, or 0640 for a
+/// service group that reads it); a first file gets mode 0600. Creates
+/// the folder if missing.
 /// Callers that read-modify-write must hold an edit_lock (see edit()).
 /// Throws std::system_error.
 void save(const std::filesystem::path& file, const database& db);
@@ -222,6 +237,21 @@ std::string hash_password(std::string_view password, cost c);
 /// True if `hash` is an Argon2id hash string (the shape stored in the
 /// file); says nothing about which password it holds.
 bool is_hash(std::string_view hash);
+
+/// The Argon2id parameters a hash was made with (its `t=` and `m=`).
+struct hash_cost {
+  unsigned long long ops = 0;
+  std::size_t memory_kib = 0;
+  auto operator<=>(const hash_cost&) const = default;
+};
+
+/// The parameters in `hash`; nullopt if it is not an Argon2id hash string.
+std::optional<hash_cost> cost_of(std::string_view hash);
+/// The parameters `hash_password(.., c)` uses.
+hash_cost parameters(cost c);
+/// Hashes with explicit parameters (for a dummy that costs what a stored
+/// hash costs). Throws std::runtime_error if libsodium fails.
+std::string hash_password(std::string_view password, hash_cost c);
 
 /// Constant-time (in the password) Argon2id check. False for a wrong
 /// password, and for an empty or malformed hash.

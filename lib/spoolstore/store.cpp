@@ -145,57 +145,179 @@ std::vector<entry> scan(const std::filesystem::path& root, std::string_view host
 }
 
 maildrop_lock::~maildrop_lock() {
+  // A user's lock file goes with its last holder: removed while the flock
+  // is still held, so whoever opened it meanwhile either finds it locked
+  // or, flocking it after this close, sees that the name now leads
+  // elsewhere (lock_maildrop's fstat/stat check) and opens it afresh.
+  if (user_fd_ >= 0) {
+    ::unlink(user_file_.c_str());
+    ::close(user_fd_);
+  }
   // Closing the files releases the flocks.
-  if (user_fd_ >= 0) ::close(user_fd_);
   if (host_fd_ >= 0) ::close(host_fd_);
+  if (folder_fd_ >= 0) ::close(folder_fd_);
 }
+
+namespace {
+
+bool no_space(int code) { return code == ENOSPC || code == EDQUOT; }
+
+int flock_retry(int fd, int how) {
+  int rc;
+  do rc = ::flock(fd, how | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : errno;
+}
+
+// True if `fd` is what `path` names now.
+bool still_named(int fd, const std::filesystem::path& path) {
+  struct stat by_fd, by_name;
+  if (::fstat(fd, &by_fd) != 0 || ::lstat(path.c_str(), &by_name) != 0) return false;
+  return by_fd.st_dev == by_name.st_dev && by_fd.st_ino == by_name.st_ino;
+}
+
+enum class take_result { acquired, in_use, no_space, failed };
+
+// Opens (creating) and flocks `file`; retries while the file it locked is
+// no longer the one the name leads to (its holder removed it meanwhile).
+take_result take_file(const std::filesystem::path& file, int how, int& fd, std::string& error) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    fd = open_retry(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      const int code = errno;
+      error = "cannot open lock file " + file.string() + ": " + std::strerror(code);
+      return no_space(code) ? take_result::no_space : take_result::failed;
+    }
+    const int code = flock_retry(fd, how);
+    if (code == 0 && still_named(fd, file)) return take_result::acquired;
+    ::close(fd);
+    fd = -1;
+    if (code == EWOULDBLOCK) return take_result::in_use;
+    if (code != 0) {
+      error = "cannot lock " + file.string() + ": " + std::strerror(code);
+      return take_result::failed;
+    }
+  }
+  error = "lock file " + file.string() + " keeps being replaced";
+  return take_result::failed;
+}
+
+}  // namespace
 
 lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
                            bool create_punt) {
   lock_attempt attempt;
-  std::filesystem::path locks;
+  std::filesystem::path folder;
+  std::string encoded;
   try {
-    ensure_host_dir(root, host, locks_folder, create_punt);
-    locks = host_dir(root, host) / locks_folder;
+    folder = host_dir(root, host);
+    if (!user.empty()) {
+      encoded = encode_user(user);
+      if (encoded.size() > 3 * max_local_part) throw std::invalid_argument("user name too long for a lock file");
+    }
+    struct stat st;
+    if (::stat(root.c_str(), &st) != 0) {
+      if (errno != ENOENT) fail("cannot reach punt folder", root, errno);
+      if (!create_punt) fail("punt folder is missing:", root, ENOENT);
+      std::error_code ec;
+      std::filesystem::create_directories(root, ec);
+      if (ec) fail("cannot create punt folder", root, ec.value());
+    }
   } catch (const std::exception& e) {
     attempt.error = e.what();
     return attempt;
   }
-  auto take = [&](const std::filesystem::path& file, int how, int& fd) -> lock_attempt::outcome {
-    fd = open_retry(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      attempt.error = "cannot open lock file " + file.string() + ": " + std::strerror(errno);
-      return lock_attempt::outcome::failed;
-    }
-    int rc;
-    do rc = ::flock(fd, how | LOCK_NB);
-    while (rc != 0 && errno == EINTR);
-    if (rc == 0) return lock_attempt::outcome::acquired;
-    const int code = errno;
-    ::close(fd);
-    fd = -1;
-    if (code == EWOULDBLOCK) return lock_attempt::outcome::in_use;
-    attempt.error = "cannot lock " + file.string() + ": " + std::strerror(code);
-    return lock_attempt::outcome::failed;
-  };
-  int host_fd = -1, user_fd = -1;
-  attempt.result = take(locks / "host", user.empty() ? LOCK_EX : LOCK_SH, host_fd);
-  if (attempt.result != lock_attempt::outcome::acquired) return attempt;
-  if (!user.empty()) {
-    const std::string encoded = encode_user(user);
-    if (encoded.size() > 3 * max_local_part) {
-      ::close(host_fd);
-      attempt.result = lock_attempt::outcome::failed;
-      attempt.error = "user name too long for a lock file";
+  using outcome = lock_attempt::outcome;
+  for (int round = 0; round < 16; ++round) {
+    const int folder_fd = open_retry(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (folder_fd < 0) {
+      if (errno == ENOENT) {
+        // No folder, no mail: nothing to protect and nothing to create
+        // (a full disk must not stop this login). Mail that arrives now
+        // waits for the next session, as it would anyway.
+        attempt.result = outcome::acquired;
+        attempt.lock = std::make_unique<maildrop_lock>();
+        return attempt;
+      }
+      attempt.error = "cannot open spool folder " + folder.string() + ": " + std::strerror(errno);
       return attempt;
     }
-    attempt.result = take(locks / ("user=" + encoded), LOCK_EX, user_fd);
-    if (attempt.result != lock_attempt::outcome::acquired) {
-      ::close(host_fd);
+    // (Sets the outcome; the caller returns `attempt` itself, which is
+    // the function's return slot.)
+    auto give_up = [&](outcome o, int host_fd = -1) {
+      if (host_fd >= 0) ::close(host_fd);
+      ::close(folder_fd);
+      attempt.result = o;
+    };
+    int code = flock_retry(folder_fd, LOCK_SH);
+    if (code == EWOULDBLOCK) { give_up(outcome::in_use); return attempt; }
+    if (code != 0) {
+      attempt.error = "cannot lock " + folder.string() + ": " + std::strerror(code);
+      { give_up(outcome::failed); return attempt; }
+    }
+    if (!still_named(folder_fd, folder)) {  // the folder was replaced meanwhile
+      ::close(folder_fd);
+      continue;
+    }
+    // The usual locks, unless there is no room for their files.
+    bool fallback = false;
+    const auto locks = folder / locks_folder;
+    if (::mkdir(locks.c_str(), 0700) == 0) {
+      try {
+        sync_dir(folder);
+      } catch (const io_error&) {
+      }
+    } else if (errno != EEXIST) {
+      if (!no_space(errno)) {
+        attempt.error = "cannot create folder " + locks.string() + ": " + std::strerror(errno);
+        { give_up(outcome::failed); return attempt; }
+      }
+      attempt.note = "cannot create folder " + locks.string() + ": " + std::strerror(errno);
+      fallback = true;
+    }
+    int host_fd = -1, user_fd = -1;
+    if (!fallback) {
+      switch (take_file(locks / "host", user.empty() ? LOCK_EX : LOCK_SH, host_fd, attempt.note)) {
+        case take_result::acquired: break;
+        case take_result::in_use: { give_up(outcome::in_use); return attempt; }
+        case take_result::no_space: fallback = true; break;
+        case take_result::failed: attempt.error = attempt.note; attempt.note.clear(); { give_up(outcome::failed); return attempt; }
+      }
+    }
+    if (!fallback && !user.empty()) {
+      switch (take_file(locks / ("user=" + encoded), LOCK_EX, user_fd, attempt.note)) {
+        case take_result::acquired: break;
+        case take_result::in_use: { give_up(outcome::in_use, host_fd); return attempt; }
+        case take_result::no_space: fallback = true; break;
+        case take_result::failed:
+          attempt.error = attempt.note;
+          attempt.note.clear();
+          { give_up(outcome::failed, host_fd); return attempt; }
+      }
+    }
+    if (fallback) {
+      // No inode to spare: the whole host, exclusively, on HOST/ itself.
+      // Everyone else holds it shared, so this excludes every login of the
+      // host on this punt and no other.
+      if (host_fd >= 0) ::close(host_fd);
+      code = flock_retry(folder_fd, LOCK_EX);
+      if (code == EWOULDBLOCK) { give_up(outcome::in_use); return attempt; }
+      if (code != 0) {
+        attempt.error = "cannot lock " + folder.string() + ": " + std::strerror(code);
+        { give_up(outcome::failed); return attempt; }
+      }
+      attempt.note += "; holding the whole host's folder instead";
+      attempt.result = outcome::acquired;
+      attempt.lock = std::make_unique<maildrop_lock>(folder_fd, -1, -1, std::filesystem::path());
       return attempt;
     }
+    attempt.note.clear();
+    attempt.result = outcome::acquired;
+    attempt.lock = std::make_unique<maildrop_lock>(
+        folder_fd, host_fd, user_fd, user.empty() ? std::filesystem::path() : locks / ("user=" + encoded));
+    return attempt;
   }
-  attempt.lock = std::make_unique<maildrop_lock>(host_fd, user_fd);
+  attempt.error = "spool folder " + folder.string() + " keeps being replaced";
   return attempt;
 }
 

@@ -58,14 +58,26 @@ std::vector<entry> scan(const std::filesystem::path& root, std::string_view host
 /// (or by the process's death).
 class maildrop_lock {
  public:
-  maildrop_lock(int host_fd, int user_fd) : host_fd_(host_fd), user_fd_(user_fd) {}
+  /// `folder_fd`: HOST/ itself, flocked shared (exclusive in the
+  /// no-space fallback); `user_file`: the path of `user_fd`'s file, which
+  /// the destructor removes while it still holds the flock.
+  maildrop_lock(int folder_fd, int host_fd, int user_fd, std::filesystem::path user_file)
+      : folder_fd_(folder_fd), host_fd_(host_fd), user_fd_(user_fd), user_file_(std::move(user_file)) {}
+  /// The lock of a host with no folder on this punt: nothing is held, and
+  /// the maildrop is empty for the whole session (no_folder()).
+  maildrop_lock() = default;
   ~maildrop_lock();
   maildrop_lock(const maildrop_lock&) = delete;
   maildrop_lock& operator=(const maildrop_lock&) = delete;
 
+  /// The host had no folder at lock time: list nothing, whatever arrives.
+  bool no_folder() const { return folder_fd_ < 0; }
+
  private:
-  int host_fd_;
-  int user_fd_;
+  int folder_fd_ = -1;
+  int host_fd_ = -1;
+  int user_fd_ = -1;
+  std::filesystem::path user_file_;
 };
 
 /// Result of lock_maildrop().
@@ -73,14 +85,23 @@ struct lock_attempt {
   enum class outcome { acquired, in_use, failed } result = outcome::failed;
   std::unique_ptr<maildrop_lock> lock;  ///< set when acquired
   std::string error;                    ///< why, when failed
+  std::string note;                     ///< acquired in the no-space fallback: why (for the log)
 };
 
-/// Locks HOST's maildrop in ROOT without waiting: a host login (empty
-/// `user`) takes ROOT/HOST/locks/host exclusively; a user login takes it
-/// shared and ROOT/HOST/locks/user=USER exclusively. Each call opens its
-/// own files, so two calls conflict even within one process. Creates the
-/// host folder, locks/ and the lock files on demand, and a missing ROOT
-/// only when `create_punt` (ensure_host_dir); lock files are never removed.
+/// Locks HOST's maildrop in ROOT without waiting (docs/spool.md, Locks):
+/// - a missing HOST/ is an empty maildrop: acquired, nothing created,
+///   nothing held (maildrop_lock::no_folder());
+/// - otherwise HOST/ itself is flocked shared, then a host login (empty
+///   `user`) takes HOST/locks/host exclusively, a user login takes it
+///   shared and HOST/locks/user=USER exclusively, creating locks/ and the
+///   files on demand;
+/// - when locks/ or a lock file cannot be created for lack of space
+///   (ENOSPC, EDQUOT), HOST/ is flocked exclusively instead (note says
+///   so): that excludes every other login of the host, and needs no inode.
+/// Each call opens its own files, so two calls conflict even within one
+/// process. A lock file that its last holder removed between open and
+/// flock is noticed (fstat against stat) and opened afresh. A missing ROOT
+/// is created only when `create_punt` (ensure_host_dir's rule).
 lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
                            bool create_punt = false);
 

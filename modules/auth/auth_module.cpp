@@ -27,6 +27,7 @@ std::string address_for_log(const asio::ip::address& a) {
 // What the file reader hands back to the event loop.
 struct reload_outcome {
   std::optional<hostdb::load_result> result;
+  std::string dummy;  // for result's hosts
   std::string error;  // set when the file could not be read at all
 };
 
@@ -43,7 +44,7 @@ reload_outcome read_file(const std::filesystem::path& file) {
 // Cheap enough for start-up: one random password nobody knows, hashed at
 // the configured cost, so that checking it costs what checking a real
 // password costs.
-std::string make_dummy_hash(hostdb::cost c) {
+std::string make_dummy_hash(hostdb::hash_cost c) {
   std::array<unsigned char, 32> random{};
   randombytes_buf(random.data(), random.size());
   std::array<char, random.size() * 2 + 1> text{};
@@ -92,17 +93,53 @@ auth_module::auth_module(module_config& config) : server_(config.server()), log_
   fail_delay_ = config.options().duration_or("fail_delay", std::chrono::seconds(1));
   if (fail_delay_ > max_fail_delay) config.options().fail("fail_delay", "'fail_delay' must be at most 30s");
 
-  dummy_hash_ = make_dummy_hash(cost_);
+  address_limits limits;
+  limits.fail_delay = fail_delay_;
+  const auto failures = site.integer_or("max_login_failures_per_address", limits.max_failures);
+  if (failures < 0 || failures > 1000000)
+    site.fail("max_login_failures_per_address", "'max_login_failures_per_address' must be 0 (no limit) to 1000000");
+  limits.max_failures = static_cast<unsigned>(failures);
+  limits.failure_window = site.duration_or("login_failure_window", limits.failure_window);
+  if (limits.failure_window.count() <= 0) site.fail("login_failure_window", "'login_failure_window' must be positive");
+  const auto checks = site.integer_or("max_password_checks_per_address", static_cast<std::int64_t>(limits.max_checks));
+  if (checks < 0 || checks > 1000)
+    site.fail("max_password_checks_per_address", "'max_password_checks_per_address' must be 0 (no limit) to 1000");
+  limits.max_checks = static_cast<std::size_t>(checks);
+  guard_ = std::make_unique<address_guard>(limits);
 
+  // An unreadable or insecure file stops sdpsd (and --check) here; once
+  // running, the same problem answers [SYS/TEMP] until it is fixed.
   reload_outcome first = read_file(file_);
-  if (!first.result) {
-    // Not fatal: the server runs, every login fails, and the next PASS
-    // after the file is fixed reads it.
-    log_.error("cannot read the host database: ", first.error, "; no host can log in until it is readable");
-    hosts_ = std::make_shared<const hostdb::database>();
-    return;
-  }
+  if (!first.result) throw config_error("module instance '" + config.instance() + "': " + first.error);
+  dummy_hash_ = dummy_for(*first.result);
   apply(std::move(*first.result), true);
+}
+
+std::string auth_module::dummy_for(const hostdb::load_result& result) {
+  // The cost most stored hashes have: an unknown host's check then costs
+  // what a known host's costs, even after password_cost has changed.
+  std::map<hostdb::hash_cost, std::size_t> seen;
+  for (const auto& [name, r] : result.hosts.hosts())
+    for (const std::string* h : {&r.pop3_hash, &r.dialup_hash})
+      if (auto c = hostdb::cost_of(*h)) ++seen[*c];
+  hostdb::hash_cost wanted = hostdb::parameters(cost_);
+  std::size_t most = 0;
+  for (const auto& [c, n] : seen)
+    if (n >= most) {  // a tie goes to the dearer cost (later in the map)
+      most = n;
+      wanted = c;
+    }
+  if (seen.size() > 1)
+    log_.warning("host database: the password hashes have ", seen.size(),
+                 " different costs; refusals for hosts whose hash is not at the most common cost take another "
+                 "time than unknown hosts' (set their passwords again to give them the cost of password_cost)");
+  {
+    std::lock_guard guard(mutex_);
+    if (auto it = dummies_.find(wanted); it != dummies_.end()) return it->second;
+  }
+  std::string dummy = make_dummy_hash(wanted);
+  std::lock_guard guard(mutex_);
+  return dummies_.emplace(wanted, std::move(dummy)).first->second;
 }
 
 std::vector<command_spec> auth_module::commands() const {
@@ -139,20 +176,50 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
   const identity who = *s.login();
   const auto address = s.remote_endpoint().address();
 
+  bool first_refusal = false;
+  if (guard_->refused(address, address_guard::clock::now(), first_refusal)) {
+    if (first_refusal)
+      log_.warning("refusing logins from ", address_for_log(address),
+                   ": too many failed logins (max_login_failures_per_address)");
+    s.login().reset();
+    co_return verdict::answer(response::err("[AUTH] too many failed logins from your address, try again later"));
+  }
+
   co_await refresh();
+  {
+    std::unique_lock guard(mutex_);
+    if (!broken_.empty()) {
+      const std::string why = broken_;
+      guard.unlock();
+      log_.error("login of ", who.display(), " refused: ", why);
+      s.login().reset();
+      co_return verdict::answer(response::err("[SYS/TEMP] the host database cannot be read, try again later"));
+    }
+  }
   const auto db = hosts();
+  std::string dummy;
+  {
+    std::lock_guard guard(mutex_);
+    dummy = dummy_hash_;
+  }
 
   auto check = std::make_shared<password_check>();
   check->password = hostdb::secret(cmd.argument);
   const hostdb::host_record* host = db->find(who.host);
   check->pop3_real = host && !host->pop3_hash.empty();
-  check->pop3_hash = check->pop3_real ? host->pop3_hash : dummy_hash_;
+  check->pop3_hash = check->pop3_real ? host->pop3_hash : dummy;
   check->dialup_real = host && !host->dialup_hash.empty() && host->dialup_from(address);
-  check->dialup_hash = check->dialup_real ? host->dialup_hash : dummy_hash_;
+  check->dialup_hash = check->dialup_real ? host->dialup_hash : dummy;
 
+  // At most max_password_checks_per_address of one address reach the
+  // pool; the rest wait here, holding no thread, so that one address
+  // cannot queue the pool full in front of everyone else.
+  auto slot = co_await guard_->check(address, s.get_executor());
+  check_on_loop(s);
   // Named, not a temporary inside the co_await (see run_blocking's notes).
   auto job = [check] { return check->run(); };
   const credential matched = co_await run_blocking(server_, std::move(job));
+  slot.reset();
   check->password.clear();
   check_on_loop(s);
 
@@ -171,7 +238,7 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
   server_.metrics().add("sdps_login_failures_total", {{"reason", reason}});
   s.login().reset();
   asio::steady_timer delay(s.get_executor());
-  delay.expires_after(fail_delay_);
+  delay.expires_after(guard_->failed(address, address_guard::clock::now()));
   boost::system::error_code ignored;
   co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   co_return verdict::answer(response::err(std::string(invalid_login)));
@@ -187,19 +254,35 @@ awaitable<void> auth_module::refresh() {
   try {
     now = hostdb::stamp(file_);
   } catch (const std::exception& e) {
-    log_.error("host database: ", e.what(), "; keeping the hosts loaded before");
+    std::lock_guard guard(mutex_);
+    broken_ = e.what();
     co_return;
   }
   {
     std::lock_guard guard(mutex_);
-    if (now == loaded_ || (refused_ && now == *refused_)) co_return;
+    if (now == loaded_) {
+      broken_.clear();
+      co_return;
+    }
+    if (refused_ && now == *refused_) co_return;
   }
   const std::filesystem::path file = file_;
-  auto job = [file] { return read_file(file); };
+  auto job = [this, file] {
+    reload_outcome out = read_file(file);
+    if (out.result) out.dummy = dummy_for(*out.result);
+    return out;
+  };
   reload_outcome outcome = co_await run_blocking(server_, std::move(job));
   if (!outcome.result) {
-    log_.error("host database: ", outcome.error, "; keeping the hosts loaded before");
+    // Fail closed: the file in place may have dropped a host or changed a
+    // password, so the hosts loaded before are no longer trusted.
+    std::lock_guard guard(mutex_);
+    broken_ = outcome.error;
     co_return;
+  }
+  {
+    std::lock_guard guard(mutex_);
+    dummy_hash_ = std::move(outcome.dummy);
   }
   apply(std::move(*outcome.result), false);
 }
@@ -207,12 +290,17 @@ awaitable<void> auth_module::refresh() {
 void auth_module::reload() {
   reload_outcome outcome = read_file(file_);
   if (!outcome.result) {
-    log_.error("reload: ", outcome.error, "; keeping the hosts loaded before");
+    log_.error("reload: ", outcome.error, "; logins answer [SYS/TEMP] until it is fixed");
+    std::lock_guard guard(mutex_);
+    broken_ = outcome.error;
     return;
   }
+  std::string dummy = dummy_for(*outcome.result);
   {
     std::lock_guard guard(mutex_);
+    dummy_hash_ = std::move(dummy);
     if (outcome.result->stamp == loaded_) {
+      broken_.clear();
       log_.info("reload: ", file_.string(), " unchanged, ", hosts_->size(), " host(s)");
       return;
     }
@@ -230,6 +318,7 @@ void auth_module::apply(hostdb::load_result result, bool initial) {
 
   if (!result.problems.empty() && !initial) {
     refused_ = result.stamp;
+    broken_.clear();  // readable: the hosts loaded before stay in force
     log_.error("not reloading ", file_.string(), ": it has ", result.problems.size(),
                " malformed line(s); keeping the ", hosts_ ? hosts_->size() : 0, " host(s) loaded before");
     return;
@@ -244,6 +333,7 @@ void auth_module::apply(hostdb::load_result result, bool initial) {
   hosts_ = std::make_shared<const hostdb::database>(std::move(result.hosts));
   loaded_ = result.stamp;
   refused_.reset();
+  broken_.clear();
 }
 
 }  // namespace sdps::auth

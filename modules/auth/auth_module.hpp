@@ -4,11 +4,13 @@
 
 #include <sdps/module.hpp>
 
+#include "address_guard.hpp"
 #include "hostdb/hostdb.hpp"
 #include "pop3/user.hpp"
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,8 +25,10 @@ enum class credential { none, pop3, dialup };
 /// One password check, prepared on the event loop and run on the blocking
 /// pool. Every failing check costs the same: always two Argon2id
 /// verifications, against the real hash where there is one and against a
-/// dummy hash of the configured cost where there is not (unknown host,
-/// password not set, client outside the dialup prefixes).
+/// dummy hash where there is not (unknown host, password not set, client
+/// outside the dialup prefixes). The dummy has the cost most stored hashes
+/// have (the configured cost when there are none), so that an unknown
+/// host's refusal takes as long as a known one's after a cost change.
 struct password_check {
   hostdb::secret password;
   std::string pop3_hash;    ///< the host's, or the dummy
@@ -70,18 +74,26 @@ class auth_module final : public sdps::module {
   awaitable<void> refresh();
   /// Installs a freshly read file, or refuses it. Event loop or main thread.
   void apply(hostdb::load_result result, bool initial);
+  /// The dummy hash for the hosts in `result`: of the cost most of their
+  /// hashes have. Blocking (hashes on a cache miss); any thread.
+  std::string dummy_for(const hostdb::load_result& result);
 
   server_context& server_;
   logger& log_;
   std::filesystem::path file_;
   hostdb::cost cost_;
   std::chrono::milliseconds fail_delay_;
-  std::string dummy_hash_;
+  std::unique_ptr<address_guard> guard_;
 
-  mutable std::mutex mutex_;  // guards the three below
+  mutable std::mutex mutex_;  // guards the members below
   std::shared_ptr<const hostdb::database> hosts_;
   hostdb::file_stamp loaded_;
   std::optional<hostdb::file_stamp> refused_;
+  /// Why the file in place cannot be used (unreadable, insecure mode):
+  /// every PASS answers [SYS/TEMP] until it can. Empty when usable.
+  std::string broken_;
+  std::string dummy_hash_;
+  std::map<hostdb::hash_cost, std::string> dummies_;
 };
 
 }  // namespace sdps::auth

@@ -239,6 +239,8 @@ awaitable<lock_status> local_spool::lock(session& s) {
     log_.info("punt ", punt_, ": created the spool folder ", root_.string());
   switch (attempt.result) {
     case lock_attempt::outcome::acquired:
+      if (!attempt.note.empty())
+        log_.warning("session ", s.id(), ": punt ", punt_, ": ", login->display(), ": ", attempt.note);
       state.lock = std::move(attempt.lock);
       s.log().debug("punt ", punt_, ": locked ", login->display());
       co_return lock_status::acquired;
@@ -276,7 +278,13 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
     }
   }
   std::vector<entry> entries;
-  try {
+  // A host without a folder at lock time has an empty maildrop for the
+  // whole session: its lock protects nothing that arrives later.
+  const bool no_folder = [&] {
+    auto* state = s.find_slot<session_state>(this);
+    return locking_ && state && state->lock && state->lock->no_folder();
+  }();
+  if (!no_folder) try {
     entries = co_await scan_blocking(server_, root_, login, log_);
   } catch (const std::exception& e) {
     log_.error("session ", s.id(), ": punt ", punt_, ": ", e.what());

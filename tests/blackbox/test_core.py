@@ -268,6 +268,7 @@ def test_client_that_never_reads_does_not_block_others(sample):
     hog2.abort()
 
 
+@pytest.mark.site_options(top={"max_sessions_per_address": 60})
 def test_thousand_connections_opened_and_dropped(server):
     started = time.monotonic()
     rng = random.Random(110)

@@ -253,3 +253,30 @@ def test_without_the_setting_no_header_is_read(site):
     c.close()
     c = Pop3(server.port, source=DIALUP_IP)
     assert dialup_accepted(c)
+
+
+def test_per_address_limit_counts_the_client_the_header_names(site):
+    """max_sessions_per_address applies to the client a header names, not to
+    the balancer: the balancer opens more sessions than the limit, and only
+    the third one for the same client is refused."""
+    site.write_config(top={"proxy_protocol_from": f"[{BALANCER}/32]", "max_sessions_per_address": "2"})
+    site.add_host("sample", pop3=POP_PW, dialup=DIALUP_PW, dialup_ips=[DIALUP_IP])
+    server = site.start()
+    held = [through(server, v1(DIALUP_IP)) for _ in range(2)]
+    held += [through(server, v1(OTHER_IP)) for _ in range(2)]
+    reply = refused(server, v1(DIALUP_IP))
+    assert reply.startswith(b"-ERR [SYS/TEMP] too many connections from your address")
+    for c in held:
+        c.close()
+    # Once those sessions are gone, the client is served again.
+
+    def served_again() -> bool:
+        c = Pop3(server.port, source=BALANCER, greeting=False)
+        c.send_raw(v1(DIALUP_IP))
+        c.greeting = c.reply()
+        if not c.greeting.startswith("+OK"):
+            c.close()
+            return False
+        return dialup_accepted(c)
+
+    wait_until(served_again, timeout=10, what="the client served again")

@@ -61,10 +61,14 @@ inline std::string read_text(const std::filesystem::path& file) {
 }
 
 /// Replaces the file's contents; throws if it cannot be written.
+/// Writes `text` to `file`, mode 0600 (what a spool or a hosts file has).
 inline void write_text(const std::filesystem::path& file, const std::string& text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + file.string());
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + file.string());
+  }
+  std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
 /// Names of the regular files directly in `folder`, sorted.

@@ -242,12 +242,17 @@ TEST_CASE("file: save and load round trip", "[hostdb][file]") {
 
   struct stat st {};
   REQUIRE(::stat(file.c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0640);
-  // A replacement keeps the mode the admin chose.
-  REQUIRE(::chmod(file.c_str(), 0600) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  // A replacement keeps the mode the admin chose (0640: a service group
+  // reads it), less what load() would refuse.
+  REQUIRE(::chmod(file.c_str(), 0640) == 0);
   save(file, db);
   REQUIRE(::stat(file.c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0600);
+  CHECK((st.st_mode & 07777) == 0640);
+  REQUIRE(::chmod(file.c_str(), 0666) == 0);
+  save(file, db);
+  REQUIRE(::stat(file.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
 
   // Nothing but the file and its lock file is left behind.
   edit(file, [](database&) { return false; });
@@ -268,6 +273,30 @@ TEST_CASE("file: a missing file is an empty database", "[hostdb][file]") {
   // A folder where the file should be cannot be read: that is an error, not "no hosts".
   CHECK_THROWS_AS(load(dir.path()), std::system_error);
   CHECK_THROWS_AS(host_exists(dir.path(), "sample"), std::system_error);
+}
+
+TEST_CASE("file: a hosts file writable by group or others, or readable by others, is refused", "[hostdb][file]") {
+  sdps::testing::temp_dir dir;
+  sdps::testing::write_text(dir / "hosts", "sample - - -\n");
+  for (const auto mode : {0600, 0640, 0400, 0440}) {
+    REQUIRE(::chmod((dir / "hosts").c_str(), static_cast<mode_t>(mode)) == 0);
+    CHECK(load(dir / "hosts").hosts.size() == 1);
+  }
+  for (const auto mode : {0644, 0660, 0666, 0602, 0604}) {
+    REQUIRE(::chmod((dir / "hosts").c_str(), static_cast<mode_t>(mode)) == 0);
+    CHECK_THROWS_AS(load(dir / "hosts"), insecure_file);
+    CHECK_THROWS_AS(host_exists(dir / "hosts", "sample"), insecure_file);
+  }
+}
+
+TEST_CASE("passwords: the cost of a stored hash is read back", "[hostdb][password]") {
+  const auto h = hash_password("pw", cost::min);
+  REQUIRE(cost_of(h));
+  CHECK(*cost_of(h) == parameters(cost::min));
+  const auto explicit_cost = hash_password("pw", hash_cost{2, 16});
+  CHECK(cost_of(explicit_cost) == hash_cost{2, 16});
+  CHECK(verify_password(explicit_cost, "pw"));
+  CHECK_FALSE(cost_of("-"));
 }
 
 TEST_CASE("file: host_exists reads the file as the server does", "[hostdb][file]") {

@@ -1,5 +1,7 @@
 // The spool on disk: scans, locks, message files, read flag, removal.
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include "support/fakes.hpp"
 #include "support/spool.hpp"
 #include "support/temp_dir.hpp"
@@ -191,6 +193,8 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
   temp_dir dir;
   const auto root = dir.path();
   using outcome = lock_attempt::outcome;
+  std::filesystem::create_directories(root / "sample");
+  std::filesystem::create_directories(root / "other");
 
   SECTION("host then host, user") {
     auto host = lock_maildrop(root, "sample", "");
@@ -240,8 +244,36 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     CHECK(lock_maildrop(root / "fresh", "sample", "").result == outcome::failed);
     CHECK_FALSE(std::filesystem::exists(root / "fresh"));
     // When asked for (a punt not seen since start-up), with its parents.
+    // Only the punt folder: a host with no folder needs nothing created.
     CHECK(lock_maildrop(root / "new" / "punt", "sample", "fred", true).result == outcome::acquired);
-    CHECK(std::filesystem::is_directory(root / "new" / "punt" / "sample" / "locks"));
+    CHECK(std::filesystem::is_directory(root / "new" / "punt"));
+    CHECK_FALSE(std::filesystem::exists(root / "new" / "punt" / "sample"));
+  }
+  SECTION("a user's lock file goes when its holder lets go, the host's stays") {
+    auto fred = lock_maildrop(root, "sample", "fred");
+    REQUIRE(fred.result == outcome::acquired);
+    CHECK(std::filesystem::exists(root / "sample" / "locks" / "user=fred"));
+    fred.lock.reset();
+    CHECK_FALSE(std::filesystem::exists(root / "sample" / "locks" / "user=fred"));
+    CHECK(std::filesystem::exists(root / "sample" / "locks" / "host"));
+    for (int i = 0; i < 50; ++i) CHECK(lock_maildrop(root, "sample", "junk" + std::to_string(i)).result == outcome::acquired);
+    CHECK(files_in(root / "sample" / "locks") == std::vector<std::string>{"host"});
+  }
+  SECTION("a lock file removed between open and flock is opened afresh") {
+    // What a racing session sees: it opened user=fred, the holder removed
+    // it and let go; its flock succeeds on a file nobody else can find.
+    auto fred = lock_maildrop(root, "sample", "fred");
+    REQUIRE(fred.result == outcome::acquired);
+    const auto path = root / "sample" / "locks" / "user=fred";
+    const int early = ::open(path.c_str(), O_RDWR);
+    REQUIRE(early >= 0);
+    fred.lock.reset();  // unlinks, then unlocks
+    CHECK(::flock(early, LOCK_EX | LOCK_NB) == 0);  // an orphan: locking it excludes nobody
+    auto again = lock_maildrop(root, "sample", "fred");
+    CHECK(again.result == outcome::acquired);  // a fresh file, not the orphan
+    auto third = lock_maildrop(root, "sample", "fred");
+    CHECK(third.result == outcome::in_use);
+    ::close(early);
   }
   SECTION("lock files live under locks/ and are no messages") {
     auto held = lock_maildrop(root, "sample", "fred");

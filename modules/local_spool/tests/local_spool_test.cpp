@@ -141,6 +141,8 @@ TEST_CASE("with locking: false, open() needs no lock and lock() touches nothing"
 
 TEST_CASE("locks between sessions: host vs user vs user, released at unlock or session end") {
   fixture f;
+  // (A host with no folder has nothing to lock: see the next test.)
+  std::filesystem::create_directories(f.root() / "sample");
   auto host = f.connect("sample");
   auto fred = f.connect("sample", "fred");
   auto fred2 = f.connect("sample", "fred");
@@ -160,6 +162,19 @@ TEST_CASE("locks between sessions: host vs user vs user, released at unlock or s
   fred2.reset();
   jim.reset();
   CHECK(f.lock(*host) == lock_status::acquired);
+}
+
+TEST_CASE("a host with no folder: an empty maildrop, nothing created, no lock needed") {
+  fixture f;
+  auto host = f.connect("sample");
+  auto fred = f.connect("sample", "fred");
+  REQUIRE(f.lock(*host) == lock_status::acquired);
+  CHECK(f.lock(*fred) == lock_status::acquired);
+  CHECK_FALSE(std::filesystem::exists(f.root() / "sample"));
+  // Mail that arrives during the session waits for the next one.
+  std::filesystem::create_directories(f.root() / "sample");
+  sdps::testing::write_text(f.root() / "sample" / "01795727109475014.23f43e6de6ca924b,s=56,u=fred", "x");
+  CHECK(f.open(*host)->count() == 0);
 }
 
 TEST_CASE("a punt that cannot be reached is unavailable, not in use") {

@@ -1,0 +1,211 @@
+"""The hosts file's mode, equal-time refusals after a cost change, lock
+files that go with their holders, and a full disk that stops no login
+(docs/operations.md, docs/spool.md)."""
+
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import POP_PW
+from sdps_harness import EX_CONFIG, EX_TEMPFAIL, SLOW, binary, message
+
+
+def check(site):
+    return subprocess.run([str(binary("sdpsd")), "-c", str(site.config), "--check"], capture_output=True,
+                          text=True, timeout=60 * SLOW)
+
+
+def hosts_file(site) -> Path:
+    return site.root / "var" / "hosts"
+
+
+# ---------------------------------------------------------------- the hosts file's mode
+
+def test_sdps_writes_the_hosts_file_0600(sample):
+    assert hosts_file(sample).stat().st_mode & 0o7777 == 0o600
+
+
+@pytest.mark.parametrize("mode,why", [(0o666, "writable by others"), (0o660, "writable by its group"),
+                                      (0o644, "readable by others")])
+def test_an_insecure_hosts_file_is_refused_by_check_sdpsd_and_sdps(sample, mode, why):
+    hosts_file(sample).chmod(mode)
+    result = check(sample)
+    assert result.returncode == EX_CONFIG, result
+    assert why in result.stderr
+    with pytest.raises(AssertionError, match="exited with 78"):
+        sample.start()
+    listing = sample.sdps("host", "list", expect=None)
+    assert listing.returncode != 0 and why in listing.stderr.decode()
+    passwd = sample.sdps("host", "passwd", "sample", "--pop3", input="new\n", expect=None)
+    assert passwd.returncode != 0
+    assert hosts_file(sample).stat().st_mode & 0o7777 == mode   # not rewritten
+
+
+def test_a_0640_hosts_file_is_accepted_and_kept(sample):
+    hosts_file(sample).chmod(0o640)
+    assert check(sample).returncode == 0
+    sample.set_password("sample", "--pop3", "other")
+    assert hosts_file(sample).stat().st_mode & 0o7777 == 0o640
+
+
+def test_an_unreadable_hosts_file_fails_check_and_logins_answer_sys_temp(sample):
+    server = sample.start()
+    path = hosts_file(sample)
+    saved = path.read_bytes()
+    path.unlink()
+    path.mkdir()                      # unreadable as a file, even for root
+    try:
+        result = check(sample)
+        assert result.returncode == EX_CONFIG and "not a file" in result.stderr, result
+        c = server.connect()
+        c.ok("USER sample")
+        assert c.err("PASS " + POP_PW).startswith("-ERR [SYS/TEMP]")
+        c.close()
+    finally:
+        path.rmdir()
+        path.write_bytes(saved)
+        path.chmod(0o600)
+    server.session("sample", POP_PW).quit()
+    # An insecure mode at run time fails closed the same way.
+    path.chmod(0o666)
+    c = server.connect()
+    c.ok("USER sample")
+    assert c.err("PASS " + POP_PW).startswith("-ERR [SYS/TEMP]")
+    path.chmod(0o600)
+    c.ok("USER sample")
+    c.ok("PASS " + POP_PW)
+    c.quit()
+
+
+# ---------------------------------------------------------------- equal-time refusals
+
+@pytest.mark.site_options(top={"password_cost": "interactive"}, fail_delay="0s")
+def test_unknown_hosts_take_as_long_as_wrong_passwords_after_a_cost_change(site):
+    site.add_host("sample", pop3=POP_PW)              # an interactive-cost hash
+    site.write_config(top={"password_cost": "min"}, fail_delay="0s")
+    server = site.start()
+    c = server.connect()
+
+    def refusal(user):
+        c.ok(f"USER {user}")
+        started = time.monotonic()
+        c.err("PASS wrong")
+        return time.monotonic() - started
+
+    known, unknown = [], []
+    for _ in range(3):
+        known.append(refusal("sample"))
+        unknown.append(refusal("nosuchhost"))
+    k, u = statistics.median(known), statistics.median(unknown)
+    assert abs(k - u) < 0.35 * max(k, u), f"wrong password {k:.3f}s, unknown host {u:.3f}s"
+    c.close()
+
+
+# ---------------------------------------------------------------- lock files
+
+def test_lock_files_of_users_go_with_their_sessions(sample):
+    sample.deliver("fred@sample.demon.co.uk", data=message(), punt="finchley")
+    server = sample.start()
+    for i in range(30):
+        server.session(f"junk{i}+sample", POP_PW).quit()
+    held = server.session("fred+sample", POP_PW)
+    for i in range(5):                                   # dropped, not quit
+        server.session(f"gone{i}+sample", POP_PW).abort()
+    time.sleep(0.5 * SLOW)
+    locks = sample.punt_dir("finchley") / "sample" / "locks"
+    assert sorted(p.name for p in locks.iterdir()) == ["host", "user=fred"]
+    held.quit()
+    assert sorted(p.name for p in locks.iterdir()) == ["host"]
+
+
+def test_a_host_with_no_folder_logs_in_and_nothing_is_created(sample):
+    server = sample.start()
+    c = server.session("sample", POP_PW)
+    assert c.stat() == (0, 0)
+    c.quit()
+    server.session("fred+sample", POP_PW).quit()
+    for punt in sample.punts:
+        assert not (sample.punt_dir(punt) / "sample").exists()
+
+
+# ---------------------------------------------------------------- a full disk
+
+def _mount(kind, target: Path, scratch: Path):
+    target.mkdir(parents=True, exist_ok=True)
+    if kind == "tmpfs":
+        cmd = ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=200,mode=0700", "sdps-test", str(target)]
+    else:
+        image = scratch / "punt.img"
+        with open(image, "wb") as f:
+            f.truncate(4 * 1024 * 1024)
+        made = subprocess.run(["mkfs.ext4", "-q", "-F", "-N", "128", str(image)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"mkfs.ext4 failed: {made.stderr.decode()[:200]}")
+        cmd = ["mount", "-o", "loop", str(image), str(target)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no mount command")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a {kind} here: {done.stderr.decode().strip()[:200]}")
+
+
+def _fill(folder: Path):
+    """Takes every free block and inode of the file system under folder."""
+    junk = folder / "junk"
+    junk.mkdir()
+    fd = os.open(junk / "blocks", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for i in range(100000):
+        try:
+            (junk / f"i{i}").touch()
+        except OSError:
+            break
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
+def test_a_full_disk_stops_no_login_and_delivery_is_all_or_nothing(sample, kind, tmp_path):
+    punt = sample.punt_dir("finchley")
+    shutil.rmtree(punt, ignore_errors=True)
+    _mount(kind, punt, tmp_path)
+    try:
+        sample.add_host("empty", pop3="pw")
+        sample.deliver("fred@sample.demon.co.uk", data=message(subject="before"), punt="finchley")
+        _fill(punt)
+        # Delivery fails whole: exit 75, nothing visible, tmp/ empty.
+        result = sample.deliver("fred@sample.demon.co.uk", data=message(body="y" * 300000), punt="finchley",
+                                expect=None)
+        assert result.returncode == EX_TEMPFAIL, result
+        assert sample.spool_list("sample").count("\n") == 1
+        assert list((punt / "sample" / "tmp").iterdir()) == []
+        server = sample.start()
+        # A first login of a host whose folder has no locks/ yet.
+        assert not (punt / "sample" / "locks").exists()
+        c = server.session("sample", POP_PW)
+        assert c.stat()[0] == 1
+        c.retr(1)
+        c.ok("DELE 1")
+        c.quit()
+        assert sample.spool_list("sample") == ""
+        # A host with no folder: an empty maildrop, nothing created.
+        c = server.session("empty", "pw")
+        assert c.stat() == (0, 0)
+        c.quit()
+        assert not (punt / "empty").exists()
+        c = server.session("fred+sample", POP_PW)
+        assert c.stat() == (0, 0)
+        c.quit()
+        server.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(punt)], capture_output=True)
