@@ -232,11 +232,20 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
     const int folder_fd = open_retry(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (folder_fd < 0) {
       if (errno == ENOENT) {
-        // No folder, no mail: nothing to protect and nothing to create
-        // (a full disk must not stop this login). Mail that arrives now
-        // waits for the next session, as it would anyway.
+        // A host that never had mail here: its folder is made, so that its
+        // locks exclude other sessions as any host's do. Without the space
+        // for it there is no mail to protect either: an empty maildrop with
+        // nothing held, so a full disk never stops this login (mail that
+        // arrives meanwhile waits for the next session, as it would anyway).
+        if (::mkdir(folder.c_str(), 0700) == 0 || errno == EEXIST) continue;
+        const int code = errno;
+        if (!no_space(code)) {
+          attempt.error = "cannot create spool folder " + folder.string() + ": " + std::strerror(code);
+          return attempt;
+        }
         attempt.result = outcome::acquired;
         attempt.lock = std::make_unique<maildrop_lock>();
+        attempt.note = "no space to create " + folder.string() + ": an empty maildrop, nothing locked";
         return attempt;
       }
       attempt.error = "cannot open spool folder " + folder.string() + ": " + std::strerror(errno);

@@ -89,8 +89,9 @@ struct lock_attempt {
 };
 
 /// Locks HOST's maildrop in ROOT without waiting (docs/spool.md, Locks):
-/// - a missing HOST/ is an empty maildrop: acquired, nothing created,
-///   nothing held (maildrop_lock::no_folder());
+/// - a missing HOST/ is created (mode 0700); when that fails for lack of
+///   space (ENOSPC, EDQUOT), the maildrop is empty: acquired, nothing
+///   created, nothing held (maildrop_lock::no_folder(), note says so);
 /// - otherwise HOST/ itself is flocked shared, then a host login (empty
 ///   `user`) takes HOST/locks/host exclusively, a user login takes it
 ///   shared and HOST/locks/user=USER exclusively, creating locks/ and the

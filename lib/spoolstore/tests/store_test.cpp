@@ -244,10 +244,10 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     CHECK(lock_maildrop(root / "fresh", "sample", "").result == outcome::failed);
     CHECK_FALSE(std::filesystem::exists(root / "fresh"));
     // When asked for (a punt not seen since start-up), with its parents.
-    // Only the punt folder: a host with no folder needs nothing created.
+    // The punt folder, then the host's own folder for its locks.
     CHECK(lock_maildrop(root / "new" / "punt", "sample", "fred", true).result == outcome::acquired);
     CHECK(std::filesystem::is_directory(root / "new" / "punt"));
-    CHECK_FALSE(std::filesystem::exists(root / "new" / "punt" / "sample"));
+    CHECK(std::filesystem::is_directory(root / "new" / "punt" / "sample"));
   }
   SECTION("a user's lock file goes when its holder lets go, the host's stays") {
     auto fred = lock_maildrop(root, "sample", "fred");
