@@ -48,16 +48,30 @@ std::string field_value(const std::string& value) {
 
 void stderr_log::write(log_level level, std::string_view line) {
   if (!enabled(level)) return;
-  emit(level, line, json_ ? "\"message\":" + json_string(line) : std::string());
+  std::string json;
+  if (json_) {
+    json = "\"message\":";
+    json += json_string(line);
+  }
+  emit(level, line, json);
 }
 
 void stderr_log::write_event(log_level level, std::string_view event, const log_fields& fields) {
   if (!enabled(level)) return;
+  // Appended piece by piece: `"literal" + std::string(...)` makes GCC 12
+  // warn falsely at -O3 (-Wrestrict, docs/toolchain.md).
   std::string text(event);
-  std::string json = "\"event\":" + json_string(event);
+  std::string json = "\"event\":";
+  json += json_string(event);
   for (const auto& [key, value] : fields) {
-    text += " " + key + "=" + field_value(value);
-    json += "," + json_string(key) + ":" + json_string(value);
+    text += ' ';
+    text += key;
+    text += '=';
+    text += field_value(value);
+    json += ',';
+    json += json_string(key);
+    json += ':';
+    json += json_string(value);
   }
   emit(level, text, json);
 }

@@ -166,9 +166,13 @@ int expire_main(const site& s, const std::vector<std::string>& args) {
   }
 
   auto report = [](const planned& p, const char* what, const std::string& detail) {
-    std::cout << p.host << '\t' << p.message.name.uidl << '\t' << p.message.name.size << '\t' << what << '\t'
-              << (p.bounce ? "<" + printable(p.from, 200) + ">" : std::string("-"))
-              << (detail.empty() ? "" : "\t" + detail) << std::endl;
+    std::cout << p.host << '\t' << p.message.name.uidl << '\t' << p.message.name.size << '\t' << what << '\t';
+    if (p.bounce)
+      std::cout << '<' << printable(p.from, 200) << '>';
+    else
+      std::cout << '-';
+    if (!detail.empty()) std::cout << '\t' << detail;
+    std::cout << std::endl;
   };
 
   const bool any_bounce = std::any_of(plan.begin(), plan.end(), [](const planned& p) { return p.bounce; });
