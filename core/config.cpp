@@ -19,7 +19,7 @@ std::string location(const std::filesystem::path& file, const YAML::Node& node) 
 const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
-    "modules",
+    "modules",      "tls",             "plaintext_auth", "trusted_networks",
 };
 
 }  // namespace
@@ -188,6 +188,54 @@ asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
   return {address, static_cast<unsigned short>(port)};
 }
 
+bool network::contains(const asio::ip::address& given) const {
+  asio::ip::address a = given;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  if (a.is_v4() != address.is_v4()) return false;
+  const auto bytes_of = [](const asio::ip::address& x) {
+    std::vector<unsigned char> out;
+    if (x.is_v4()) {
+      const auto b = x.to_v4().to_bytes();
+      out.assign(b.begin(), b.end());
+    } else {
+      const auto b = x.to_v6().to_bytes();
+      out.assign(b.begin(), b.end());
+    }
+    return out;
+  };
+  const auto mine = bytes_of(address), theirs = bytes_of(a);
+  unsigned bits = prefix;
+  for (std::size_t i = 0; i < mine.size() && bits > 0; ++i) {
+    const unsigned take = bits >= 8 ? 8 : bits;
+    const unsigned char mask = static_cast<unsigned char>(0xff00u >> take);
+    if ((mine[i] & mask) != (theirs[i] & mask)) return false;
+    bits -= take;
+  }
+  return true;
+}
+
+network parse_network(const std::string& text) {
+  const auto slash = text.find('/');
+  const std::string host = text.substr(0, slash);
+  boost::system::error_code bad;
+  network out;
+  out.address = asio::ip::make_address(host, bad);
+  if (bad) throw config_error("'" + text + "' is not an IP address or ADDRESS/PREFIX");
+  if (out.address.is_v6() && out.address.to_v6().is_v4_mapped())
+    out.address = asio::ip::make_address_v4(asio::ip::v4_mapped, out.address.to_v6());
+  const unsigned width = out.address.is_v4() ? 32 : 128;
+  out.prefix = width;
+  if (slash != std::string::npos) {
+    const std::string bits = text.substr(slash + 1);
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), value);
+    if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size() || value > width)
+      throw config_error("'" + text + "': the prefix must be 0 to " + std::to_string(width));
+    out.prefix = value;
+  }
+  return out;
+}
+
 server_config load_config(const std::filesystem::path& given) {
   server_config config;
   config.file = std::filesystem::absolute(given).lexically_normal();
@@ -202,11 +250,62 @@ server_config load_config(const std::filesystem::path& given) {
   if (!root.IsMap()) throw config_error(config.file.filename().string() + ": the top level must be a mapping");
 
   yaml_settings top(root, config.file, "");
-  for (const std::string& text : top.strings_or("listen", {"127.0.0.1:110"})) {
+  const YAML::Node listen = root["listen"];
+  if (!listen.IsDefined() || listen.IsNull()) {
+    config.listen.push_back({parse_endpoint("127.0.0.1:110"), false});
+  } else {
+    // Each entry is ADDR:PORT (plain, STLS offered when tls: is set) or
+    // {address: ADDR:PORT, tls: implicit}.
+    std::vector<YAML::Node> entries;
+    if (listen.IsSequence())
+      for (const YAML::Node& item : listen) entries.push_back(item);
+    else
+      entries.push_back(listen);
+    for (const YAML::Node& item : entries) {
+      const std::string at = location(config.file, item);
+      try {
+        if (item.IsScalar()) {
+          config.listen.push_back({parse_endpoint(item.Scalar()), false});
+        } else if (item.IsMap()) {
+          yaml_settings entry(item, config.file, "");
+          listener l{parse_endpoint(entry.string("address")), false};
+          const std::string mode = entry.string_or("tls", "no");
+          if (mode == "implicit") l.implicit_tls = true;
+          else if (mode != "no" && mode != "false")
+            throw config_error("'tls' of a listener must be 'implicit' (or absent)");
+          entry.refuse_unread("a listener");
+          config.listen.push_back(l);
+        } else {
+          throw config_error("an entry must be ADDRESS:PORT or {address: ADDRESS:PORT, tls: implicit}");
+        }
+      } catch (const config_error& e) {
+        const std::string text = e.what();
+        throw config_error(text.rfind(config.file.filename().string(), 0) == 0 ? text : at + ": listen: " + text);
+      }
+    }
+  }
+  if (top.has("tls")) {
+    const auto section = top.child("tls");
+    tls_config tls;
+    tls.certificate = section->path("certificate");
+    tls.key = section->path("key");
+    tls.ciphers = section->string_or("ciphers", "");
+    tls.handshake_timeout = section->duration_or("handshake_timeout", tls.handshake_timeout);
+    if (tls.handshake_timeout.count() <= 0) section->fail("handshake_timeout", "'handshake_timeout' must be positive");
+    for (const std::string& key : section->keys())
+      if (key != "certificate" && key != "key" && key != "ciphers" && key != "handshake_timeout")
+        section->fail(key, "unknown setting '" + key + "' in 'tls'");
+    config.tls = std::move(tls);
+  }
+  const std::string policy = top.string_or("plaintext_auth", "tls_or_trusted");
+  if (policy == "always") config.plaintext_auth = plaintext_policy::always;
+  else if (policy == "tls_or_trusted") config.plaintext_auth = plaintext_policy::tls_or_trusted;
+  else top.fail("plaintext_auth", "'plaintext_auth' must be always or tls_or_trusted");
+  for (const std::string& text : top.strings_or("trusted_networks", {"127.0.0.0/8", "::1/128"})) {
     try {
-      config.listen.push_back(parse_endpoint(text));
+      config.trusted_networks.push_back(parse_network(text));
     } catch (const config_error& e) {
-      top.fail("listen", e.what());
+      top.fail("trusted_networks", e.what());
     }
   }
   config.customer_domain = top.string_or("customer_domain", config.customer_domain);

@@ -3,8 +3,11 @@
 // writes replies with backpressure, and owns the POP3 state.
 
 #include "chain.hpp"
+#include "client_stream.hpp"
+#include "config.hpp"
 #include "line_reader.hpp"
 #include "logging.hpp"
+#include "tls.hpp"
 
 #include <sdps/session.hpp>
 
@@ -28,10 +31,22 @@ struct connection_limits {
   std::size_t body_chunk = 16 * 1024;
 };
 
+/// How sessions on one listener treat TLS and passwords (from the config;
+/// outlives every connection).
+struct listener_policy {
+  /// The server's credentials; null when `tls:` is not configured.
+  tls_credentials* tls = nullptr;
+  /// Implicit TLS: handshake before the greeting. Otherwise STLS is
+  /// offered when `tls` is set.
+  bool implicit_tls = false;
+  plaintext_policy plaintext = plaintext_policy::tls_or_trusted;
+  const std::vector<network>* trusted = nullptr;
+};
+
 class connection final : public sdps::session, public std::enable_shared_from_this<connection> {
  public:
   connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules, const connection_limits& limits,
-             const std::string& banner, stderr_log& server_log);
+             const std::string& banner, stderr_log& server_log, const listener_policy& policy);
   ~connection() override;
 
   /// Serves the client until it quits, the connection drops, the idle
@@ -47,11 +62,16 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   std::uint64_t id() const override { return id_; }
   asio::ip::tcp::endpoint remote_endpoint() const override { return remote_; }
   asio::ip::tcp::endpoint local_endpoint() const override { return local_; }
-  executor get_executor() override { return socket_.get_executor(); }
+  executor get_executor() override { return stream_.socket().get_executor(); }
   logger& log() override { return *log_; }
   pop3_state state() const override { return state_; }
   void enter(pop3_state next) override;
   std::vector<std::string> capabilities() override { return chain_.capabilities(*this); }
+  bool secure() const override { return stream_.secure(); }
+  bool can_start_tls() const override;
+  void start_tls() override;
+  bool plaintext_auth_allowed() const override;
+  awaitable<std::optional<std::string>> continuation(std::string challenge) override;
   std::optional<identity>& login() override { return login_; }
   void drop_slot(const void* owner) override;
 
@@ -61,6 +81,12 @@ class connection final : public sdps::session, public std::enable_shared_from_th
 
  private:
   awaitable<void> serve();
+  /// The next command line (or overlong report) from the client, reading
+  /// when what was read before is used up; before each read the replies
+  /// queued so far are sent (pipelined commands get theirs together).
+  awaitable<line_reader::status> next_input();
+  /// STLS accepted: drops unread input, runs the handshake.
+  awaitable<void> begin_tls();
   awaitable<void> watchdog();
   /// False once the session is closed, and closes it when the client has
   /// gone (sent FIN or a reset), even with its lines still queued here:
@@ -74,8 +100,9 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   void append_status(const response& r);
   void rearm_idle_timer() { idle_.expires_after(limits_.idle_timeout); }
 
-  asio::ip::tcp::socket socket_;
+  client_stream stream_;
   asio::steady_timer idle_;
+  const listener_policy& policy_;
   std::uint64_t id_;
   chain& chain_;
   const connection_limits& limits_;
@@ -83,6 +110,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   std::unique_ptr<stderr_log> log_;
   asio::ip::tcp::endpoint remote_, local_;
   line_reader reader_;
+  /// Received octets not yet fed to reader_: in_[in_begin_, in_end_).
+  std::array<char, 4096> in_{};
+  std::size_t in_begin_ = 0, in_end_ = 0;
+  bool tls_requested_ = false;
   std::string out_;
   std::vector<char> chunk_;
   pop3_state state_ = pop3_state::authorization;

@@ -6,6 +6,7 @@
 #include "connection.hpp"
 #include "loader.hpp"
 #include "logging.hpp"
+#include "tls.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -20,7 +21,8 @@ class server final : public sdps::server_context {
   explicit server(server_config config);
   ~server() override;
 
-  /// Loads and starts every module. Throws config_error.
+  /// Loads the TLS certificate and key (when `tls:` is set), then loads
+  /// and starts every module. Throws config_error.
   void load();
   /// Opens the listeners and logs "listening on ADDRESS:PORT" for each.
   void bind();
@@ -41,7 +43,7 @@ class server final : public sdps::server_context {
   std::size_t module_count() const { return chain_ ? chain_->links().size() : 0; }
 
  private:
-  awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+  awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const listener_policy& policy);
   void watch_signals();
   void shutdown();
 
@@ -52,7 +54,10 @@ class server final : public sdps::server_context {
   service_registry services_;
   std::unique_ptr<chain> chain_;
   connection_limits limits_;
+  std::unique_ptr<tls_credentials> tls_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  /// One per acceptor, same index.
+  std::vector<std::unique_ptr<listener_policy>> policies_;
   std::map<std::uint64_t, std::weak_ptr<connection>> sessions_;
   std::uint64_t next_id_ = 1;
   asio::signal_set signals_;
