@@ -360,7 +360,7 @@ server_config load_config(const std::filesystem::path& given) {
   // Unknown top-level keys are refused, except the shared site sections.
   auto globals = std::make_shared<yaml_settings>(root, config.file, "", server_keys);
   for (const std::string& key : globals->unread())
-    if (key != "hosts" && key != "punts" && key != "password_cost")
+    if (key != "hosts" && key != "punts" && key != "password_cost" && key != "max_message_size")
       top.fail(key, "unknown top-level setting '" + key + "'");
   config.globals = std::move(globals);
   return config;

@@ -4,6 +4,7 @@
 #include <sdps/log.hpp>
 
 #include <filesystem>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -19,6 +20,8 @@ struct site {
   std::map<std::string, std::filesystem::path> punts;  // `punts:`, resolved, by name
   std::string customer_domain;                         // "demon.co.uk"
   std::string password_cost = "interactive";           // `password_cost:` (Argon2id), unchecked
+  std::string server_name;                             // `server_name:` (default: the machine's name)
+  std::uint64_t max_message_size = 50ull << 20;        // `max_message_size:` (lmtp), octets
 };
 
 /// `'text'` for an error message, made printable and cut to `limit`.
@@ -38,5 +41,8 @@ inline std::string quoted(std::string_view text, std::size_t limit) {
 int host_main(const site& s, const std::vector<std::string>& args);     // host.cpp
 int deliver_main(const site& s, const std::vector<std::string>& args);  // deliver.cpp
 int spool_main(const site& s, const std::vector<std::string>& args);    // spool.cpp
+int flush_main(const site& s, const std::vector<std::string>& args);    // flush.cpp
+int expire_main(const site& s, const std::vector<std::string>& args);   // expire.cpp
+int lmtp_main(const site& s, const std::vector<std::string>& args);     // lmtp.cpp
 
 }  // namespace sdps::admin

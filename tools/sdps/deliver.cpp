@@ -4,6 +4,7 @@
 // exit statuses.
 
 #include "admin.hpp"
+#include "queue.hpp"
 
 #include "spoolstore/delivery.hpp"
 #include "hostdb/hostdb.hpp"
@@ -57,52 +58,19 @@ std::string unbracket(std::string text) {
 /// A recipient checked against the customer domain and the host database;
 /// nullopt (after printing why, with `status` set) if it cannot be taken.
 std::optional<spoolstore::recipient> check_recipient(const site& s, const std::string& argument, int& status) {
-  const std::string address = unbracket(argument);
-  const auto at = address.rfind('@');
-  if (at == std::string::npos) {
-    status = fail(EX_NOUSER, quoted(argument, 80) + " is not an address of a customer host");
+  address_check checked = check_customer_address(s, unbracket(argument));
+  if (checked.status != 0) {
+    status = fail(checked.status, quoted(argument, 80) + ": " + checked.error);
     return std::nullopt;
   }
-  const std::string local = address.substr(0, at);
-  std::string domain = address.substr(at + 1);
-  if (!domain.empty() && domain.back() == '.') domain.pop_back();  // an absolute domain name
-  if (local.empty() || local.size() > spoolstore::max_local_part || !spoolstore::valid_address(local)) {
-    status = fail(EX_NOUSER, quoted(argument, 80) + ": the user part is empty, too long or malformed");
-    return std::nullopt;
-  }
-  const std::string host = hostdb::normalise_host(domain, s.customer_domain);
-  if (host.empty() || !spoolstore::valid_host(host)) {
-    status = fail(EX_NOUSER, quoted(argument, 80) + " is not in the customer domain" +
-                                 (s.customer_domain.empty() ? std::string() : " " + s.customer_domain));
-    return std::nullopt;
-  }
-  bool known = false;
-  try {
-    known = hostdb::host_exists(s.hosts, host);
-  } catch (const std::exception& e) {
-    status = fail(EX_TEMPFAIL, "cannot read the host database: " + std::string(e.what()));
-    return std::nullopt;
-  }
-  if (!known) {
-    status = fail(EX_NOUSER, quoted(argument, 80) + ": no such customer host '" + host + "'");
-    return std::nullopt;
-  }
-  spoolstore::recipient r;
-  r.local_part = local;
-  r.host = host;
-  r.address = local + "@" + host + (s.customer_domain.empty() ? std::string() : "." + s.customer_domain);
-  return r;
+  return std::move(checked.recipient);
 }
 
 /// The punts to try, in order: the named one alone, or every punt with a
 /// random one first and the others, shuffled, as fallbacks.
 std::vector<spoolstore::punt_target> punt_order(const site& s, const std::optional<std::string>& named) {
-  std::vector<spoolstore::punt_target> punts;
-  for (const auto& [name, root] : s.punts) {
-    if (!named || *named == name) punts.push_back({name, root});
-  }
-  for (std::size_t i = punts.size(); i > 1; --i)
-    std::swap(punts[i - 1], punts[randombytes_uniform(static_cast<std::uint32_t>(i))]);
+  std::vector<spoolstore::punt_target> punts = shuffled_punts(s);
+  if (named) std::erase_if(punts, [&](const spoolstore::punt_target& p) { return p.name != *named; });
   return punts;
 }
 

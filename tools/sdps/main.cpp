@@ -18,7 +18,10 @@ const char* usage =
     "  host del HOST\n"
     "  host list\n"
     "  deliver [--punt NAME] -f SENDER RECIPIENT...   (message on stdin)\n"
-    "  spool list HOST\n";
+    "  spool list HOST\n"
+    "  flush HOST [--to ADDR:PORT] [--helo NAME] [--max-messages N] [--timeout DUR]\n"
+    "  expire --older-than DUR [--read-older-than DUR] [--relay ADDR:PORT] [--dry-run] [HOST...]\n"
+    "  lmtp --listen ADDR:PORT [--listen ...] [--max-connections N] [--timeout DUR]\n";
 
 sdps::admin::site load_site(const std::string& file) {
   const auto config = sdps::core::load_config(file);
@@ -26,6 +29,10 @@ sdps::admin::site load_site(const std::string& file) {
   s.config_file = config.file;
   s.customer_domain = config.customer_domain;
   s.password_cost = config.globals->string_or("password_cost", s.password_cost);
+  s.server_name = config.server_name;
+  const auto max_size = config.globals->integer_or("max_message_size", static_cast<std::int64_t>(s.max_message_size));
+  if (max_size < 1024) config.globals->fail("max_message_size", "'max_message_size' must be at least 1024 octets");
+  s.max_message_size = static_cast<std::uint64_t>(max_size);
   const auto& top = *config.globals;
   if (!top.has("hosts")) top.fail("hosts", "'hosts' (the host database file) is required by the sdps tool");
   s.hosts = top.path("hosts");
@@ -64,6 +71,9 @@ int main(int argc, char** argv) {
     if (command == "host") return sdps::admin::host_main(site, args);
     if (command == "deliver") return sdps::admin::deliver_main(site, args);
     if (command == "spool") return sdps::admin::spool_main(site, args);
+    if (command == "flush") return sdps::admin::flush_main(site, args);
+    if (command == "expire") return sdps::admin::expire_main(site, args);
+    if (command == "lmtp") return sdps::admin::lmtp_main(site, args);
     std::cerr << "sdps: unknown command '" << command << "'\n" << usage;
     return EX_USAGE;
   } catch (const sdps::config_error& e) {
