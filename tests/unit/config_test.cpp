@@ -63,3 +63,22 @@ TEST_CASE("configuration errors name the file and line") {
   CHECK_THAT(error_of("modules:\n  - module: x\n    timeout: 0s\n"), Catch::Contains("'timeout' must be positive"));
   CHECK_THAT(error_of("modules: [\n"), Catch::Contains("bad.yaml:"));
 }
+
+TEST_CASE("trusted networks: prefixes, IPv4 seen as IPv6, bad input", "[config]") {
+  using boost::asio::ip::make_address;
+  const auto loopback = core::parse_network("127.0.0.0/8");
+  CHECK(loopback.contains(make_address("127.0.0.1")));
+  CHECK(loopback.contains(make_address("::ffff:127.9.9.9")));
+  CHECK_FALSE(loopback.contains(make_address("10.0.0.1")));
+  CHECK_FALSE(loopback.contains(make_address("::1")));
+  const auto six = core::parse_network("::1/128");
+  CHECK(six.contains(make_address("::1")));
+  CHECK_FALSE(six.contains(make_address("::2")));
+  CHECK(core::parse_network("10.1.2.3").contains(make_address("10.1.2.3")));
+  CHECK_FALSE(core::parse_network("10.1.2.3").contains(make_address("10.1.2.4")));
+  CHECK(core::parse_network("192.0.2.0/23").contains(make_address("192.0.3.255")));
+  CHECK(core::parse_network("0.0.0.0/0").contains(make_address("203.0.113.9")));
+  CHECK_THROWS_AS(core::parse_network("10.0.0.0/33"), config_error);
+  CHECK_THROWS_AS(core::parse_network("example.com/8"), config_error);
+  CHECK_THROWS_AS(core::parse_network("10.0.0.0/"), config_error);
+}
