@@ -1,6 +1,7 @@
 #include "chain.hpp"
 
 #include "bounded.hpp"
+#include "metrics.hpp"
 
 #include <algorithm>
 #include <set>
@@ -35,6 +36,7 @@ awaitable<call_outcome> guarded(const module_instance& l, session& s, const char
     verdict answer = co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
     co_return call_outcome{std::move(answer), nullptr};
   } catch (const module_timeout& e) {
+    process_metrics().add("sdps_module_timeouts_total", {{"instance", l.instance}});
     l.log->error("session ", s.id(), ": ", what, ": no answer within ", l.timeout.count(),
                  "ms; ending the session once the call returns");
     co_return call_outcome{std::nullopt, e.call()};

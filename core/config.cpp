@@ -19,7 +19,8 @@ std::string location(const std::filesystem::path& file, const YAML::Node& node) 
 const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
-    "modules",      "tls",             "plaintext_auth", "trusted_networks",
+    "modules",      "log_format",      "metrics_listen", "proxy_protocol_from", "proxy_protocol_timeout",
+    "tls",          "plaintext_auth",  "trusted_networks",
 };
 
 }  // namespace
@@ -188,54 +189,6 @@ asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
   return {address, static_cast<unsigned short>(port)};
 }
 
-bool network::contains(const asio::ip::address& given) const {
-  asio::ip::address a = given;
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-  if (a.is_v4() != address.is_v4()) return false;
-  const auto bytes_of = [](const asio::ip::address& x) {
-    std::vector<unsigned char> out;
-    if (x.is_v4()) {
-      const auto b = x.to_v4().to_bytes();
-      out.assign(b.begin(), b.end());
-    } else {
-      const auto b = x.to_v6().to_bytes();
-      out.assign(b.begin(), b.end());
-    }
-    return out;
-  };
-  const auto mine = bytes_of(address), theirs = bytes_of(a);
-  unsigned bits = prefix;
-  for (std::size_t i = 0; i < mine.size() && bits > 0; ++i) {
-    const unsigned take = bits >= 8 ? 8 : bits;
-    const unsigned char mask = static_cast<unsigned char>(0xff00u >> take);
-    if ((mine[i] & mask) != (theirs[i] & mask)) return false;
-    bits -= take;
-  }
-  return true;
-}
-
-network parse_network(const std::string& text) {
-  const auto slash = text.find('/');
-  const std::string host = text.substr(0, slash);
-  boost::system::error_code bad;
-  network out;
-  out.address = asio::ip::make_address(host, bad);
-  if (bad) throw config_error("'" + text + "' is not an IP address or ADDRESS/PREFIX");
-  if (out.address.is_v6() && out.address.to_v6().is_v4_mapped())
-    out.address = asio::ip::make_address_v4(asio::ip::v4_mapped, out.address.to_v6());
-  const unsigned width = out.address.is_v4() ? 32 : 128;
-  out.prefix = width;
-  if (slash != std::string::npos) {
-    const std::string bits = text.substr(slash + 1);
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), value);
-    if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size() || value > width)
-      throw config_error("'" + text + "': the prefix must be 0 to " + std::to_string(width));
-    out.prefix = value;
-  }
-  return out;
-}
-
 server_config load_config(const std::filesystem::path& given) {
   server_config config;
   config.file = std::filesystem::absolute(given).lexically_normal();
@@ -302,11 +255,9 @@ server_config load_config(const std::filesystem::path& given) {
   else if (policy == "tls_or_trusted") config.plaintext_auth = plaintext_policy::tls_or_trusted;
   else top.fail("plaintext_auth", "'plaintext_auth' must be always or tls_or_trusted");
   for (const std::string& text : top.strings_or("trusted_networks", {"127.0.0.0/8", "::1/128"})) {
-    try {
-      config.trusted_networks.push_back(parse_network(text));
-    } catch (const config_error& e) {
-      top.fail("trusted_networks", e.what());
-    }
+    const auto n = network::parse(text);
+    if (!n) top.fail("trusted_networks", "'trusted_networks': '" + text + "' is not an address or ADDRESS/PREFIX");
+    config.trusted_networks.push_back(*n);
   }
   config.customer_domain = top.string_or("customer_domain", config.customer_domain);
   while (!config.customer_domain.empty() && config.customer_domain.front() == '.')
@@ -320,11 +271,29 @@ server_config load_config(const std::filesystem::path& given) {
   const auto max_sessions = top.integer_or("max_sessions", static_cast<std::int64_t>(config.max_sessions));
   if (max_sessions < 1) top.fail("max_sessions", "'max_sessions' must be at least 1");
   config.max_sessions = static_cast<std::size_t>(max_sessions);
+  for (const std::string& text : top.strings_or("proxy_protocol_from", {})) {
+    const auto n = network::parse(text);
+    if (!n) top.fail("proxy_protocol_from", "'proxy_protocol_from': '" + text + "' is not an address or ADDRESS/PREFIX");
+    config.proxy_protocol_from.push_back(*n);
+  }
+  config.proxy_protocol_timeout = top.duration_or("proxy_protocol_timeout", config.proxy_protocol_timeout);
+  if (config.proxy_protocol_timeout.count() <= 0)
+    top.fail("proxy_protocol_timeout", "'proxy_protocol_timeout' must be positive");
   config.user = top.string_or("user", "");
   config.log_level = top.string_or("log_level", config.log_level);
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
       config.log_level != "error")
     top.fail("log_level", "'log_level' must be debug, info, warning or error");
+  config.log_format = top.string_or("log_format", config.log_format);
+  if (config.log_format != "text" && config.log_format != "json")
+    top.fail("log_format", "'log_format' must be text or json");
+  if (top.has("metrics_listen")) {
+    try {
+      config.metrics_listen = parse_endpoint(top.string("metrics_listen"));
+    } catch (const config_error& e) {
+      top.fail("metrics_listen", e.what());
+    }
+  }
   for (const std::string& dir : top.strings_or("module_path", {})) {
     if (dir.empty()) top.fail("module_path", "'module_path' entries must not be empty");
     config.module_path.push_back((config.file.parent_path() / dir).lexically_normal());

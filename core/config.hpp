@@ -1,6 +1,8 @@
 #pragma once
 // Reading sdps YAML files: the server's own keys and each chain entry.
 
+#include "networks.hpp"
+
 #include <sdps/asio.hpp>
 #include <sdps/settings.hpp>
 
@@ -64,18 +66,6 @@ bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
 /// Throws config_error on anything else.
 asio::ip::tcp::endpoint parse_endpoint(const std::string& text);
 
-/// One IPv4 or IPv6 network ("127.0.0.0/8", "::1/128", a bare address).
-struct network {
-  asio::ip::address address;
-  unsigned prefix = 0;
-  /// True when `a` is inside; an IPv4 client seen as ::ffff:a.b.c.d counts
-  /// as a.b.c.d.
-  bool contains(const asio::ip::address& a) const;
-};
-
-/// Parses "ADDRESS/PREFIX" or "ADDRESS". Throws config_error.
-network parse_network(const std::string& text);
-
 /// A listening address and how clients there start.
 struct listener {
   asio::ip::tcp::endpoint endpoint;
@@ -119,8 +109,15 @@ struct server_config {
   std::string banner;       // greeting text after "+OK "
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
   std::size_t max_sessions = 1000;
+  /// Peers (load balancers) whose connections must begin with a PROXY
+  /// protocol header, and how long they have to send it.
+  std::vector<network> proxy_protocol_from;
+  std::chrono::milliseconds proxy_protocol_timeout{std::chrono::seconds(5)};
   std::string user;  // drop privileges to this user after binding
   std::string log_level = "info";
+  std::string log_format = "text";  // or "json": one JSON object per line
+  /// Where to serve GET /metrics (Prometheus text format); none by default.
+  std::optional<asio::ip::tcp::endpoint> metrics_listen;
   /// Extra folders searched for modules, before the one next to the binary.
   std::vector<std::filesystem::path> module_path;
   unsigned blocking_threads = 2;

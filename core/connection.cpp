@@ -1,14 +1,16 @@
 #include "connection.hpp"
 
 #include "bounded.hpp"
+#include "command_line.hpp"
 #include "dot_stuffer.hpp"
+#include "metrics.hpp"
+#include "proxy_header.hpp"
 
 #include <boost/asio/write.hpp>
 #include <poll.h>
 #include <sodium.h>
 
 #include <algorithm>
-#include <cctype>
 
 namespace sdps::core {
 
@@ -26,7 +28,16 @@ awaitable<std::size_t> read_body(std::shared_ptr<body_source> body, std::shared_
   co_return co_await body->read(into);
 }
 
+std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
+  std::ostringstream out;
+  out << e;
+  return out.str();
+}
+
 constexpr std::size_t max_status_text = 512 - 7;  // "-ERR " + text + CRLF within 512 octets
+
+/// A balancer's PROXY v2 header may carry TLVs; more than this is refused.
+constexpr std::size_t max_proxy_header = 16 * 1024;
 
 }  // namespace
 
@@ -66,10 +77,7 @@ bool connection::plaintext_auth_allowed() const {
   // remote_endpoint(), not remote_: the address the session answers for
   // (a PROXY header may have replaced the peer's).
   const auto address = remote_endpoint().address();
-  if (policy_.trusted)
-    for (const network& n : *policy_.trusted)
-      if (n.contains(address)) return true;
-  return false;
+  return policy_.trusted && core::contains(*policy_.trusted, address);
 }
 
 awaitable<std::optional<std::string>> connection::continuation(std::string challenge) {
@@ -128,27 +136,36 @@ void connection::drop_slot(const void* owner) {
 awaitable<void> connection::run() {
   auto self = shared_from_this();
   log_->debug("connect from ", remote_);
+  process_metrics().session_opened();
   rearm_idle_timer();
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
   try {
     co_await serve();
   } catch (const abort_session& e) {
+    record_.ended(session_end::reply_failed);
     log_->warning("closing: ", e.what());
   } catch (const boost::system::system_error& e) {
     // The client went away or the idle timer closed the socket.
+    record_.ended(session_end::client_gone);
     log_->debug("connection ended: ", e.code().message());
   } catch (const std::exception& e) {
+    record_.ended(session_end::error);
     log_->error("closing after unexpected error: ", e.what());
   }
   close();
   // A module call that overran its time limit is still running: the
   // modules hear of the end only once it has returned.
   if (late_) co_await late_->wait();
-  co_await chain_.fire(self, event::disconnect);
+  // Modules hear of the end only of a session they heard begin (not of a
+  // balancer's connection closed for want of a PROXY header).
+  if (announced_) co_await chain_.fire(self, event::disconnect);
   // Newest slot first: later modules may hold on to earlier ones' state.
   while (!slots_.empty()) slots_.pop_back();
   reader_.wipe();
-  log_->debug("closed");
+  log_->write_event(log_level::info, "logout",
+                    record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, stream_.secure()));
+  process_metrics().session_closed();
+  process_metrics().add("sdps_session_ends_total", {{"end", record_.how()}});
 }
 
 awaitable<void> connection::watchdog() {
@@ -160,6 +177,7 @@ awaitable<void> connection::watchdog() {
     if (idle_.expiry() <= std::chrono::steady_clock::now()) {
       // RFC 1939 section 3: the autologout timer ends the session without UPDATE.
       log_->info("idle for ", limits_.idle_timeout.count() / 1000, "s: closing without UPDATE");
+      record_.ended(session_end::idle);
       close();
       break;
     }
@@ -173,13 +191,86 @@ bool connection::still_open() {
   pollfd p{stream_.socket().native_handle(), POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return true;
   log_->info("the client has gone: closing without running the commands it left behind");
+  record_.ended(session_end::client_gone);
   close();
   return false;
 }
 
+awaitable<bool> connection::read_proxy_header() {
+  auto self = shared_from_this();
+  // Set once this function has decided, so a deadline already due then
+  // closes nothing.
+  auto decided = std::make_shared<bool>(false);
+  auto expired = std::make_shared<bool>(false);
+  asio::steady_timer deadline(get_executor());
+  deadline.expires_after(limits_.proxy_header_timeout);
+  deadline.async_wait([this, self, decided, expired](const boost::system::error_code& ec) {
+    if (ec || *decided) return;
+    *expired = true;
+    close();
+  });
+  std::string received;
+  std::array<char, 4096> buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    const std::size_t n =
+        co_await stream_.socket().async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      *decided = true;
+      if (*expired)
+        log_->warning("no PROXY header from ", remote_, " within ", limits_.proxy_header_timeout.count(),
+                      "ms: closing");
+      else
+        log_->debug("the balancer ", remote_, " closed before sending a PROXY header");
+      close();
+      co_return false;
+    }
+    received.append(buffer.data(), n);
+    sodium_memzero(buffer.data(), n);
+    const auto parsed = proxy::parse(received, max_proxy_header);
+    if (parsed.state == proxy::status::incomplete) continue;
+    *decided = true;
+    deadline.cancel();
+    if (parsed.state == proxy::status::invalid) {
+      log_->warning("closing: ", parsed.error, " (from ", remote_, ", which must send a PROXY header)");
+      sodium_memzero(received.data(), received.size());
+      close();
+      co_return false;
+    }
+    // What follows the header is the client's own (it may hold a password).
+    early_.assign(received, parsed.length);
+    sodium_memzero(received.data(), received.size());
+    via_ = remote_;
+    const auto& h = parsed.value;
+    if (h.cmd == proxy::command::local) {
+      // A health check: the balancer speaks for itself.
+      log_->debug("PROXY v2 LOCAL from ", remote_, ": the balancer's own connection");
+    } else if (h.source) {
+      remote_ = *h.source;
+      log_->debug("client ", remote_, " via ", *via_, " (PROXY v", h.version, ")");
+    } else {
+      log_->debug("PROXY v", h.version, " header from ", remote_, " names no TCP client: keeping the balancer's address");
+    }
+    // The balancer's word that it terminated TLS is not TLS to us.
+    if (h.balancer_tls) log_->debug("the balancer reports TLS with its client; not taken as TLS here");
+    co_return true;
+  }
+}
+
 awaitable<void> connection::serve() {
   auto self = shared_from_this();
+  if (core::contains(limits_.proxy_protocol_from, remote_.address())) {
+    const bool accepted = co_await read_proxy_header();
+    if (!accepted) co_return;
+  }
+  announced_ = true;
   if (policy_.implicit_tls) {
+    if (!early_.empty()) {
+      // The client's first TLS octets came in with the PROXY header and
+      // cannot be handed to OpenSSL: not supported yet.
+      log_->warning("closing: TLS data arrived with the PROXY header on an implicit-TLS listener (not supported)");
+      co_return;
+    }
     try {
       co_await stream_.handshake(policy_.tls->current(), policy_.tls->config().handshake_timeout);
     } catch (const boost::system::system_error& e) {
@@ -193,6 +284,7 @@ awaitable<void> connection::serve() {
   if (greeting.answer) {
     const bool refused = !greeting.answer->reply.positive;
     if (refused) greeting.answer->reply.close = true;
+    if (refused) record_.ended(session_end::refused);
     if (!co_await send(std::move(*greeting.answer))) {
       co_await flush();
       co_return;
@@ -233,7 +325,24 @@ awaitable<line_reader::status> connection::next_input() {
     sodium_memzero(in_.data(), in_end_);
     in_begin_ = in_end_ = 0;
     co_await flush();
-    in_end_ = co_await stream_.read_some(asio::buffer(in_));
+    if (!early_.empty()) {
+      // What followed the balancer's PROXY header.
+      in_end_ = early_.copy(in_.data(), in_.size());
+      sodium_memzero(early_.data(), early_.size());
+      early_.clear();
+    } else {
+      in_end_ = co_await stream_.read_some(asio::buffer(in_));
+    }
+    // A PROXY header here comes from a peer not in proxy_protocol_from (or
+    // from a client behind a balancer that already sent one): a spoofing
+    // attempt, never believed. It is caught when the first read holds the
+    // header's start whole; split smaller, it is an unknown command.
+    if (std::exchange(first_read_, false) && proxy::starts_with_header(std::string_view(in_.data(), in_end_))) {
+      sodium_memzero(in_.data(), in_end_);
+      in_begin_ = in_end_ = 0;
+      if (via_) throw abort_session("client " + endpoint_text(remote_) + " sent a PROXY header of its own after the balancer's");
+      throw abort_session("a PROXY header from " + endpoint_text(remote_) + ", which is not in proxy_protocol_from");
+    }
   }
 }
 
@@ -260,25 +369,26 @@ awaitable<void> connection::begin_tls() {
 }
 
 awaitable<bool> connection::execute(const std::string& line) {
-  command cmd;
-  const auto space = line.find(' ');
-  cmd.name = line.substr(0, space);
-  if (space != std::string::npos) cmd.argument = line.substr(space + 1);
-  for (char& c : cmd.name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  command cmd = parse_command(line);
   if (cmd.name.empty()) {
     out_ += "-ERR empty command\r\n";
     co_return true;
   }
   log_->debug("command ", printable(cmd.name, 16));
+  const std::string verb = cmd.name;
   auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
   if (result.late) {
     // A module call overran its time limit: the session ends (-ERR
     // [SYS/TEMP], close); run() waits for the call before disconnect.
     late_ = result.late;
+    record_.ended(session_end::module_timeout);
     co_await send(std::move(result));
     co_return false;
   }
+  const bool known = result.by != nullptr, positive = result.reply.positive;
   if (state_ == pop3_state::update) {
+    record_.ended(positive ? session_end::quit : session_end::update_failed);
+    record_.command(verb, known, positive, 0);
     // UPDATE's work is done (the reply says how it went); let modules give
     // back what the session held, locks above all, before the client hears
     // +OK and can log in again.
@@ -288,8 +398,11 @@ awaitable<bool> connection::execute(const std::string& line) {
     co_return false;
   }
   const bool keep_going = co_await send(std::move(result));
+  record_.command(verb, known, positive, body_octets_);
+  if (!keep_going) record_.ended(verb == "QUIT" ? session_end::quit : session_end::closed);
   if (authenticated_pending_) {
     authenticated_pending_ = false;
+    process_metrics().add("sdps_logins_total", {{"result", "ok"}});
     co_await flush();
     if (closed_) co_return false;
     auto fired = co_await chain_.fire(shared_from_this(), event::authenticated);
@@ -316,6 +429,7 @@ void connection::append_status(const response& r) {
 
 awaitable<bool> connection::send(dispatch_result result) {
   response& r = result.reply;
+  body_octets_ = 0;
   append_status(r);
   if (r.multiline) {
     dot_stuffer stuffer;
@@ -339,6 +453,7 @@ awaitable<bool> connection::send(dispatch_result result) {
           throw abort_session("a multi-line reply failed half way");
         }
         if (n == 0) break;
+        body_octets_ += n;
         stuffer.append(std::string_view(chunk_.data(), std::min(n, chunk_.size())), out_);
         if (out_.size() >= limits_.flush_threshold) co_await flush();
       }
@@ -354,6 +469,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
   co_await stream_.write(asio::buffer(out_));
+  process_metrics().add("sdps_sent_bytes_total", {}, static_cast<double>(out_.size()));
   rearm_idle_timer();
   out_.clear();
   if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();

@@ -8,6 +8,8 @@
 #include "line_reader.hpp"
 #include "logging.hpp"
 #include "tls.hpp"
+#include "networks.hpp"
+#include "session_record.hpp"
 
 #include <sdps/session.hpp>
 
@@ -29,6 +31,10 @@ struct connection_limits {
   std::size_t flush_threshold = 64 * 1024;
   /// Body octets read from a module per read() call.
   std::size_t body_chunk = 16 * 1024;
+  /// Peers whose connections begin with a PROXY protocol header (load
+  /// balancers), and how long one has to send it.
+  std::vector<network> proxy_protocol_from;
+  std::chrono::milliseconds proxy_header_timeout{std::chrono::seconds(5)};
 };
 
 /// How sessions on one listener treat TLS and passwords (from the config;
@@ -57,10 +63,15 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   awaitable<void> run();
   /// Ends the session without UPDATE (server shutdown). Idempotent.
   void close();
+  /// Says why the session is ending, for its logout line (first one wins).
+  void end_reason(const char* how) { record_.ended(how); }
 
   // sdps::session
   std::uint64_t id() const override { return id_; }
+  /// The client: the peer, or the client a PROXY header named.
   asio::ip::tcp::endpoint remote_endpoint() const override { return remote_; }
+  /// The balancer the client came through, when a PROXY header was read.
+  const std::optional<asio::ip::tcp::endpoint>& via() const { return via_; }
   asio::ip::tcp::endpoint local_endpoint() const override { return local_; }
   executor get_executor() override { return stream_.socket().get_executor(); }
   logger& log() override { return *log_; }
@@ -88,6 +99,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   /// STLS accepted: drops unread input, runs the handshake.
   awaitable<void> begin_tls();
   awaitable<void> watchdog();
+  /// Reads the PROXY header a listed balancer must send before the
+  /// greeting, within the time limit; takes its client address. Returns
+  /// false, having logged why and closed the session, if none came.
+  awaitable<bool> read_proxy_header();
   /// False once the session is closed, and closes it when the client has
   /// gone (sent FIN or a reset), even with its lines still queued here:
   /// checked before each command, so nothing runs for a client that left.
@@ -109,11 +124,17 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   const std::string& banner_;
   std::unique_ptr<stderr_log> log_;
   asio::ip::tcp::endpoint remote_, local_;
+  std::optional<asio::ip::tcp::endpoint> via_;
+  /// Client bytes that came with the PROXY header, read before the greeting.
+  std::string early_;
+  /// The connect event fired: modules know of the session.
+  bool announced_ = false;
   line_reader reader_;
   /// Received octets not yet fed to reader_: in_[in_begin_, in_end_).
   std::array<char, 4096> in_{};
   std::size_t in_begin_ = 0, in_end_ = 0;
   bool tls_requested_ = false;
+  bool first_read_ = true;
   std::string out_;
   std::vector<char> chunk_;
   pop3_state state_ = pop3_state::authorization;
@@ -121,6 +142,8 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   bool closed_ = false;
   /// A module call that overran its time limit, still running.
   std::shared_ptr<late_call> late_;
+  session_record record_;
+  std::uint64_t body_octets_ = 0;  // of the reply being sent
   std::optional<identity> login_;
   std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
 };

@@ -3,16 +3,22 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
 namespace sdps::core {
 
-std::filesystem::path default_module_dir() {
+std::vector<std::filesystem::path> default_module_dirs() {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "lib/sdps/modules";
-  return (self.parent_path() / ".." / "lib" / "sdps" / "modules").lexically_normal();
+  if (ec) return {"lib/sdps/modules"};
+  std::vector<std::filesystem::path> out;
+  for (const char* relative : {SDPS_MODULE_DIR_FROM_SBINDIR, SDPS_MODULE_DIR_FROM_BINDIR, "../lib/sdps/modules"}) {
+    const auto dir = (self.parent_path() / relative).lexically_normal();
+    if (std::find(out.begin(), out.end(), dir) == out.end()) out.push_back(dir);
+  }
+  return out;
 }
 
 namespace {
@@ -121,7 +127,7 @@ class instance_config final : public sdps::module_config {
 std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, stderr_log& log,
                                    service_registry& services) {
   auto dirs = config.module_path;
-  dirs.push_back(default_module_dir());
+  for (auto& dir : default_module_dirs()) dirs.push_back(std::move(dir));
   std::vector<std::unique_ptr<module_instance>> links;
   std::vector<std::vector<std::pair<std::string, bool>>> requirements;
   std::size_t terminal_at = SIZE_MAX;

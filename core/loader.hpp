@@ -13,10 +13,12 @@
 
 namespace sdps::core {
 
-/// The folder holding module .so files when the config names none: the
-/// build tree and the install tree both put them at ../lib/sdps/modules
-/// relative to the sdpsd binary.
-std::filesystem::path default_module_dir();
+/// The folders searched for module .so files after the config's
+/// `module_path`, relative to the running binary: the install layout's
+/// module folder (compiled in from GNUInstallDirs, e.g.
+/// ../lib/x86_64-linux-gnu/sdps/modules from /usr/sbin), then the build
+/// tree's ../lib/sdps/modules. Relative, so a moved prefix keeps working.
+std::vector<std::filesystem::path> default_module_dirs();
 
 /// A dlopen'ed module file. Kept open for the life of the process.
 struct module_file {

@@ -3,6 +3,8 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/write.hpp>
 
+#include "notify.hpp"
+
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,6 +18,9 @@ server::server(server_config config)
       log_(parse_level(config_.log_level), "sdpsd"),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   limits_.idle_timeout = config_.idle_timeout;
+  log_.set_json(config_.log_format == "json");
+  limits_.proxy_protocol_from = config_.proxy_protocol_from;
+  limits_.proxy_header_timeout = config_.proxy_protocol_timeout;
 }
 
 server::~server() {
@@ -33,6 +38,13 @@ void server::load() {
     }
   if (config_.tls) tls_ = std::make_unique<tls_credentials>(*config_.tls);
   chain_ = build_chain(config_, *this, log_, services_);
+  // The role label of the session metrics, from what the chain does.
+  std::string role = "embedded";
+  for (const auto& l : chain_->links()) {
+    if (l->module == "remote_spool") role = "frontend";
+    if (l->module == "backend_auth") role = "backend";
+  }
+  process_metrics().set_role(role);
 }
 
 void server::bind() {
@@ -60,6 +72,8 @@ void server::bind() {
     acceptors_.push_back(std::move(acceptor));
     policies_.push_back(std::move(policy));
   }
+  if (config_.metrics_listen)
+    metrics_endpoint_ = std::make_unique<metrics_endpoint>(io_, *config_.metrics_listen, process_metrics(), log_);
 }
 
 void server::drop_privileges() {
@@ -82,6 +96,10 @@ int server::run() {
   watch_signals();
   for (std::size_t i = 0; i < acceptors_.size(); ++i)
     asio::co_spawn(io_, accept_loop(*acceptors_[i], *policies_[i]), asio::detached);
+  if (metrics_endpoint_) metrics_endpoint_->start();
+  // Listeners are bound and privileges dropped: systemd (Type=notify) may
+  // start what depends on us.
+  notify_service_manager("READY=1\nSTATUS=serving");
   io_.run();
   log_.info("stopped");
   return 0;
@@ -94,7 +112,11 @@ void server::watch_signals() {
       log_.info("SIGHUP: reloading modules");
       // New sessions get the new certificate; open ones keep theirs.
       if (tls_) tls_->reload(log_);
+      const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now().time_since_epoch());
+      notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now.count()));
       chain_->reload();
+      notify_service_manager("READY=1\nSTATUS=serving");
       watch_signals();
       return;
     }
@@ -105,12 +127,17 @@ void server::watch_signals() {
 
 void server::shutdown() {
   stopping_ = true;
+  notify_service_manager("STOPPING=1");
+  if (metrics_endpoint_) metrics_endpoint_->close();
   for (auto& acceptor : acceptors_) {
     boost::system::error_code ignored;
     acceptor->close(ignored);
   }
   for (auto& [id, weak] : sessions_)
-    if (auto c = weak.lock()) c->close();
+    if (auto c = weak.lock()) {
+      c->end_reason(session_end::shutdown);
+      c->close();
+    }
   boost::system::error_code ignored;
   signals_.cancel(ignored);
 }

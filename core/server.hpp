@@ -7,6 +7,8 @@
 #include "loader.hpp"
 #include "logging.hpp"
 #include "tls.hpp"
+#include "metrics.hpp"
+#include "metrics_http.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -38,8 +40,10 @@ class server final : public sdps::server_context {
   const std::string& server_name() const override { return config_.server_name; }
   logger& log() override { return log_; }
   const settings& site() const override { return *config_.globals; }
+  sdps::metrics& metrics() override { return process_metrics(); }
 
   stderr_log& server_log() { return log_; }
+  const server_config& config() const { return config_; }
   std::size_t module_count() const { return chain_ ? chain_->links().size() : 0; }
 
  private:
@@ -58,6 +62,7 @@ class server final : public sdps::server_context {
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   /// One per acceptor, same index.
   std::vector<std::unique_ptr<listener_policy>> policies_;
+  std::unique_ptr<metrics_endpoint> metrics_endpoint_;
   std::map<std::uint64_t, std::weak_ptr<connection>> sessions_;
   std::uint64_t next_id_ = 1;
   asio::signal_set signals_;

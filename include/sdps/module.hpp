@@ -19,6 +19,7 @@
 #include <sdps/abi.hpp>
 #include <sdps/asio.hpp>
 #include <sdps/log.hpp>
+#include <sdps/metrics.hpp>
 #include <sdps/response.hpp>
 #include <sdps/session.hpp>
 #include <sdps/settings.hpp>
@@ -190,6 +191,9 @@ class server_context {
   /// config file's folder.
   virtual const settings& site() const = 0;
   virtual logger& log() = 0;
+  /// Where the module's counters go (see sdps/metrics.hpp); sdpsd serves
+  /// them on `metrics_listen:`. The default drops them.
+  virtual sdps::metrics& metrics() { return null_metrics(); }
 };
 
 /// What create() receives for one YAML entry of the chain.

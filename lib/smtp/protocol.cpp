@@ -2,6 +2,7 @@
 
 #include <sdps/log.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
 
@@ -99,8 +100,14 @@ std::optional<path_argument> parse_path(std::string_view argument, std::string_v
   std::string_view address = rest.substr(1, i - 1);
   if (!address.empty() && address.front() == '@') {  // <@relay,@relay:user@domain>
     const auto colon = address.find(':');
-    if (colon == std::string_view::npos) return std::nullopt;
+    // Domain names hold no quotes: a quote before the colon means the
+    // colon is inside a quoted local part, not the end of a route.
+    if (colon == std::string_view::npos || address.substr(0, colon).find('"') != std::string_view::npos)
+      return std::nullopt;
     address.remove_prefix(colon + 1);
+    // A route leads to a mailbox: not to nothing (which would read as the
+    // null sender) nor to a second route.
+    if (address.empty() || address.front() == '@') return std::nullopt;
   }
   out.address = std::string(address);
   std::string_view params = rest.substr(i + 1);
@@ -111,6 +118,13 @@ std::optional<path_argument> parse_path(std::string_view argument, std::string_v
     const auto end = params.find(' ');
     const std::string_view param = params.substr(0, end);
     const auto eq = param.find('=');
+    // RFC 5321 esmtp-keyword: a letter or digit, then letters, digits and
+    // hyphens. ("=X" would otherwise be a parameter with no name.)
+    const std::string_view key = param.substr(0, eq);
+    if (key.empty() || !std::isalnum(static_cast<unsigned char>(key.front())) ||
+        !std::all_of(key.begin(), key.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; }))
+      return std::nullopt;
     out.params.emplace_back(upper(param.substr(0, eq)),
                             eq == std::string_view::npos ? std::string() : std::string(param.substr(eq + 1)));
     params = end == std::string_view::npos ? std::string_view() : params.substr(end);

@@ -172,7 +172,13 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
     co_return verdict::next();
   }
 
-  s.log().info("login failed: host ", who.host, " from ", address_for_log(address));
+  // The reason stays in the log (and the metrics), never in the reply.
+  const char* reason = !host                                          ? "unknown host"
+                       : host->pop3_hash.empty() && !check->dialup_real ? "no usable password"
+                                                                        : "wrong password";
+  s.log().info("login failed: host ", who.host, " from ", address_for_log(address), ": ", reason);
+  server_.metrics().add("sdps_logins_total", {{"result", "failed"}});
+  server_.metrics().add("sdps_login_failures_total", {{"reason", reason}});
   s.login().reset();
   asio::steady_timer delay(s.get_executor());
   delay.expires_after(fail_delay_);

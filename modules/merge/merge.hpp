@@ -84,6 +84,7 @@ class merge_module final : public sdps::module, public maildrop_source {
   struct opened;
 
   logger& log_;
+  sdps::metrics& metrics_;  // punt availability
   std::string instance_;
   std::vector<std::string> punts_;
   std::vector<source> sources_;

@@ -288,7 +288,7 @@ void remote_spool::prepare(session& s) {
   asio::co_spawn(s.get_executor(), open_ahead(state.pending), asio::detached);
 }
 
-remote_spool::remote_spool(module_config& config) : log_(config.log()) {
+remote_spool::remote_spool(module_config& config) : log_(config.log()), metrics_(&config.server().metrics()) {
   settings& opts = config.options();
   if (sodium_init() < 0) throw config_error("module instance '" + config.instance() + "': libsodium failed to initialise");
   options_.punt = opts.string_or("punt", config.instance());
@@ -358,8 +358,12 @@ awaitable<lock_status> remote_spool::lock(session& s) {
         link = std::make_shared<backend_link>(s.get_executor(), options_, secret_, log_, tag);
         greeting = co_await greet(link);
       }
+      const auto asked = std::chrono::steady_clock::now();
       outcome = co_await log_in(link, secret_, who, greeting);
+      metrics_->observe("sdps_backend_request_seconds", {{"punt", options_.punt}},
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count());
     } catch (const spool_error& e) {
+      metrics_->add("sdps_backend_link_errors_total", {{"punt", options_.punt}});
       link->close(e.what());
       log_.warning("session ", s.id(), ": ", e.what());
       co_return lock_status::unavailable;
@@ -383,6 +387,7 @@ awaitable<lock_status> remote_spool::lock(session& s) {
       s.log().info("punt ", options_.punt, ": ", who, " is locked on the back end: ", outcome.detail);
       break;
     case lock_status::unavailable:
+      metrics_->add("sdps_backend_link_errors_total", {{"punt", options_.punt}});
       log_.warning("session ", s.id(), ": punt ", options_.punt, " (back end ", options_.display,
                    "): ", outcome.detail);
       break;

@@ -119,6 +119,7 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   std::chrono::milliseconds in_use_wait_{250};
   std::shared_ptr<const backend_secret> secret_;
   logger& log_;
+  sdps::metrics* metrics_;  // back-end latency and link errors
 };
 
 }  // namespace sdps::remote

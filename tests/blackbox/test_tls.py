@@ -111,6 +111,20 @@ def test_plaintext_always(sample, pki):
     c.quit()
 
 
+def test_trusted_networks_judge_the_address_a_proxy_header_gives(sample, pki):
+    sample.write_config(top={"proxy_protocol_from": "[127.0.0.1/32]"})
+    server = sample.start()
+    for source, allowed in (("192.0.2.9", False), ("127.0.0.5", True)):
+        c = Pop3(server.port, greeting=False)
+        c.send_raw(f"PROXY TCP4 {source} 127.0.0.1 40000 110\r\n".encode())
+        assert c.reply().startswith("+OK")
+        if allowed:
+            c.ok("USER sample")
+        else:
+            assert c.err("USER sample").startswith("-ERR [AUTH]")
+        c.close()
+
+
 def test_commands_pipelined_before_the_handshake_are_not_run(sample, pki):
     server = start(sample, pki, tls_listener=False)
     c = Pop3(ports(server)[0])

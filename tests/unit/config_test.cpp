@@ -64,21 +64,43 @@ TEST_CASE("configuration errors name the file and line") {
   CHECK_THAT(error_of("modules: [\n"), Catch::Contains("bad.yaml:"));
 }
 
-TEST_CASE("trusted networks: prefixes, IPv4 seen as IPv6, bad input", "[config]") {
+TEST_CASE("proxy_protocol_from: addresses and prefixes, refused with file and line") {
+  const auto config = core::load_config(
+      write("proxy.yaml", "proxy_protocol_from: [10.0.0.5, 10.1.0.0/16, \"2001:db8::/32\"]\n"
+                          "proxy_protocol_timeout: 2s\nmodules:\n  - module: x\n"));
+  REQUIRE(config.proxy_protocol_from.size() == 3);
+  CHECK(config.proxy_protocol_from[1].to_string() == "10.1.0.0/16");
+  CHECK(config.proxy_protocol_timeout == 2s);
+  CHECK(core::load_config(write("none.yaml", "modules:\n  - module: x\n")).proxy_protocol_from.empty());
+  CHECK_THAT(error_of("proxy_protocol_from: [balancer.example]\nmodules:\n  - module: x\n"),
+             Catch::Contains("bad.yaml:1") && Catch::Contains("not an address"));
+  CHECK_THAT(error_of("proxy_protocol_from: [10.0.0.0/33]\nmodules:\n  - module: x\n"),
+             Catch::Contains("not an address"));
+  CHECK_THAT(error_of("proxy_protocol_timeout: 0s\nmodules:\n  - module: x\n"), Catch::Contains("must be positive"));
+}
+
+TEST_CASE("TLS, listeners and the plaintext policy from the file", "[config]") {
   using boost::asio::ip::make_address;
-  const auto loopback = core::parse_network("127.0.0.0/8");
-  CHECK(loopback.contains(make_address("127.0.0.1")));
-  CHECK(loopback.contains(make_address("::ffff:127.9.9.9")));
-  CHECK_FALSE(loopback.contains(make_address("10.0.0.1")));
-  CHECK_FALSE(loopback.contains(make_address("::1")));
-  const auto six = core::parse_network("::1/128");
-  CHECK(six.contains(make_address("::1")));
-  CHECK_FALSE(six.contains(make_address("::2")));
-  CHECK(core::parse_network("10.1.2.3").contains(make_address("10.1.2.3")));
-  CHECK_FALSE(core::parse_network("10.1.2.3").contains(make_address("10.1.2.4")));
-  CHECK(core::parse_network("192.0.2.0/23").contains(make_address("192.0.3.255")));
-  CHECK(core::parse_network("0.0.0.0/0").contains(make_address("203.0.113.9")));
-  CHECK_THROWS_AS(core::parse_network("10.0.0.0/33"), config_error);
-  CHECK_THROWS_AS(core::parse_network("example.com/8"), config_error);
-  CHECK_THROWS_AS(core::parse_network("10.0.0.0/"), config_error);
+  const auto plain = core::load_config(write("plain.yaml", "modules:\n  - module: x\n"));
+  CHECK_FALSE(plain.tls);
+  CHECK(plain.plaintext_auth == core::plaintext_policy::tls_or_trusted);
+  CHECK(core::contains(plain.trusted_networks, make_address("127.0.0.1")));
+  CHECK(core::contains(plain.trusted_networks, make_address("::1")));
+  CHECK_FALSE(core::contains(plain.trusted_networks, make_address("10.0.0.1")));
+  const auto tls = core::load_config(
+      write("tls.yaml", "tls: {certificate: c.pem, key: k.pem, handshake_timeout: 5s}\n"
+                        "listen: [127.0.0.1:110, {address: 127.0.0.1:995, tls: implicit}]\n"
+                        "plaintext_auth: always\ntrusted_networks: [10.0.0.0/8]\nmodules:\n  - module: x\n"));
+  REQUIRE(tls.tls);
+  CHECK(tls.tls->certificate.filename() == "c.pem");
+  CHECK(tls.tls->handshake_timeout == 5s);
+  REQUIRE(tls.listen.size() == 2);
+  CHECK_FALSE(tls.listen[0].implicit_tls);
+  CHECK(tls.listen[1].implicit_tls);
+  CHECK(tls.plaintext_auth == core::plaintext_policy::always);
+  CHECK(core::contains(tls.trusted_networks, make_address("10.9.9.9")));
+  CHECK_THAT(error_of("plaintext_auth: never\nmodules:\n  - module: x\n"), Catch::Contains("plaintext_auth"));
+  CHECK_THAT(error_of("trusted_networks: [nowhere]\nmodules:\n  - module: x\n"), Catch::Contains("not an address"));
+  CHECK_THAT(error_of("tls: {certificate: c.pem, key: k.pem, colour: red}\nmodules:\n  - module: x\n"),
+             Catch::Contains("colour"));
 }

@@ -96,6 +96,14 @@ TEST_CASE("commands and paths") {
   CHECK_FALSE(parse_path("FROM:<a@b>", "TO"));
   CHECK_FALSE(parse_path("TO:<a@b>x", "TO"));
   CHECK_FALSE(parse_path("TO:<a\r@b>", "TO"));
+  CHECK_FALSE(parse_path("TO:<@relay:>", "TO"));
+  CHECK_FALSE(parse_path("TO:<@relay:@>", "TO"));
+  CHECK_FALSE(parse_path("TO:<@relay\":\"x@y>", "TO"));
+  // A parameter needs a keyword (RFC 5321 esmtp-keyword).
+  CHECK_FALSE(parse_path("FROM:<a@b> =x", "FROM"));
+  CHECK_FALSE(parse_path("FROM:<a@b> -SIZE=1", "FROM"));
+  CHECK_FALSE(parse_path("FROM:<a@b> SI\x01ZE=1", "FROM"));
+  CHECK(parse_path("FROM:<a@b> X-VENDOR", "FROM")->params.at(0).first == "X-VENDOR");
   const auto split = split_address("\"a@b\"@sample.demon.co.uk");
   REQUIRE(split);
   CHECK(split->first == "\"a@b\"");

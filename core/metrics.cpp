@@ -1,0 +1,174 @@
+#include "metrics.hpp"
+
+#include "version.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace sdps::core {
+
+namespace {
+
+std::string format_number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", v);
+  return text;
+}
+
+std::string escape_label(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// A label set with one more pair (the histogram's le), rendered.
+std::string with_le(const std::string& key, const std::string& le) {
+  const std::string pair = "le=\"" + le + "\"";
+  if (key.empty()) return "{" + pair + "}";
+  return key.substr(0, key.size() - 1) + "," + pair + "}";
+}
+
+}  // namespace
+
+metrics_registry::metrics_registry() {
+  declare("sdps_build_info", "gauge", "Version, commit and module ABI of this sdpsd; always 1.");
+  set("sdps_build_info",
+      {{"version", version::number()}, {"commit", version::commit()}, {"abi", std::to_string(version::abi)}}, 1);
+  declare("sdps_sessions_current", "gauge", "POP3 sessions open now.");
+  declare("sdps_sessions_total", "counter", "POP3 sessions accepted since start.");
+  declare("sdps_session_ends_total", "counter", "Sessions ended, by how they ended.");
+  declare("sdps_logins_total", "counter", "PASS commands, by result (ok, failed).");
+  add("sdps_logins_total", {{"result", "ok"}}, 0);
+  add("sdps_logins_total", {{"result", "failed"}}, 0);
+  declare("sdps_login_failures_total", "counter", "Failed logins, by reason.");
+  declare("sdps_commands_total", "counter", "Commands answered, by verb (verbs no module knows count as OTHER).");
+  declare("sdps_sent_bytes_total", "counter", "Octets written to POP3 clients.");
+  add("sdps_sent_bytes_total", {}, 0);
+  declare("sdps_punt_up", "gauge", "1 when the punt's spool or back end answered its last use, else 0.");
+  declare("sdps_backend_link_errors_total", "counter", "Failed requests and connections to a back end, by punt.");
+  declare("sdps_backend_request_seconds", "histogram", "Round-trip time of requests to a back end, by punt.",
+          {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  declare("sdps_auth_cache_hits_total", "counter", "Logins answered from the auth cache.");
+  declare("sdps_auth_cache_misses_total", "counter", "Logins the auth cache could not answer.");
+  add("sdps_auth_cache_hits_total", {}, 0);
+  add("sdps_auth_cache_misses_total", {}, 0);
+  declare("sdps_module_timeouts_total", "counter", "Module calls that overran their timeout, by instance.");
+}
+
+void metrics_registry::set_role(std::string role) {
+  std::lock_guard guard(lock_);
+  role_ = std::move(role);
+}
+
+void metrics_registry::session_opened() {
+  const metric_labels role{{"role", role_}};
+  add("sdps_sessions_total", role);
+  std::lock_guard guard(lock_);
+  find_or_make("sdps_sessions_current", "gauge").rows[label_key(role)].value += 1;
+}
+
+void metrics_registry::session_closed() {
+  std::lock_guard guard(lock_);
+  find_or_make("sdps_sessions_current", "gauge").rows[label_key({{"role", role_}})].value -= 1;
+}
+
+std::string metrics_registry::label_key(const metric_labels& labels) {
+  if (labels.empty()) return {};
+  std::string out = "{";
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (i) out += ',';
+    out += labels[i].first + "=\"" + escape_label(labels[i].second) + "\"";
+  }
+  return out + "}";
+}
+
+metrics_registry::family& metrics_registry::find_or_make(std::string_view name, std::string_view kind) {
+  auto it = families_.find(name);
+  if (it == families_.end()) {
+    it = families_.emplace(std::string(name), family{}).first;
+    it->second.kind = std::string(kind);
+    if (kind == "histogram") it->second.bounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  }
+  return it->second;
+}
+
+void metrics_registry::declare(std::string_view name, std::string_view kind, std::string_view help,
+                               const std::vector<double>& buckets) {
+  std::lock_guard guard(lock_);
+  family& f = find_or_make(name, kind);
+  f.kind = std::string(kind);
+  f.help = std::string(help);
+  if (!buckets.empty()) f.bounds = buckets;
+}
+
+void metrics_registry::add(std::string_view name, const metric_labels& labels, double amount) {
+  if (!(amount >= 0)) return;
+  std::lock_guard guard(lock_);
+  find_or_make(name, "counter").rows[label_key(labels)].value += amount;
+}
+
+void metrics_registry::set(std::string_view name, const metric_labels& labels, double value) {
+  std::lock_guard guard(lock_);
+  find_or_make(name, "gauge").rows[label_key(labels)].value = value;
+}
+
+void metrics_registry::observe(std::string_view name, const metric_labels& labels, double value) {
+  std::lock_guard guard(lock_);
+  family& f = find_or_make(name, "histogram");
+  series& s = f.rows[label_key(labels)];
+  s.buckets.resize(f.bounds.size());
+  for (std::size_t i = 0; i < f.bounds.size(); ++i)
+    if (value <= f.bounds[i]) ++s.buckets[i];
+  s.sum += value;
+  ++s.count;
+}
+
+double metrics_registry::value(std::string_view name, const metric_labels& labels) const {
+  std::lock_guard guard(lock_);
+  const auto it = families_.find(name);
+  if (it == families_.end()) return 0;
+  const auto row = it->second.rows.find(label_key(labels));
+  if (row == it->second.rows.end()) return 0;
+  return it->second.kind == "histogram" ? static_cast<double>(row->second.count) : row->second.value;
+}
+
+std::string metrics_registry::render() const {
+  std::lock_guard guard(lock_);
+  std::string out;
+  for (const auto& [name, f] : families_) {
+    if (!f.help.empty()) out += "# HELP " + name + " " + f.help + "\n";
+    out += "# TYPE " + name + " " + f.kind + "\n";
+    for (const auto& [key, s] : f.rows) {
+      if (f.kind != "histogram") {
+        out += name + key + " " + format_number(s.value) + "\n";
+        continue;
+      }
+      // Buckets are cumulative in the format; observe() counted each
+      // value in every bucket it fits, which is the same thing.
+      for (std::size_t i = 0; i < f.bounds.size(); ++i)
+        out += name + "_bucket" + with_le(key, format_number(f.bounds[i])) + " " +
+               format_number(static_cast<double>(i < s.buckets.size() ? s.buckets[i] : 0)) + "\n";
+      out += name + "_bucket" + with_le(key, "+Inf") + " " + format_number(static_cast<double>(s.count)) + "\n";
+      out += name + "_sum" + key + " " + format_number(s.sum) + "\n";
+      out += name + "_count" + key + " " + format_number(static_cast<double>(s.count)) + "\n";
+    }
+  }
+  return out;
+}
+
+metrics_registry& process_metrics() {
+  static metrics_registry registry;
+  return registry;
+}
+
+}  // namespace sdps::core

@@ -1,0 +1,64 @@
+#pragma once
+/// @file
+/// Metrics a module feeds: counters, gauges and histograms that sdpsd
+/// exposes in the Prometheus text format (see docs/operations.md).
+///
+/// Get the sink from server_context::metrics(). Every call is thread-safe
+/// (event loop or blocking pool) and cheap. Names follow Prometheus rules
+/// (`sdps_` prefix, `_total` for counters, `_seconds` for durations); label
+/// values must come from a small fixed set (punt names, reasons), never from
+/// client input, or the scrape grows without bound. Never put a secret in
+/// a name or a label.
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sdps {
+
+/// Label pairs of one series: {{"punt", "finchley"}}.
+using metric_labels = std::vector<std::pair<std::string, std::string>>;
+
+/// Where modules send measurements. The core's implementation keeps them
+/// for the scrape; the default one (tests, tools) drops them.
+class metrics {
+ public:
+  virtual ~metrics() = default;
+
+  /// Declares a family with its help text (optional: an undeclared family
+  /// gets its type from the first call and no help). `kind` is "counter",
+  /// "gauge" or "histogram". A histogram's `buckets` are upper bounds in
+  /// ascending order (seconds for durations).
+  virtual void declare(std::string_view name, std::string_view kind, std::string_view help,
+                       const std::vector<double>& buckets = {}) {
+    (void)name, (void)kind, (void)help, (void)buckets;
+  }
+  /// Adds `amount` (>= 0) to a counter.
+  virtual void add(std::string_view name, const metric_labels& labels = {}, double amount = 1) {
+    (void)name, (void)labels, (void)amount;
+  }
+  /// Sets a gauge.
+  virtual void set(std::string_view name, const metric_labels& labels, double value) {
+    (void)name, (void)labels, (void)value;
+  }
+  /// Records one observation in a histogram.
+  virtual void observe(std::string_view name, const metric_labels& labels, double value) {
+    (void)name, (void)labels, (void)value;
+  }
+
+  /// The auth cache's hit and miss counters (sdps_auth_cache_hits_total,
+  /// sdps_auth_cache_misses_total), exposed at zero until a cache feeds them.
+  void auth_cache_hit() { add("sdps_auth_cache_hits_total"); }
+  void auth_cache_miss() { add("sdps_auth_cache_misses_total"); }
+};
+
+/// A sink that drops everything: what server_context::metrics() returns
+/// when the host process keeps no metrics.
+inline metrics& null_metrics() {
+  static metrics none;
+  return none;
+}
+
+}  // namespace sdps
