@@ -79,19 +79,31 @@ chain::~chain() {
   while (!links_.empty()) links_.pop_back();
 }
 
+std::ptrdiff_t chain::position_of(const module_instance* l) const {
+  return std::find_if(links_.begin(), links_.end(), [l](const auto& p) { return p.get() == l; }) - links_.begin();
+}
+
 const chain::route& chain::route_for(const std::string& name) const {
   const auto it = routes_.find(name);
   return it == routes_.end() ? wildcard_only_ : it->second;
 }
 
 awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command cmd) {
-  const route& r = route_for(cmd.name);
+  const route* r = &route_for(cmd.name);
   const auto state = static_cast<state_mask>(s->state());
-  const bool valid = r.declared && (r.states & state);
+  bool valid = r->declared && (r->states & state);
   std::vector<const module_instance*> passed;  // the instances that let it through, in order
   std::optional<dispatch_result> result;
-  for (const auto& [l, states] : r.visit) {
+  // Chain position of the last instance called: after verdict::next_as()
+  // the new command's route resumes behind it.
+  std::ptrdiff_t after = -1;
+  for (std::size_t i = 0; i < r->visit.size(); ++i) {
+    const module_instance* l = r->visit[i].first;
+    const state_mask states = r->visit[i].second;
+    const std::ptrdiff_t at = position_of(l);
+    if (at <= after) continue;
     if (!(states & state)) continue;
+    after = at;
     auto outcome = co_await guarded(*l, *s, cmd.name.c_str(), call_command(s, l->object.get(), cmd));
     if (outcome.late) co_return dispatch_result{overrun_error(), l, std::move(outcome.late)};
     if (!outcome.answer) {
@@ -103,9 +115,15 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
       break;
     }
     passed.push_back(l);
+    if (outcome.answer->replaced()) {
+      cmd = std::move(*outcome.answer->replaced());
+      r = &route_for(cmd.name);
+      valid = r->declared && (r->states & state);
+      i = static_cast<std::size_t>(-1);  // restart the new route, past `after`
+    }
   }
   if (!result) {
-    if (!r.declared)
+    if (!r->declared)
       result = dispatch_result{response::err("unknown command"), nullptr, nullptr};
     else if (!valid)
       result = dispatch_result{

@@ -81,6 +81,7 @@ class chain {
     std::vector<std::pair<const module_instance*, state_mask>> visit;  // in chain order, "*" modules included
   };
   const route& route_for(const std::string& name) const;
+  std::ptrdiff_t position_of(const module_instance* l) const;
 
   std::vector<std::unique_ptr<module_instance>> links_;
   std::map<std::string, route, std::less<>> routes_;

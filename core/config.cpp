@@ -20,7 +20,7 @@ const std::set<std::string> server_keys = {
     "listen",       "customer_domain", "server_name", "banner",         "idle_timeout",
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
     "modules",      "log_format",      "metrics_listen", "proxy_protocol_from", "proxy_protocol_timeout",
-    "max_sessions_per_address", "login_timeout",
+    "max_sessions_per_address", "login_timeout", "tls", "plaintext_auth", "trusted_networks",
 };
 
 // Site settings that modules read from the top level (the auth module's
@@ -210,12 +210,61 @@ server_config load_config(const std::filesystem::path& given) {
   if (!root.IsMap()) throw config_error(config.file.filename().string() + ": the top level must be a mapping");
 
   yaml_settings top(root, config.file, "");
-  for (const std::string& text : top.strings_or("listen", {"127.0.0.1:110"})) {
-    try {
-      config.listen.push_back(parse_endpoint(text));
-    } catch (const config_error& e) {
-      top.fail("listen", e.what());
+  const YAML::Node listen = root["listen"];
+  if (!listen.IsDefined() || listen.IsNull()) {
+    config.listen.push_back({parse_endpoint("127.0.0.1:110"), false});
+  } else {
+    // Each entry is ADDR:PORT (plain, STLS offered when tls: is set) or
+    // {address: ADDR:PORT, tls: implicit}.
+    std::vector<YAML::Node> entries;
+    if (listen.IsSequence())
+      for (const YAML::Node& item : listen) entries.push_back(item);
+    else
+      entries.push_back(listen);
+    for (const YAML::Node& item : entries) {
+      const std::string at = location(config.file, item);
+      try {
+        if (item.IsScalar()) {
+          config.listen.push_back({parse_endpoint(item.Scalar()), false});
+        } else if (item.IsMap()) {
+          yaml_settings entry(item, config.file, "");
+          listener l{parse_endpoint(entry.string("address")), false};
+          const std::string mode = entry.string_or("tls", "no");
+          if (mode == "implicit") l.implicit_tls = true;
+          else if (mode != "no" && mode != "false")
+            throw config_error("'tls' of a listener must be 'implicit' (or absent)");
+          entry.refuse_unread("a listener");
+          config.listen.push_back(l);
+        } else {
+          throw config_error("an entry must be ADDRESS:PORT or {address: ADDRESS:PORT, tls: implicit}");
+        }
+      } catch (const config_error& e) {
+        const std::string text = e.what();
+        throw config_error(text.rfind(config.file.filename().string(), 0) == 0 ? text : at + ": listen: " + text);
+      }
     }
+  }
+  if (top.has("tls")) {
+    const auto section = top.child("tls");
+    tls_config tls;
+    tls.certificate = section->path("certificate");
+    tls.key = section->path("key");
+    tls.ciphers = section->string_or("ciphers", "");
+    tls.handshake_timeout = section->duration_or("handshake_timeout", tls.handshake_timeout);
+    if (tls.handshake_timeout.count() <= 0) section->fail("handshake_timeout", "'handshake_timeout' must be positive");
+    for (const std::string& key : section->keys())
+      if (key != "certificate" && key != "key" && key != "ciphers" && key != "handshake_timeout")
+        section->fail(key, "unknown setting '" + key + "' in 'tls'");
+    config.tls = std::move(tls);
+  }
+  const std::string policy = top.string_or("plaintext_auth", "tls_or_trusted");
+  if (policy == "always") config.plaintext_auth = plaintext_policy::always;
+  else if (policy == "tls_or_trusted") config.plaintext_auth = plaintext_policy::tls_or_trusted;
+  else top.fail("plaintext_auth", "'plaintext_auth' must be always or tls_or_trusted");
+  for (const std::string& text : top.strings_or("trusted_networks", {"127.0.0.0/8", "::1/128"})) {
+    const auto n = network::parse(text);
+    if (!n) top.fail("trusted_networks", "'trusted_networks': '" + text + "' is not an address or ADDRESS/PREFIX");
+    config.trusted_networks.push_back(*n);
   }
   config.customer_domain = top.string_or("customer_domain", config.customer_domain);
   while (!config.customer_domain.empty() && config.customer_domain.front() == '.')

@@ -66,6 +66,26 @@ bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
 /// Throws config_error on anything else.
 asio::ip::tcp::endpoint parse_endpoint(const std::string& text);
 
+/// A listening address and how clients there start.
+struct listener {
+  asio::ip::tcp::endpoint endpoint;
+  /// Implicit TLS (POP3S, RFC 8314): the handshake comes before the greeting.
+  bool implicit_tls = false;
+};
+
+/// The top-level `tls:` section.
+struct tls_config {
+  std::filesystem::path certificate;  ///< PEM chain, leaf first
+  std::filesystem::path key;          ///< PEM private key
+  /// OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's
+  /// defaults); empty: Mozilla's "intermediate" list.
+  std::string ciphers;
+  std::chrono::milliseconds handshake_timeout{std::chrono::seconds(30)};
+};
+
+/// When USER/PASS and AUTH PLAIN are allowed (Dovecot's disable_plaintext_auth).
+enum class plaintext_policy { always, tls_or_trusted };
+
 /// One entry of the `modules:` list, before loading.
 struct chain_entry {
   std::string module;    // module name: the .so file's stem
@@ -78,7 +98,12 @@ struct chain_entry {
 /// The whole configuration file.
 struct server_config {
   std::filesystem::path file;
-  std::vector<asio::ip::tcp::endpoint> listen;
+  std::vector<listener> listen;
+  /// Set when the file has `tls:`: STLS on plain listeners, and what
+  /// implicit-TLS listeners serve.
+  std::optional<tls_config> tls;
+  plaintext_policy plaintext_auth = plaintext_policy::tls_or_trusted;
+  std::vector<network> trusted_networks;
   std::string customer_domain = "demon.co.uk";
   std::string server_name;  // defaults to the machine's host name
   std::string banner;       // greeting text after "+OK "

@@ -28,6 +28,12 @@ awaitable<std::size_t> read_body(std::shared_ptr<body_source> body, std::shared_
   co_return co_await body->read(into);
 }
 
+std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
+  std::ostringstream out;
+  out << e;
+  return out.str();
+}
+
 constexpr std::size_t max_status_text = 512 - 7;  // "-ERR " + text + CRLF within 512 octets
 
 /// A balancer's PROXY v2 header may carry TLVs; more than this is refused.
@@ -36,10 +42,12 @@ constexpr std::size_t max_proxy_header = 16 * 1024;
 }  // namespace
 
 connection::connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules,
-                       const connection_limits& limits, const std::string& banner, stderr_log& server_log)
-    : socket_(std::move(socket)),
-      idle_(socket_.get_executor()),
-      login_deadline_(socket_.get_executor()),
+                       const connection_limits& limits, const std::string& banner, stderr_log& server_log,
+                       const listener_policy& policy)
+    : stream_(std::move(socket)),
+      idle_(stream_.socket().get_executor()),
+      login_deadline_(stream_.socket().get_executor()),
+      policy_(policy),
       id_(id),
       chain_(modules),
       limits_(limits),
@@ -47,18 +55,53 @@ connection::connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& mo
       log_(server_log.derive("session " + std::to_string(id))),
       reader_(limits.line_limit) {
   boost::system::error_code ec;
-  remote_ = socket_.remote_endpoint(ec);
-  local_ = socket_.local_endpoint(ec);
+  remote_ = stream_.socket().remote_endpoint(ec);
+  local_ = stream_.socket().local_endpoint(ec);
 }
 
-connection::~connection() { reader_.wipe(); }
+connection::~connection() {
+  reader_.wipe();
+  sodium_memzero(in_.data(), in_.size());
+}
+
+bool connection::can_start_tls() const {
+  return policy_.tls && !policy_.implicit_tls && !stream_.secure() && !tls_requested_;
+}
+
+void connection::start_tls() {
+  if (!can_start_tls()) throw std::logic_error("STLS is not possible on this session");
+  tls_requested_ = true;
+}
+
+bool connection::plaintext_auth_allowed() const {
+  if (stream_.secure() || policy_.plaintext == plaintext_policy::always) return true;
+  // remote_endpoint(), not remote_: the address the session answers for
+  // (a PROXY header may have replaced the peer's).
+  const auto address = remote_endpoint().address();
+  return policy_.trusted && core::contains(*policy_.trusted, address);
+}
+
+awaitable<std::optional<std::string>> connection::continuation(std::string challenge) {
+  out_ += "+ ";
+  for (char c : challenge) out_ += (c == '\r' || c == '\n' || c == '\0') ? ' ' : c;
+  out_ += "\r\n";
+  line_reader::status status = line_reader::status::need_more;
+  try {
+    status = co_await next_input();
+  } catch (const boost::system::system_error& e) {
+    log_->debug("waiting for a continuation line: ", e.code().message());
+    close();
+    co_return std::nullopt;
+  }
+  rearm_idle_timer();
+  if (status != line_reader::status::line || closed_) co_return std::nullopt;
+  co_return reader_.line();
+}
 
 void connection::close() {
   if (closed_) return;
   closed_ = true;
-  boost::system::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close();
   idle_.cancel();
   login_deadline_.cancel();
 }
@@ -127,7 +170,7 @@ awaitable<void> connection::run() {
   while (!slots_.empty()) slots_.pop_back();
   reader_.wipe();
   log_->write_event(log_level::info, "logout",
-                    record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, tls_));
+                    record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, stream_.secure()));
   process_metrics().session_closed();
   process_metrics().add("sdps_session_ends_total", {{"end", record_.how()}});
 }
@@ -163,7 +206,7 @@ bool connection::still_open() {
   if (closed_) return false;
   // POLLRDHUP reports the client's FIN even while data it sent before is
   // still unread, which a read would only reach after all of it.
-  pollfd p{socket_.native_handle(), POLLRDHUP, 0};
+  pollfd p{stream_.socket().native_handle(), POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return true;
   log_->info("the client has gone: closing without running the commands it left behind");
   record_.ended(session_end::client_gone);
@@ -189,7 +232,7 @@ awaitable<bool> connection::read_proxy_header() {
   for (;;) {
     boost::system::error_code ec;
     const std::size_t n =
-        co_await socket_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+        co_await stream_.socket().async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       *decided = true;
       if (*expired)
@@ -247,6 +290,21 @@ awaitable<void> connection::serve() {
     if (!accepted) co_return;
   }
   announced_ = true;
+  if (policy_.implicit_tls) {
+    if (!early_.empty()) {
+      // The client's first TLS octets came in with the PROXY header and
+      // cannot be handed to OpenSSL: not supported yet.
+      log_->warning("closing: TLS data arrived with the PROXY header on an implicit-TLS listener (not supported)");
+      co_return;
+    }
+    try {
+      co_await stream_.handshake(policy_.tls->current(), policy_.tls->config().handshake_timeout);
+    } catch (const boost::system::system_error& e) {
+      log_->info("TLS handshake failed: ", e.code().message());
+      co_return;
+    }
+    log_->debug("TLS: ", stream_.description());
+  }
   auto greeting = co_await chain_.fire(self, event::connect);
   late_ = std::move(greeting.late);
   if (greeting.answer) {
@@ -262,57 +320,78 @@ awaitable<void> connection::serve() {
   }
   co_await flush();
 
-  std::array<char, 4096> buffer;
-  std::size_t early = early_.copy(buffer.data(), buffer.size());
-  sodium_memzero(early_.data(), early_.size());
-  early_.clear();
-  bool first = true;
-  bool going = true;
-  while (going) {
-    std::size_t n = std::exchange(early, 0);
-    if (n == 0) n = co_await socket_.async_read_some(asio::buffer(buffer), asio::use_awaitable);
-    std::string_view data(buffer.data(), n);
+  for (;;) {
+    const line_reader::status status = co_await next_input();
+    rearm_idle_timer();
+    if (status == line_reader::status::overlong) {
+      out_ += "-ERR line too long (the limit is 512 octets)\r\n";
+      continue;
+    }
+    // Shutdown, the idle timer or the client leaving may have closed the
+    // session while earlier lines ran: what is still queued is dropped
+    // unrun (above all a QUIT, whose UPDATE nobody would hear of).
+    if (!still_open()) break;
+    const bool going = co_await execute(reader_.line());
+    if (!going) break;
+    if (tls_requested_) co_await begin_tls();
+  }
+  co_await flush();
+  co_await stream_.goodbye();
+}
+
+awaitable<line_reader::status> connection::next_input() {
+  for (;;) {
+    if (in_begin_ < in_end_) {
+      in_begin_ += reader_.feed(std::string_view(in_.data() + in_begin_, in_end_ - in_begin_));
+      const line_reader::status status = reader_.next();
+      if (status != line_reader::status::need_more) co_return status;
+    }
+    // Everything read so far has been answered: the replies go out
+    // together, and the input (which may have held a password) is wiped.
+    sodium_memzero(in_.data(), in_end_);
+    in_begin_ = in_end_ = 0;
+    co_await flush();
+    if (!early_.empty()) {
+      // What followed the balancer's PROXY header.
+      in_end_ = early_.copy(in_.data(), in_.size());
+      sodium_memzero(early_.data(), early_.size());
+      early_.clear();
+    } else {
+      in_end_ = co_await stream_.read_some(asio::buffer(in_));
+    }
     // A PROXY header here comes from a peer not in proxy_protocol_from (or
     // from a client behind a balancer that already sent one): a spoofing
     // attempt, never believed. It is caught when the first read holds the
     // header's start whole; split smaller, it is an unknown command.
-    if (std::exchange(first, false) && proxy::starts_with_header(data)) {
-      if (via_)
-        log_->warning("closing: client ", remote_, " sent a PROXY header of its own after the balancer's");
-      else
-        log_->warning("closing: a PROXY header from ", remote_, ", which is not in proxy_protocol_from");
-      sodium_memzero(buffer.data(), n);
-      close();
-      co_return;
+    if (std::exchange(first_read_, false) && proxy::starts_with_header(std::string_view(in_.data(), in_end_))) {
+      sodium_memzero(in_.data(), in_end_);
+      in_begin_ = in_end_ = 0;
+      if (via_) throw abort_session("client " + endpoint_text(remote_) + " sent a PROXY header of its own after the balancer's");
+      throw abort_session("a PROXY header from " + endpoint_text(remote_) + ", which is not in proxy_protocol_from");
     }
-    while (going && !data.empty()) {
-      data.remove_prefix(reader_.feed(data));
-      switch (reader_.next()) {
-        case line_reader::status::line:
-          rearm_idle_timer();
-          // Shutdown, the idle timer or the client leaving may have closed
-          // the session while earlier lines ran: what is still queued is
-          // dropped unrun (above all a QUIT, whose UPDATE nobody would hear of).
-          if (!still_open()) {
-            going = false;
-            break;
-          }
-          // (Not `a && co_await b`: keep co_await out of conditional operands.)
-          going = co_await execute(reader_.line());
-          break;
-        case line_reader::status::overlong:
-          rearm_idle_timer();
-          out_ += "-ERR line too long (the limit is 512 octets)\r\n";
-          break;
-        case line_reader::status::need_more:
-          break;
-      }
-    }
-    // Replies to pipelined commands go out together once the input read
-    // so far has been answered.
-    sodium_memzero(buffer.data(), n);
-    co_await flush();
   }
+}
+
+awaitable<void> connection::begin_tls() {
+  tls_requested_ = false;
+  co_await flush();
+  // RFC 2595 section 4, CVE-2011-0411: nothing the client sent before the
+  // handshake may run inside TLS.
+  const std::size_t dropped = in_end_ - in_begin_ + reader_.buffered();
+  if (dropped) log_->info("STLS: discarding ", dropped, " octet(s) sent before the TLS handshake");
+  sodium_memzero(in_.data(), in_.size());
+  in_begin_ = in_end_ = 0;
+  reader_.reset();
+  // A USER given in clear text does not carry over.
+  login_.reset();
+  try {
+    co_await stream_.handshake(policy_.tls->current(), policy_.tls->config().handshake_timeout);
+  } catch (const boost::system::system_error& e) {
+    log_->info("STLS: TLS handshake failed: ", e.code().message());
+    throw;
+  }
+  log_->debug("STLS: ", stream_.description());
+  rearm_idle_timer();
 }
 
 awaitable<bool> connection::execute(const std::string& line) {
@@ -415,7 +494,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
-  co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
+  co_await stream_.write(asio::buffer(out_));
   process_metrics().add("sdps_sent_bytes_total", {}, static_cast<double>(out_.size()));
   rearm_idle_timer();
   out_.clear();

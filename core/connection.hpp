@@ -4,8 +4,11 @@
 
 #include "address_limits.hpp"
 #include "chain.hpp"
+#include "client_stream.hpp"
+#include "config.hpp"
 #include "line_reader.hpp"
 #include "logging.hpp"
+#include "tls.hpp"
 #include "networks.hpp"
 #include "session_record.hpp"
 
@@ -37,10 +40,22 @@ struct connection_limits {
   std::chrono::milliseconds proxy_header_timeout{std::chrono::seconds(5)};
 };
 
+/// How sessions on one listener treat TLS and passwords (from the config;
+/// outlives every connection).
+struct listener_policy {
+  /// The server's credentials; null when `tls:` is not configured.
+  tls_credentials* tls = nullptr;
+  /// Implicit TLS: handshake before the greeting. Otherwise STLS is
+  /// offered when `tls` is set.
+  bool implicit_tls = false;
+  plaintext_policy plaintext = plaintext_policy::tls_or_trusted;
+  const std::vector<network>* trusted = nullptr;
+};
+
 class connection final : public sdps::session, public std::enable_shared_from_this<connection> {
  public:
   connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules, const connection_limits& limits,
-             const std::string& banner, stderr_log& server_log);
+             const std::string& banner, stderr_log& server_log, const listener_policy& policy);
   ~connection() override;
 
   /// Serves the client until it quits, the connection drops, the idle
@@ -66,11 +81,16 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   /// The balancer the client came through, when a PROXY header was read.
   const std::optional<asio::ip::tcp::endpoint>& via() const { return via_; }
   asio::ip::tcp::endpoint local_endpoint() const override { return local_; }
-  executor get_executor() override { return socket_.get_executor(); }
+  executor get_executor() override { return stream_.socket().get_executor(); }
   logger& log() override { return *log_; }
   pop3_state state() const override { return state_; }
   void enter(pop3_state next) override;
   std::vector<std::string> capabilities() override { return chain_.capabilities(*this); }
+  bool secure() const override { return stream_.secure(); }
+  bool can_start_tls() const override;
+  void start_tls() override;
+  bool plaintext_auth_allowed() const override;
+  awaitable<std::optional<std::string>> continuation(std::string challenge) override;
   std::optional<identity>& login() override { return login_; }
   void drop_slot(const void* owner) override;
 
@@ -80,6 +100,12 @@ class connection final : public sdps::session, public std::enable_shared_from_th
 
  private:
   awaitable<void> serve();
+  /// The next command line (or overlong report) from the client, reading
+  /// when what was read before is used up; before each read the replies
+  /// queued so far are sent (pipelined commands get theirs together).
+  awaitable<line_reader::status> next_input();
+  /// STLS accepted: drops unread input, runs the handshake.
+  awaitable<void> begin_tls();
   awaitable<void> watchdog();
   /// Reads the PROXY header a listed balancer must send before the
   /// greeting, within the time limit; takes its client address. Returns
@@ -99,9 +125,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   void append_status(const response& r);
   void rearm_idle_timer() { idle_.expires_after(limits_.idle_timeout); }
 
-  asio::ip::tcp::socket socket_;
+  client_stream stream_;
   asio::steady_timer idle_;
   asio::steady_timer login_deadline_;
+  const listener_policy& policy_;
   std::uint64_t id_;
   chain& chain_;
   const connection_limits& limits_;
@@ -114,6 +141,11 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   /// The connect event fired: modules know of the session.
   bool announced_ = false;
   line_reader reader_;
+  /// Received octets not yet fed to reader_: in_[in_begin_, in_end_).
+  std::array<char, 4096> in_{};
+  std::size_t in_begin_ = 0, in_end_ = 0;
+  bool tls_requested_ = false;
+  bool first_read_ = true;
   std::string out_;
   std::vector<char> chunk_;
   pop3_state state_ = pop3_state::authorization;
@@ -121,7 +153,6 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   bool closed_ = false;
   /// A module call that overran its time limit, still running.
   std::shared_ptr<late_call> late_;
-  bool tls_ = false;  // no TLS yet; the logout line already says so
   session_record record_;
   std::uint64_t body_octets_ = 0;  // of the reply being sent
   std::optional<identity> login_;

@@ -56,4 +56,11 @@ void line_reader::wipe() {
   line_.clear();
 }
 
+void line_reader::reset() {
+  wipe();
+  partial_.clear();
+  discarding_ = false;
+  ready_ = ready::none;
+}
+
 }  // namespace sdps::core

@@ -32,6 +32,11 @@ class line_reader {
   bool pending() const { return ready_ != ready::none; }
   /// Wipes the buffers (they may have held a password).
   void wipe();
+  /// Octets of an unfinished line held (or a pending line not yet taken).
+  std::size_t buffered() const { return partial_.size() + (ready_ == ready::line ? line_.size() + 1 : 0); }
+  /// Forgets everything received so far (wiped): the next octet starts a
+  /// new line. For STLS, which must not carry input across the handshake.
+  void reset();
 
  private:
   enum class ready { none, line, overlong };

@@ -12,23 +12,25 @@
 namespace {
 
 const char* usage =
-    "usage: sdpsd -c FILE [--listen ADDRESS:PORT]... [--check]\n"
+    "usage: sdpsd -c FILE [--listen ADDRESS:PORT]... [--listen-tls ADDRESS:PORT]... [--check]\n"
     "       sdpsd --version\n"
-    "  -c FILE            the YAML configuration\n"
-    "  --listen ADDR:PORT listen here instead of the file's 'listen' (repeatable; [::1]:PORT for IPv6)\n"
-    "  --check            validate the configuration and every module, then exit\n"
-    "  --version          print the version, commit, module ABI and library versions\n";
+    "  -c FILE                the YAML configuration\n"
+    "  --listen ADDR:PORT     listen here instead of the file's 'listen' (repeatable; [::1]:PORT for IPv6)\n"
+    "  --listen-tls ADDR:PORT listen here with implicit TLS (POP3S); with --listen, replaces the file's 'listen'\n"
+    "  --check                validate the configuration, the TLS certificate and key, and every module, then exit\n"
+    "  --version              print the version, commit, module ABI and library versions\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string file;
-  std::vector<std::string> listen;
+  std::vector<std::pair<std::string, bool>> listen;  // address, implicit TLS
   bool check = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if ((arg == "-c" || arg == "--config") && i + 1 < argc) file = argv[++i];
-    else if (arg == "--listen" && i + 1 < argc) listen.push_back(argv[++i]);
+    else if (arg == "--listen" && i + 1 < argc) listen.emplace_back(argv[++i], false);
+    else if (arg == "--listen-tls" && i + 1 < argc) listen.emplace_back(argv[++i], true);
     else if (arg == "--check") check = true;
     else if (arg == "--version" || arg == "-V") {
       std::cout << sdps::core::version::describe("sdpsd");
@@ -54,7 +56,8 @@ int main(int argc, char** argv) {
     auto config = sdps::core::load_config(file);
     if (!listen.empty()) {
       config.listen.clear();
-      for (const auto& text : listen) config.listen.push_back(sdps::core::parse_endpoint(text));
+      for (const auto& entry : listen)
+        config.listen.push_back({sdps::core::parse_endpoint(entry.first), entry.second});
     }
     // Whether the configured user can use the site's files, checked as
     // root too: --check fails on a problem, a starting server says so.

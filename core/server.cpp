@@ -31,6 +31,14 @@ server::~server() {
 }
 
 void server::load() {
+  for (const listener& l : config_.listen)
+    if (l.implicit_tls && !config_.tls) {
+      std::ostringstream where;
+      where << l.endpoint;
+      throw config_error(config_.file.filename().string() + ": listener " + where.str() +
+                         " is marked 'tls: implicit' but there is no top-level 'tls:' section");
+    }
+  if (config_.tls) tls_ = std::make_unique<tls_credentials>(*config_.tls);
   chain_ = build_chain(config_, *this, log_, services_);
   // The role label of the session metrics, from what the chain does.
   std::string role = "embedded";
@@ -42,7 +50,8 @@ void server::load() {
 }
 
 void server::bind() {
-  for (const auto& endpoint : config_.listen) {
+  for (const listener& l : config_.listen) {
+    const auto& endpoint = l.endpoint;
     auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
     boost::system::error_code ec;
     acceptor->open(endpoint.protocol(), ec);
@@ -55,8 +64,15 @@ void server::bind() {
       where << endpoint;
       throw std::runtime_error("cannot listen on " + where.str() + ": " + ec.message());
     }
-    log_.info("listening on ", acceptor->local_endpoint());
+    auto policy = std::make_unique<listener_policy>();
+    policy->tls = tls_.get();
+    policy->implicit_tls = l.implicit_tls;
+    policy->plaintext = config_.plaintext_auth;
+    policy->trusted = &config_.trusted_networks;
+    log_.info("listening on ", acceptor->local_endpoint(),
+              l.implicit_tls ? " (implicit TLS)" : tls_ ? " (STLS offered)" : "");
     acceptors_.push_back(std::move(acceptor));
+    policies_.push_back(std::move(policy));
   }
   if (config_.metrics_listen)
     metrics_endpoint_ = std::make_unique<metrics_endpoint>(io_, *config_.metrics_listen, process_metrics(), log_);
@@ -80,7 +96,8 @@ void server::drop_privileges() {
 int server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   watch_signals();
-  for (auto& acceptor : acceptors_) asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i)
+    asio::co_spawn(io_, accept_loop(*acceptors_[i], *policies_[i]), asio::detached);
   if (metrics_endpoint_) metrics_endpoint_->start();
   // Listeners are bound and privileges dropped: systemd (Type=notify) may
   // start what depends on us.
@@ -95,6 +112,8 @@ void server::watch_signals() {
     if (ec) return;
     if (signo == SIGHUP) {
       log_.info("SIGHUP: reloading modules");
+      // New sessions get the new certificate; open ones keep theirs.
+      if (tls_) tls_->reload(log_);
       const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now().time_since_epoch());
       notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now.count()));
@@ -155,7 +174,7 @@ std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& soc
   return ticket;
 }
 
-awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
+awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor, const listener_policy& policy) {
   asio::steady_timer backoff(io_);
   while (!stopping_) {
     boost::system::error_code ec;
@@ -183,7 +202,7 @@ awaitable<void> server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     }
     const std::uint64_t id = next_id_++;
-    auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_);
+    auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_, policy);
     session->hold(std::move(ticket));
     sessions_[id] = session;
     asio::co_spawn(

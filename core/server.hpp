@@ -7,6 +7,7 @@
 #include "connection.hpp"
 #include "loader.hpp"
 #include "logging.hpp"
+#include "tls.hpp"
 #include "metrics.hpp"
 #include "metrics_http.hpp"
 
@@ -23,7 +24,8 @@ class server final : public sdps::server_context {
   explicit server(server_config config);
   ~server() override;
 
-  /// Loads and starts every module. Throws config_error.
+  /// Loads the TLS certificate and key (when `tls:` is set), then loads
+  /// and starts every module. Throws config_error.
   void load();
   /// Opens the listeners and logs "listening on ADDRESS:PORT" for each.
   void bind();
@@ -46,7 +48,7 @@ class server final : public sdps::server_context {
   std::size_t module_count() const { return chain_ ? chain_->links().size() : 0; }
 
  private:
-  awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+  awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const listener_policy& policy);
   /// The accept-time admission, all of it: max_sessions, then
   /// max_sessions_per_address on the peer's address. Null after writing a
   /// refusal to `socket` (the caller closes it). A PROXY header read later
@@ -63,7 +65,10 @@ class server final : public sdps::server_context {
   std::unique_ptr<chain> chain_;
   connection_limits limits_;
   address_limits per_address_;
+  std::unique_ptr<tls_credentials> tls_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  /// One per acceptor, same index.
+  std::vector<std::unique_ptr<listener_policy>> policies_;
   std::unique_ptr<metrics_endpoint> metrics_endpoint_;
   std::map<std::uint64_t, std::weak_ptr<connection>> sessions_;
   std::uint64_t next_id_ = 1;

@@ -14,7 +14,10 @@
 #include <cstdint>
 
 /// Bumped whenever a public header changes in a way that breaks modules.
-/// 2: body_source::size(); server_context::metrics() (sdps/metrics.hpp).
+/// 2: body_source::size(); server_context::metrics() (sdps/metrics.hpp); in
+///    the same release (no module was built for a released 2 without them):
+///    session::secure(), can_start_tls(), start_tls(),
+///    plaintext_auth_allowed(), continuation(), verdict::next_as().
 #define SDPS_ABI_VERSION 2
 
 #define SDPS_STR2_(x) #x

@@ -96,11 +96,24 @@ class verdict {
     v.reply_ = std::move(r);
     return v;
   }
+  /// Not mine as it stands: the instances after this one see `replaced`
+  /// instead, routed by its own verb (as if the client had sent it), and
+  /// this instance counts as having passed the command on (it gets
+  /// `command_failed` if the new command ends in -ERR). AUTH PLAIN uses it
+  /// to finish a login as PASS does.
+  static verdict next_as(command replaced) {
+    verdict v;
+    v.replaced_ = std::move(replaced);
+    return v;
+  }
   bool answered() const { return reply_.has_value(); }
   response& reply() { return *reply_; }
+  /// The command the rest of the chain sees instead, if any.
+  std::optional<command>& replaced() { return replaced_; }
 
  private:
   std::optional<response> reply_;
+  std::optional<command> replaced_;
 };
 
 /// A command a module takes part in, and the states in which it is valid.

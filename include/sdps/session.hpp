@@ -69,6 +69,33 @@ class session {
   /// module::capabilities), in chain order, without duplicates.
   virtual std::vector<std::string> capabilities() = 0;
 
+  /// True once TLS protects the connection (an implicit-TLS listener, or
+  /// after STLS).
+  virtual bool secure() const = 0;
+  /// True when STLS would succeed now: TLS is configured, this listener is
+  /// plain and no TLS is in force yet. CAPA lists STLS only then.
+  virtual bool can_start_tls() const = 0;
+  /// Asks the core to start TLS (RFC 2595) once the reply to the current
+  /// command has been sent; that reply must be positive. Whatever the client
+  /// sent after the command line is discarded unread (a plaintext injection
+  /// must not run inside TLS), then the handshake runs within the configured
+  /// time limit; a failed handshake closes the connection. Throws
+  /// std::logic_error unless can_start_tls().
+  virtual void start_tls() = 0;
+  /// The site's plaintext policy for this session (`plaintext_auth`,
+  /// `trusted_networks`): true when a password may be sent now (TLS is in
+  /// force, the policy is `always`, or remote_endpoint() is in a trusted
+  /// network). Modules taking passwords (USER/PASS, AUTH PLAIN) refuse them
+  /// with -ERR [AUTH] otherwise, and leave them out of CAPA.
+  virtual bool plaintext_auth_allowed() const = 0;
+  /// For a command that needs one more line from the client (a SASL
+  /// continuation, RFC 5034): sends `+ ` and `challenge` (and any reply
+  /// queued before it), then waits for the client's next line and returns
+  /// it, or nothing if that line was too long or the session closed. The
+  /// wait counts against the calling instance's time limit. The line may
+  /// hold a secret: wipe it when done. Call it from on_command() only.
+  virtual awaitable<std::optional<std::string>> continuation(std::string challenge) = 0;
+
   /// The login being attempted (after USER) or in force (in TRANSACTION).
   virtual std::optional<identity>& login() = 0;
 

@@ -90,6 +90,7 @@ auth_module::auth_module(module_config& config) : server_(config.server()), log_
   if (cost_ == hostdb::cost::min)
     log_.warning("password_cost is 'min': password hashes are cheap to crack; use it for tests and benchmarks only");
 
+  config.provide<password_verifier>(&verifier_);
   fail_delay_ = config.options().duration_or("fail_delay", std::chrono::seconds(1));
   if (fail_delay_ > max_fail_delay) config.options().fail("fail_delay", "'fail_delay' must be at most 30s");
 
@@ -147,12 +148,21 @@ std::vector<command_spec> auth_module::commands() const {
   return {{"USER", authorization}, {"PASS", authorization}, {"APOP", authorization}};
 }
 
-void auth_module::capabilities(session&, std::vector<std::string>& lines) const {
-  lines.push_back("USER");
+void auth_module::capabilities(session& s, std::vector<std::string>& lines) const {
+  if (s.plaintext_auth_allowed()) lines.push_back("USER");
   lines.push_back("AUTH-RESP-CODE");
 }
 
+response plaintext_refused(session& s) {
+  return response::err(s.can_start_tls() ? "[AUTH] plaintext login is not allowed here: use STLS first"
+                                         : "[AUTH] plaintext login is not allowed here: connect with TLS");
+}
+
 awaitable<verdict> auth_module::on_command(session& s, const command& cmd) {
+  if ((cmd.name == "USER" || cmd.name == "PASS") && !s.plaintext_auth_allowed()) {
+    s.login().reset();
+    co_return verdict::answer(plaintext_refused(s));
+  }
   if (cmd.name == "USER") co_return co_await user(s, cmd);
   if (cmd.name == "PASS") co_return co_await pass(s, cmd);
   if (cmd.name == "APOP") co_return verdict::answer(response::err("APOP not implemented; use USER and PASS"));

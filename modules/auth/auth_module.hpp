@@ -2,6 +2,7 @@
 // The auth module: USER and PASS against the host database (hostdb.hpp).
 // Settings are documented in README.md beside this file.
 
+#include <sdps/auth.hpp>
 #include <sdps/module.hpp>
 
 #include "address_guard.hpp"
@@ -39,6 +40,10 @@ struct password_check {
   /// The blocking part. Any thread.
   credential run() const;
 };
+
+/// The -ERR [AUTH] reply to a password the plaintext policy refuses
+/// (session::plaintext_auth_allowed()), with a hint: STLS, or TLS.
+response plaintext_refused(session& s);
 
 /// The `auth` module instance.
 ///
@@ -80,6 +85,7 @@ class auth_module final : public sdps::module {
 
   server_context& server_;
   logger& log_;
+  password_verifier verifier_;
   std::filesystem::path file_;
   hostdb::cost cost_;
   std::chrono::milliseconds fail_delay_;

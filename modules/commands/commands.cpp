@@ -49,7 +49,7 @@ std::vector<command_spec> commands_module::commands() const {
       {"PASS", authorization},          {"QUIT", authorization | transaction}, {"CAPA", authorization | transaction},
       {"STAT", transaction},            {"LIST", transaction},                 {"RETR", transaction},
       {"TOP", transaction},             {"UIDL", transaction},                 {"DELE", transaction},
-      {"RSET", transaction},            {"NOOP", transaction},
+      {"RSET", transaction},            {"NOOP", transaction},                 {"STLS", authorization},
   };
 }
 
@@ -57,7 +57,9 @@ void commands_module::start(const registry& services) {
   source_ = find_maildrop_source(services, source_name_, position_, instance_);
 }
 
-void commands_module::capabilities(session&, std::vector<std::string>& lines) const {
+void commands_module::capabilities(session& s, std::vector<std::string>& lines) const {
+  // RFC 2595: only where STLS will succeed, and never once TLS is on.
+  if (s.can_start_tls()) lines.push_back("STLS");
   // What is always true of this module, in either state: TOP and UIDL are
   // real in TRANSACTION, the core answers pipelined commands in order, and
   // every -ERR that a client should act on carries an RFC 2449 code.
@@ -68,6 +70,13 @@ awaitable<verdict> commands_module::on_command(session& s, const command& cmd) {
   if (cmd.name == "CAPA") co_return capa(s, cmd);
   if (s.state() == pop3_state::authorization) {
     if (cmd.name == "PASS") co_return co_await pass(s);
+    if (cmd.name == "STLS") {
+      if (!cmd.args().empty()) co_return reply(syntax("STLS"));
+      if (s.secure()) co_return reply(response::err("TLS is already in force"));
+      if (!s.can_start_tls()) co_return reply(response::err("TLS is not available here"));
+      s.start_tls();
+      co_return reply(response::ok("begin TLS negotiation"));
+    }
     if (cmd.name == "QUIT") {
       if (!cmd.args().empty()) co_return reply(syntax("QUIT"));
       co_return reply(response::ok(server_name_ + " POP3 server signing off").and_close());

@@ -388,7 +388,7 @@ def test_check_accepts_the_test_config(site):
 
 def test_shipped_chain_is_the_documented_one():
     names = [(e["module"], e.get("name", e["module"])) for e in shipped_chain()]
-    assert names == [("auth", "auth"), ("lock", "lock"), ("local_spool", "finchley"), ("local_spool", "docklands"),
+    assert names == [("sasl", "sasl"), ("auth", "auth"), ("lock", "lock"), ("local_spool", "finchley"), ("local_spool", "docklands"),
                      ("merge", "merge"), ("commands", "commands"), ("extensions", "extensions")]
 
 

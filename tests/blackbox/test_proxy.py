@@ -20,8 +20,10 @@ from sdps_harness import Pop3, wait_until
 BALANCER = "127.0.0.1"
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
+# plaintext_auth: always, as these clients reach the balancer without TLS
+# from outside trusted_networks (the policy itself: test_tls.py).
 pytestmark = pytest.mark.site_options(top={"proxy_protocol_from": f"[{BALANCER}/32]",
-                                           "proxy_protocol_timeout": "1s"})
+                                           "proxy_protocol_timeout": "1s", "plaintext_auth": "always"})
 
 
 def v1(source: str, port: int = 110, family: str = "TCP4", destination: str | None = None) -> bytes:

@@ -176,6 +176,22 @@ class fake_session final : public session {
   std::vector<std::string> capabilities() override {
     return chain_ && *chain_ ? (*chain_)->capabilities(*this) : std::vector<std::string>{};
   }
+  bool secure() const override { return tls; }
+  bool can_start_tls() const override { return tls_available && !tls; }
+  void start_tls() override {
+    if (!can_start_tls()) throw std::logic_error("STLS is not possible on this session");
+    tls = true;
+  }
+  bool plaintext_auth_allowed() const override { return tls || plaintext_allowed; }
+  /// Answers each continuation with the next of `client_lines` (nothing
+  /// when they are used up); the challenges sent are kept in `challenges`.
+  awaitable<std::optional<std::string>> continuation(std::string challenge) override {
+    challenges.push_back(std::move(challenge));
+    if (client_lines.empty()) co_return std::nullopt;
+    std::string line = std::move(client_lines.front());
+    client_lines.erase(client_lines.begin());
+    co_return line;
+  }
   std::optional<identity>& login() override { return login_; }
   void drop_slot(const void* owner) override {
     const auto it = std::find_if(slots_.begin(), slots_.end(), [owner](const auto& s) { return s.first == owner; });
@@ -196,6 +212,15 @@ class fake_session final : public session {
 
   /// The client's address.
   asio::ip::tcp::endpoint remote{asio::ip::make_address("192.0.2.7"), static_cast<unsigned short>(40000 + id_)};
+  /// TLS in force (start_tls() sets it at once).
+  bool tls = false;
+  /// STLS would be offered (TLS configured on a plain listener).
+  bool tls_available = false;
+  /// The plaintext policy's answer without TLS.
+  bool plaintext_allowed = true;
+  /// What continuation() hands back, in order, and the challenges it got.
+  std::vector<std::string> client_lines;
+  std::vector<std::string> challenges;
   /// Set when a reply asked to close the connection (the harness does).
   bool closed = false;
   /// False for a module that must never call enter(): then enter() throws.

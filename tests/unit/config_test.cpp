@@ -78,3 +78,29 @@ TEST_CASE("proxy_protocol_from: addresses and prefixes, refused with file and li
              Catch::Contains("not an address"));
   CHECK_THAT(error_of("proxy_protocol_timeout: 0s\nmodules:\n  - module: x\n"), Catch::Contains("must be positive"));
 }
+
+TEST_CASE("TLS, listeners and the plaintext policy from the file", "[config]") {
+  using boost::asio::ip::make_address;
+  const auto plain = core::load_config(write("plain.yaml", "modules:\n  - module: x\n"));
+  CHECK_FALSE(plain.tls);
+  CHECK(plain.plaintext_auth == core::plaintext_policy::tls_or_trusted);
+  CHECK(core::contains(plain.trusted_networks, make_address("127.0.0.1")));
+  CHECK(core::contains(plain.trusted_networks, make_address("::1")));
+  CHECK_FALSE(core::contains(plain.trusted_networks, make_address("10.0.0.1")));
+  const auto tls = core::load_config(
+      write("tls.yaml", "tls: {certificate: c.pem, key: k.pem, handshake_timeout: 5s}\n"
+                        "listen: [127.0.0.1:110, {address: 127.0.0.1:995, tls: implicit}]\n"
+                        "plaintext_auth: always\ntrusted_networks: [10.0.0.0/8]\nmodules:\n  - module: x\n"));
+  REQUIRE(tls.tls);
+  CHECK(tls.tls->certificate.filename() == "c.pem");
+  CHECK(tls.tls->handshake_timeout == 5s);
+  REQUIRE(tls.listen.size() == 2);
+  CHECK_FALSE(tls.listen[0].implicit_tls);
+  CHECK(tls.listen[1].implicit_tls);
+  CHECK(tls.plaintext_auth == core::plaintext_policy::always);
+  CHECK(core::contains(tls.trusted_networks, make_address("10.9.9.9")));
+  CHECK_THAT(error_of("plaintext_auth: never\nmodules:\n  - module: x\n"), Catch::Contains("plaintext_auth"));
+  CHECK_THAT(error_of("trusted_networks: [nowhere]\nmodules:\n  - module: x\n"), Catch::Contains("not an address"));
+  CHECK_THAT(error_of("tls: {certificate: c.pem, key: k.pem, colour: red}\nmodules:\n  - module: x\n"),
+             Catch::Contains("colour"));
+}

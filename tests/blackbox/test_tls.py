@@ -1,0 +1,305 @@
+"""TLS, the plaintext policy and AUTH PLAIN (issue 9): STLS on plain
+listeners, implicit TLS (POP3S) on --listen-tls, real clients (curl,
+openssl s_client, fetchmail, mpop, poplib) checking the certificate against
+a test CA made by scripts/make-test-cert."""
+
+import base64
+import os
+import poplib
+import re
+import shutil
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import POP_PW
+from sdps_harness import SOURCE_DIR, TIMEOUT, Pop3, crlf, message
+
+MAKE_CERT = SOURCE_DIR / "scripts" / "make-test-cert"
+
+
+def make_pki(folder: Path) -> Path:
+    subprocess.run([str(MAKE_CERT), str(folder)], check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return make_pki(tmp_path / "pki")
+
+
+def tls_top(pki: Path, **extra) -> dict:
+    top = {"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}}}"}
+    top.update(extra)
+    return top
+
+
+def start(site, pki, *, tls_listener=True, **top):
+    site.write_config(top=tls_top(pki, **top))
+    extra = ["--listen-tls", "127.0.0.1:0"] if tls_listener else []
+    server = site.start(extra_args=extra)
+    if tls_listener:
+        deadline = time.monotonic() + TIMEOUT
+        while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return server
+
+
+def ports(server) -> tuple[int, int]:
+    """(plain port, implicit-TLS port) from the log."""
+    plain = re.search(r"listening on 127\.0\.0\.1:(\d+) \(STLS offered\)", server.log())
+    tls = re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", server.log())
+    return int(plain.group(1)), int(tls.group(1)) if tls else 0
+
+
+def client_context(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    return ctx
+
+
+def starttls(c: Pop3, pki: Path) -> None:
+    c.ok("STLS")
+    assert c.buffer == b""
+    c.sock = client_context(pki).wrap_socket(c.sock, server_hostname="localhost")
+
+
+def capa(c: Pop3) -> list[str]:
+    return [line.decode() for line in c.multi("CAPA")]
+
+
+def plain_response(authzid: str, authcid: str, password: str) -> str:
+    return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+
+
+# ---------------------------------------------------------------- STLS and the plaintext policy
+
+def test_untrusted_client_must_use_stls_and_capa_says_so(sample, pki):
+    server = start(sample, pki, tls_listener=False, trusted_networks="[10.0.0.0/8]")
+    plain, _ = ports(server)
+    c = Pop3(plain)
+    before = capa(c)
+    assert "STLS" in before
+    assert "USER" not in before and "SASL PLAIN" not in before
+    reply = c.err("USER sample")
+    assert reply.startswith("-ERR [AUTH]") and "STLS" in reply
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', POP_PW)}").startswith("-ERR [AUTH]")
+    starttls(c, pki)
+    after = capa(c)
+    assert "STLS" not in after
+    assert "USER" in after and "SASL PLAIN" in after
+    assert c.err("STLS").startswith("-ERR")
+    c.login("sample", POP_PW)
+    c.quit()
+
+
+def test_trusted_client_may_use_plaintext_and_shipped_default_without_tls(server):
+    c = server.connect()
+    words = capa(c)
+    assert "USER" in words and "STLS" not in words
+    c.login("sample", POP_PW)
+    c.quit()
+
+
+def test_plaintext_always(sample, pki):
+    server = start(sample, pki, tls_listener=False, trusted_networks="[10.0.0.0/8]", plaintext_auth="always")
+    c = Pop3(ports(server)[0])
+    assert "USER" in capa(c)
+    c.login("sample", POP_PW)
+    c.quit()
+
+
+def test_trusted_networks_judge_the_address_a_proxy_header_gives(sample, pki):
+    sample.write_config(top={"proxy_protocol_from": "[127.0.0.1/32]"})
+    server = sample.start()
+    for source, allowed in (("192.0.2.9", False), ("127.0.0.5", True)):
+        c = Pop3(server.port, greeting=False)
+        c.send_raw(f"PROXY TCP4 {source} 127.0.0.1 40000 110\r\n".encode())
+        assert c.reply().startswith("+OK")
+        if allowed:
+            c.ok("USER sample")
+        else:
+            assert c.err("USER sample").startswith("-ERR [AUTH]")
+        c.close()
+
+
+def test_commands_pipelined_before_the_handshake_are_not_run(sample, pki):
+    server = start(sample, pki, tls_listener=False)
+    c = Pop3(ports(server)[0])
+    c.send_raw(b"STLS\r\nUSER sample\r\nPASS " + POP_PW.encode() + b"\r\nQUIT\r\n")
+    assert c.reply().startswith("+OK")
+    time.sleep(0.2)
+    c.sock = client_context(pki).wrap_socket(c.sock, server_hostname="localhost")
+    c.buffer = b""
+    # The USER sent in clear before the handshake was dropped with the rest.
+    assert c.err(f"PASS {POP_PW}") == "-ERR send USER first"
+    c.err("STAT")
+    c.login("sample", POP_PW)
+    c.quit()
+    assert "discarding" in server.log()
+
+
+def test_a_failed_handshake_closes_the_connection(sample, pki):
+    server = start(sample, pki, tls_listener=False)
+    c = Pop3(ports(server)[0])
+    c.ok("STLS")
+    c.send_raw(b"this is not a TLS record\r\n")
+    c.expect_closed()
+    assert server.alive()
+
+
+def test_handshake_time_limit(sample, pki):
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"handshake_timeout: 500ms}}"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c = Pop3(ports(server)[1], greeting=False)
+    c.expect_closed(within=5)
+
+
+# ---------------------------------------------------------------- implicit TLS and real clients
+
+def test_poplib_pop3_ssl_and_stls(sample, pki):
+    sample.deliver("fred@sample.demon.co.uk", data=message("one"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    plain, secure = ports(server)
+    p = poplib.POP3_SSL("127.0.0.1", secure, context=client_context(pki), timeout=TIMEOUT)
+    assert "STLS" not in p.capa()
+    p.user("sample")
+    p.pass_(POP_PW)
+    assert p.stat()[0] == 1
+    p.quit()
+    q = poplib.POP3("127.0.0.1", plain, timeout=TIMEOUT)
+    q.stls(context=client_context(pki))
+    q.user("sample")
+    q.pass_(POP_PW)
+    assert b"Subject: one" in b"\n".join(q.retr(1)[1])
+    q.quit()
+
+
+def test_curl_pop3s_and_ssl_reqd(sample, pki):
+    sample.deliver("fred@sample.demon.co.uk", data=message("hello curl"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    plain, secure = ports(server)
+    for url, extra in ((f"pop3s://localhost:{secure}/1", []), (f"pop3://localhost:{plain}/1", ["--ssl-reqd"])):
+        out = subprocess.run(["curl", "-s", "-S", "--cacert", str(pki / "ca.pem"), "--user", f"sample:{POP_PW}",
+                              *extra, url], capture_output=True, timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr
+        assert b"Subject: hello curl" in out.stdout
+    # A client that does not trust the CA is refused.
+    out = subprocess.run(["curl", "-s", "--user", f"sample:{POP_PW}", f"pop3s://localhost:{secure}/"],
+                         capture_output=True, timeout=TIMEOUT)
+    assert out.returncode != 0
+
+
+def test_openssl_s_client_starttls(sample, pki):
+    sample.deliver("fred@sample.demon.co.uk", data=message("s_client"))
+    server = start(sample, pki, tls_listener=False, trusted_networks="[10.0.0.0/8]")
+    script = f"CAPA\nUSER sample\nPASS {POP_PW}\nSTAT\nQUIT\n"   # -crlf adds the CRs
+    out = subprocess.run(["openssl", "s_client", "-starttls", "pop3", "-connect", f"127.0.0.1:{ports(server)[0]}",
+                          "-CAfile", str(pki / "ca.pem"), "-verify_return_error", "-verify_hostname", "localhost",
+                          "-quiet", "-crlf"],
+                         input=script.encode(), capture_output=True, timeout=TIMEOUT)
+    text = out.stdout.decode()
+    assert "+OK 1 " in text, (text, out.stderr)
+    assert "\r\nSTLS\r\n" not in text
+
+
+def test_fetchmail_ssl_and_mpop_starttls(sample, pki, tmp_path):
+    for n in range(2):
+        sample.deliver("fred@sample.demon.co.uk", data=message(f"m{n}"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    plain, secure = ports(server)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(f"set no syslog\npoll 127.0.0.1 service {secure} protocol pop3:\n"
+                  f"  user \"sample\" there with password \"{POP_PW}\" is me here\n"
+                  f"  ssl sslcertck sslcertfile {pki / 'ca.pem'} sslcommonname localhost keep fetchall\n"
+                  f"  mda \"sh -c 'cat > {out_dir}/msg.$$'\"\n")
+    rc.chmod(0o600)
+    env = {**os.environ, "HOME": str(tmp_path), "FETCHMAILHOME": str(tmp_path)}
+    got = subprocess.run(["fetchmail", "-f", str(rc), "-d0", "--nosyslog"], capture_output=True, env=env,
+                         timeout=6 * TIMEOUT)
+    assert got.returncode == 0, (got.stdout, got.stderr)
+    assert len(list(out_dir.iterdir())) == 2
+
+    mbox = tmp_path / "out.mbox"
+    mbox.write_text("")
+    got = subprocess.run(["mpop", "--host=127.0.0.1", f"--port={plain}", "--tls=on", "--tls-starttls=on",
+                          f"--tls-trust-file={pki / 'ca.pem'}", "--tls-host-override=localhost", "--auth=user",
+                          "--user=sample", f"--passwordeval=echo '{POP_PW}'", f"--delivery=mbox,{mbox}",
+                          f"--uidls-file={tmp_path / 'uidls'}", "--keep=on", "--only-new=off"],
+                         capture_output=True, env=env, timeout=6 * TIMEOUT)
+    assert got.returncode == 0, (got.stdout, got.stderr)
+    assert mbox.read_text().count("Subject: m") == 2
+
+
+# ---------------------------------------------------------------- AUTH PLAIN
+
+def test_auth_plain_both_forms_wrong_password_and_authzid(server):
+    c = server.connect()
+    assert c.multi("AUTH") == [b"PLAIN"]
+    assert "SASL PLAIN" in capa(c)
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', 'wrong')}") == "-ERR [AUTH] invalid login"
+    reply = c.err(f"AUTH PLAIN {plain_response('other', 'sample', POP_PW)}")
+    assert reply.startswith("-ERR [AUTH]")
+    assert c.ok(f"AUTH PLAIN {plain_response('sample', 'sample', POP_PW)}").startswith("+OK")
+    c.ok("STAT")
+    c.err("AUTH PLAIN")                          # TRANSACTION: no AUTH
+    c.quit()
+
+    d = server.connect()
+    d.send("AUTH PLAIN")
+    assert d.line() == "+ "
+    d.send(plain_response("", "sample.demon.co.uk", POP_PW))
+    assert d.reply().startswith("+OK")
+    d.quit()
+
+    e = server.connect()
+    e.send("AUTH PLAIN")
+    assert e.line() == "+ "
+    assert e.err("*").startswith("-ERR")
+    assert e.err("AUTH PLAIN !!!").startswith("-ERR")
+    e.quit()
+
+
+# ---------------------------------------------------------------- configuration
+
+def test_check_reports_a_key_that_does_not_match(sample, pki, tmp_path):
+    other = make_pki(tmp_path / "other")
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {other / 'key.pem'}}}"})
+    from sdps_harness import binary
+    out = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--check"], capture_output=True)
+    assert out.returncode == 78
+    assert b"does not match" in out.stderr
+    sample.write_config(top=tls_top(pki))
+    out = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--check"], capture_output=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_sighup_rereads_the_certificate(sample, pki, tmp_path):
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    _, secure = ports(server)
+    first = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    old = first.wrap_socket(__import__("socket").create_connection(("127.0.0.1", secure)), server_hostname="localhost")
+    old_cert = old.getpeercert(binary_form=True)
+    # A new pair from the same CA, then SIGHUP.
+    make_pki(pki)
+    import signal
+    server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while "TLS certificate" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = first.wrap_socket(__import__("socket").create_connection(("127.0.0.1", secure)), server_hostname="localhost")
+    assert new.getpeercert(binary_form=True) != old_cert
+    # The session begun before still works.
+    old.recv(1000)
+    old.sendall(b"NOOP\r\n")
+    assert old.recv(1000).startswith(b"-ERR")
+    new.close()
+    old.close()
