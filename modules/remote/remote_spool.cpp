@@ -134,6 +134,15 @@ remote_maildrop::remote_maildrop(std::string punt, std::shared_ptr<backend_link>
   retrieved_.assign(infos_.size(), false);
 }
 
+awaitable<status> remote_maildrop::ask(backend_link& link, std::string command) {
+  std::vector<std::string> lines{command};
+  co_await link.send(std::move(lines));
+  status reply = co_await link.read_status();
+  if (!reply.positive)
+    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  co_return reply;
+}
+
 awaitable<std::unique_ptr<body_source>> remote_maildrop::retrieve(std::size_t index,
                                                                   std::optional<std::uint64_t> body_lines) {
   const std::shared_ptr<backend_link> link = link_;
@@ -142,11 +151,7 @@ awaitable<std::unique_ptr<body_source>> remote_maildrop::retrieve(std::size_t in
                                    : message_command("RETR", number);
   co_await link->acquire();
   backend_link::turn guard(*link);
-  std::vector<std::string> lines{command};
-  co_await link->send(std::move(lines));
-  const status reply = co_await link->read_status();
-  if (!reply.positive)
-    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  const status reply = co_await ask(*link, command);
   if (!body_lines) retrieved_[index] = true;
   const std::uint64_t id = link->begin_body();
   co_return std::make_unique<remote_body>(link, id,
@@ -159,11 +164,7 @@ awaitable<void> remote_maildrop::mark_read(std::size_t index) {
   const std::string command = message_command("XREAD", numbers_.at(index));
   co_await link->acquire();
   backend_link::turn guard(*link);
-  std::vector<std::string> lines{command};
-  co_await link->send(std::move(lines));
-  const status reply = co_await link->read_status();
-  if (!reply.positive)
-    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  co_await ask(*link, command);
   retrieved_[index] = true;
 }
 
@@ -172,11 +173,7 @@ awaitable<sdps::envelope> remote_maildrop::envelope(std::size_t index) {
   const std::string command = message_command("*ENV", numbers_.at(index));
   co_await link->acquire();
   backend_link::turn guard(*link);
-  std::vector<std::string> request{command};
-  co_await link->send(std::move(request));
-  const status reply = co_await link->read_status();
-  if (!reply.positive)
-    throw spool_error("punt " + punt_ + ": the back end answered " + command + " with -ERR " + printable(reply.text));
+  co_await ask(*link, command);
   std::vector<std::string> lines;
   for (;;) {
     std::optional<std::string> line = co_await link->read_body_line();

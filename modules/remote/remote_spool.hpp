@@ -48,6 +48,10 @@ class remote_maildrop final : public sdps::maildrop {
   awaitable<removal_result> remove_deleted() override;
 
  private:
+  /// Sends one command on `link` (whose turn the caller holds, as body
+  /// lines may follow) and returns its +OK status; throws spool_error on -ERR.
+  awaitable<status> ask(backend_link& link, std::string command);
+
   std::string punt_;
   std::shared_ptr<backend_link> link_;
   std::vector<message_info> infos_;
