@@ -1,6 +1,7 @@
 #include "commands.hpp"
 
 #include "pop3/arguments.hpp"
+#include "pop3/update.hpp"
 
 namespace sdps::commands {
 
@@ -138,23 +139,11 @@ awaitable<verdict> commands_module::pass(session& s) {
 }
 
 awaitable<verdict> commands_module::quit(session& s) {
-  const std::shared_ptr<maildrop> drop = source_->current(s);
-  std::size_t marked = 0;
-  if (drop)
-    for (std::size_t i = 0; i < drop->count(); ++i) marked += drop->deleted(i) ? 1 : 0;
-  s.enter(pop3_state::update);
-  removal_result result;
-  if (drop && marked > 0) {
-    try {
-      result = co_await drop->remove_deleted();
-    } catch (const std::exception& e) {
-      // The connection closes either way; what was not removed stays for
-      // the next session.
-      log_.error("session ", s.id(), ": UPDATE failed: ", e.what());
-      result = removal_result{0, marked};
-    }
-  }
-  s.log().info("UPDATE: ", result.removed, " removed, ", result.failed, " not removed, of ", marked, " deleted");
+  // The connection closes either way; what was not removed stays for the
+  // next session.
+  const pop3::update_outcome done = co_await pop3::run_update(s, source_->current(s), log_);
+  const std::size_t marked = done.marked;
+  const removal_result& result = done.result;
   if (result.failed > 0)
     co_return reply(response::err("[SYS/TEMP] " + std::to_string(result.failed) + " of " + count_messages(marked) +
                                   " marked deleted could not be removed, try again later")

@@ -1,6 +1,7 @@
 #include "backend_listing.hpp"
 
 #include "pop3/arguments.hpp"
+#include "pop3/update.hpp"
 #include "backend_proto/protocol.hpp"
 
 namespace sdps::backend {
@@ -59,21 +60,9 @@ awaitable<verdict> backend_listing::on_command(session& s, const command& cmd) {
   }
   if (cmd.name == backend_proto::update_command) {
     if (!args.empty()) co_return verdict::answer(response::err("syntax: XUPDATE"));
-    std::size_t marked = 0;
-    for (std::size_t i = 0; i < drop->count(); ++i) marked += drop->deleted(i) ? 1 : 0;
     // QUIT's UPDATE, reported as counts: the session ends here either way.
-    s.enter(pop3_state::update);
-    removal_result result;
-    if (marked > 0) {
-      try {
-        result = co_await drop->remove_deleted();
-      } catch (const std::exception& e) {
-        log_.error("session ", s.id(), ": UPDATE failed: ", e.what());
-        result = removal_result{0, marked};
-      }
-    }
-    s.log().info("UPDATE: ", result.removed, " removed, ", result.failed, " not removed, of ", marked, " deleted");
-    co_return verdict::answer(response::ok(backend_proto::format_update(result)).and_close());
+    const pop3::update_outcome done = co_await pop3::run_update(s, drop, log_);
+    co_return verdict::answer(response::ok(backend_proto::format_update(done.result)).and_close());
   }
   co_return verdict::next();
 }
