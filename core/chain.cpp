@@ -185,6 +185,12 @@ std::vector<std::string> chain::capabilities(session& s) const {
   return out;
 }
 
+std::vector<std::string> chain::verbs() const {
+  std::vector<std::string> out;
+  for (const auto& [name, r] : routes_) out.push_back(name);
+  return out;
+}
+
 void chain::reload() {
   for (const auto& l : links_) {
     try {

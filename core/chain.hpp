@@ -46,7 +46,9 @@ struct event_outcome {
   std::shared_ptr<late_call> late;
 };
 
-/// Dispatches commands and events in chain order. Runs on the event loop.
+/// Dispatches commands and events in chain order. Read-only once built, so
+/// every event loop thread dispatches through the one chain; a session's
+/// calls run on that session's executor.
 class chain {
  public:
   explicit chain(std::vector<std::unique_ptr<module_instance>> links);
@@ -71,6 +73,11 @@ class chain {
   /// duplicates.
   std::vector<std::string> capabilities(session& s) const;
 
+  /// The verbs some instance declared (not "*"), sorted.
+  std::vector<std::string> verbs() const;
+
+  /// SIGHUP: every instance's reload(), in chain order, on the calling
+  /// thread (the first event loop's) while sessions run on the others.
   void reload();
   const std::vector<std::unique_ptr<module_instance>>& links() const { return links_; }
 

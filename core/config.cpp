@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <thread>
 
 namespace sdps::core {
 
@@ -21,6 +23,7 @@ const std::set<std::string> server_keys = {
     "max_sessions", "user",            "log_level",   "module_path",     "blocking_threads",
     "modules",      "log_format",      "metrics_listen", "proxy_protocol_from", "proxy_protocol_timeout",
     "max_sessions_per_address", "login_timeout", "tls", "plaintext_auth", "trusted_networks",
+    "threads",
 };
 
 // Site settings that modules read from the top level (the auth module's
@@ -31,6 +34,11 @@ const std::set<std::string> site_keys = {
 };
 
 }  // namespace
+
+unsigned default_threads() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return std::clamp(cores, 1u, max_threads);
+}
 
 yaml_settings::yaml_settings(YAML::Node node, std::filesystem::path file, std::string owner,
                              std::set<std::string> ignored)
@@ -311,6 +319,11 @@ server_config load_config(const std::filesystem::path& given) {
     if (dir.empty()) top.fail("module_path", "'module_path' entries must not be empty");
     config.module_path.push_back((config.file.parent_path() / dir).lexically_normal());
   }
+  const auto serving = top.integer_or("threads", default_threads());
+  if (serving < 1 || serving > static_cast<std::int64_t>(max_threads))
+    top.fail("threads", "'threads' must be 1 to " + std::to_string(max_threads) +
+                            " (event loop threads serving sessions; default: one per core)");
+  config.threads = static_cast<unsigned>(serving);
   const auto threads = top.integer_or("blocking_threads", config.blocking_threads);
   if (threads < 1 || threads > 64) top.fail("blocking_threads", "'blocking_threads' must be 1 to 64");
   config.blocking_threads = static_cast<unsigned>(threads);

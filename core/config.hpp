@@ -125,11 +125,20 @@ struct server_config {
   /// Extra folders searched for modules, before the one next to the binary.
   std::vector<std::filesystem::path> module_path;
   unsigned blocking_threads = 2;
+  /// Event loops serving sessions, one thread each (`threads:`; default:
+  /// default_threads()).
+  unsigned threads = 1;
   std::vector<chain_entry> chain;
   /// The top-level mapping, for site sections that modules and the admin
   /// tool share (`hosts`, `punts`).
   std::shared_ptr<yaml_settings> globals;
 };
+
+/// The most `threads:` may ask for.
+inline constexpr unsigned max_threads = 256;
+/// The default of `threads:`: the number of cores (1 if unknown), at most
+/// max_threads.
+unsigned default_threads();
 
 /// Reads and validates FILE. Throws config_error with file and line.
 server_config load_config(const std::filesystem::path& file);

@@ -171,8 +171,7 @@ awaitable<void> connection::run() {
   reader_.wipe();
   log_->write_event(log_level::info, "logout",
                     record_.logout_fields(login_, state_ != pop3_state::authorization, remote_, local_, stream_.secure()));
-  process_metrics().session_closed();
-  process_metrics().add("sdps_session_ends_total", {{"end", record_.how()}});
+  process_metrics().session_closed(record_.how());
 }
 
 awaitable<void> connection::watchdog() {
@@ -428,7 +427,7 @@ awaitable<bool> connection::execute(const std::string& line) {
   if (!keep_going) record_.ended(verb == "QUIT" ? session_end::quit : session_end::closed);
   if (authenticated_pending_) {
     authenticated_pending_ = false;
-    process_metrics().add("sdps_logins_total", {{"result", "ok"}});
+    process_metrics().login_ok();
     co_await flush();
     if (closed_) co_return false;
     auto fired = co_await chain_.fire(shared_from_this(), event::authenticated);
@@ -495,7 +494,7 @@ awaitable<bool> connection::send(dispatch_result result) {
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
   co_await stream_.write(asio::buffer(out_));
-  process_metrics().add("sdps_sent_bytes_total", {}, static_cast<double>(out_.size()));
+  process_metrics().sent(out_.size());
   rearm_idle_timer();
   out_.clear();
   if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();

@@ -63,23 +63,54 @@ metrics_registry::metrics_registry() {
   add("sdps_auth_cache_hits_total", {}, 0);
   add("sdps_auth_cache_misses_total", {}, 0);
   declare("sdps_module_timeouts_total", "counter", "Module calls that overran their timeout, by instance.");
+  logins_ok_ = counter("sdps_logins_total", {{"result", "ok"}});
+  sent_bytes_ = counter("sdps_sent_bytes_total");
+}
+
+std::atomic<double>* metrics_registry::cell(std::string_view name, std::string_view kind,
+                                            const metric_labels& labels) {
+  return &find_or_make(name, kind).rows[label_key(labels)].value;
+}
+
+counter_handle metrics_registry::counter(std::string_view name, const metric_labels& labels) {
+  std::lock_guard guard(lock_);
+  return counter_handle(cell(name, "counter", labels));
 }
 
 void metrics_registry::set_role(std::string role) {
   std::lock_guard guard(lock_);
   role_ = std::move(role);
+  const metric_labels labels{{"role", role_}};
+  sessions_total_ = counter_handle(cell("sdps_sessions_total", "counter", labels));
+  sessions_current_ = cell("sdps_sessions_current", "gauge", labels);
+}
+
+void metrics_registry::resolve(const std::vector<std::string>& verbs, const std::vector<std::string>& ends) {
+  std::lock_guard guard(lock_);
+  for (const std::string& verb : verbs)
+    commands_[verb] = counter_handle(cell("sdps_commands_total", "counter", {{"verb", verb}}));
+  for (const std::string& how : ends)
+    ends_[how] = counter_handle(cell("sdps_session_ends_total", "counter", {{"end", how}}));
 }
 
 void metrics_registry::session_opened() {
-  const metric_labels role{{"role", role_}};
-  add("sdps_sessions_total", role);
-  std::lock_guard guard(lock_);
-  find_or_make("sdps_sessions_current", "gauge").rows[label_key(role)].value += 1;
+  sessions_total_.add();
+  if (sessions_current_) sessions_current_->fetch_add(1, std::memory_order_relaxed);
 }
 
-void metrics_registry::session_closed() {
-  std::lock_guard guard(lock_);
-  find_or_make("sdps_sessions_current", "gauge").rows[label_key({{"role", role_}})].value -= 1;
+void metrics_registry::session_closed(std::string_view how) {
+  if (sessions_current_) sessions_current_->fetch_sub(1, std::memory_order_relaxed);
+  if (const auto it = ends_.find(how); it != ends_.end())
+    it->second.add();
+  else
+    add("sdps_session_ends_total", {{"end", std::string(how)}});
+}
+
+void metrics_registry::command(std::string_view verb) {
+  if (const auto it = commands_.find(verb); it != commands_.end())
+    it->second.add();
+  else
+    add("sdps_commands_total", {{"verb", std::string(verb)}});
 }
 
 std::string metrics_registry::label_key(const metric_labels& labels) {
@@ -114,12 +145,12 @@ void metrics_registry::declare(std::string_view name, std::string_view kind, std
 void metrics_registry::add(std::string_view name, const metric_labels& labels, double amount) {
   if (!(amount >= 0)) return;
   std::lock_guard guard(lock_);
-  find_or_make(name, "counter").rows[label_key(labels)].value += amount;
+  cell(name, "counter", labels)->fetch_add(amount, std::memory_order_relaxed);
 }
 
 void metrics_registry::set(std::string_view name, const metric_labels& labels, double value) {
   std::lock_guard guard(lock_);
-  find_or_make(name, "gauge").rows[label_key(labels)].value = value;
+  cell(name, "gauge", labels)->store(value, std::memory_order_relaxed);
 }
 
 void metrics_registry::observe(std::string_view name, const metric_labels& labels, double value) {
@@ -139,7 +170,7 @@ double metrics_registry::value(std::string_view name, const metric_labels& label
   if (it == families_.end()) return 0;
   const auto row = it->second.rows.find(label_key(labels));
   if (row == it->second.rows.end()) return 0;
-  return it->second.kind == "histogram" ? static_cast<double>(row->second.count) : row->second.value;
+  return it->second.kind == "histogram" ? static_cast<double>(row->second.count) : row->second.value.load();
 }
 
 std::string metrics_registry::render() const {
@@ -150,7 +181,7 @@ std::string metrics_registry::render() const {
     out += "# TYPE " + name + " " + f.kind + "\n";
     for (const auto& [key, s] : f.rows) {
       if (f.kind != "histogram") {
-        out += name + key + " " + format_number(s.value) + "\n";
+        out += name + key + " " + format_number(s.value.load(std::memory_order_relaxed)) + "\n";
         continue;
       }
       // Buckets are cumulative in the format; observe() counted each

@@ -9,7 +9,7 @@ namespace sdps::core {
 void session_record::command(const std::string& verb, bool known, bool positive, std::uint64_t body_octets) {
   // Verbs no module declared come from the client: count them under one
   // label so a scrape cannot be made to grow without bound.
-  process_metrics().add("sdps_commands_total", {{"verb", known ? verb : "OTHER"}});
+  process_metrics().command(known ? verb : "OTHER");
   if (!positive) return;
   if (verb == "RETR") {
     ++retr_;

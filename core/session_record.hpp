@@ -26,6 +26,9 @@ inline constexpr const char* reply_failed = "reply failed";
 inline constexpr const char* error = "internal error";
 inline constexpr const char* module_timeout = "module timeout";
 inline constexpr const char* closed = "closed by the server";
+/// Every reason above (the label values of sdps_session_ends_total).
+inline constexpr const char* all[] = {quit,         update_failed, idle,  client_gone,    shutdown,
+                                      refused,      reply_failed,  error, module_timeout, closed};
 }  // namespace session_end
 
 /// Owned by the connection; all calls on its executor.

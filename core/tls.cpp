@@ -65,7 +65,11 @@ tls_credentials::tls_credentials(tls_config config)
 
 void tls_credentials::reload(logger& log) {
   try {
-    current_ = make_server_context(config_);
+    auto fresh = make_server_context(config_);
+    {
+      std::lock_guard guard(lock_);
+      current_ = std::move(fresh);
+    }
     log.info("reload: TLS certificate ", config_.certificate.string(), " loaded");
   } catch (const std::exception& e) {
     log.error("reload: ", e.what(), "; keeping the certificate loaded before");

@@ -10,6 +10,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace sdps::core {
@@ -24,14 +25,18 @@ extern const char* const intermediate_ciphers;
 /// match the certificate, or the certificate is expired or not yet valid.
 std::shared_ptr<asio::ssl::context> make_server_context(const tls_config& config);
 
-/// The context in force. Main thread and event loop (one thread).
+/// The context in force. Thread-safe: SIGHUP replaces it on the first
+/// event loop while every loop's handshakes read it.
 class tls_credentials {
  public:
   /// Loads the files; throws config_error.
   explicit tls_credentials(tls_config config);
 
   /// The context new handshakes use.
-  std::shared_ptr<asio::ssl::context> current() const { return current_; }
+  std::shared_ptr<asio::ssl::context> current() const {
+    std::lock_guard guard(lock_);
+    return current_;
+  }
   const tls_config& config() const { return config_; }
   /// SIGHUP: re-reads certificate and key; on a problem logs it and keeps
   /// the context in force.
@@ -39,6 +44,7 @@ class tls_credentials {
 
  private:
   tls_config config_;
+  mutable std::mutex lock_;  // guards current_
   std::shared_ptr<asio::ssl::context> current_;
 };
 

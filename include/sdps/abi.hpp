@@ -18,13 +18,18 @@
 ///    the same release (no module was built for a released 2 without them):
 ///    session::secure(), can_start_tls(), start_tls(),
 ///    plaintext_auth_allowed(), continuation(), verdict::next_as().
-#define SDPS_ABI_VERSION 2
+/// 3: sessions run on several event loop threads at once (`threads:`):
+///    module instances are shared between threads and must be thread-safe
+///    (docs/modules.md); metrics::counter() and counter_handle.
+#define SDPS_ABI_VERSION 3
 
 #define SDPS_STR2_(x) #x
 #define SDPS_STR_(x) SDPS_STR2_(x)
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SDPS_ABI_SANITIZE_ "+asan"
+#elif defined(__SANITIZE_THREAD__)
+#define SDPS_ABI_SANITIZE_ "+tsan"
 #else
 #define SDPS_ABI_SANITIZE_ ""
 #endif

@@ -11,10 +11,18 @@
 ///     terminal placement;
 ///  4. `start(registry)` runs on every instance in chain order, so modules
 ///     can find the services of the others.
-/// Afterwards on_command() and on_event() run on the event loop, one
-/// call at a time per session, many sessions interleaved: no call for a
-/// session starts before the previous one has returned, even one the core
-/// stopped waiting for (see module::on_command()).
+/// Afterwards sdpsd serves on several event loops at once (`threads:`, one
+/// thread each). A session belongs to one loop for its whole life, and
+/// every on_command(), on_event() and capabilities() call for it runs on
+/// that loop's thread: session::get_executor(). One call at a time per
+/// session: no call for a session starts before the previous one has
+/// returned, even one the core stopped waiting for (see
+/// module::on_command()). But one module instance serves every loop:
+/// calls for different sessions run on different threads at the same
+/// time, so whatever an instance shares across sessions (tables, caches,
+/// files it re-reads) must be thread-safe: immutable after start(), or
+/// behind a mutex, or atomic. State kept in a session slot needs nothing.
+/// docs/modules.md, "Threads", says more.
 
 #include <sdps/abi.hpp>
 #include <sdps/asio.hpp>
@@ -176,10 +184,13 @@ class registry {
 class server_context {
  public:
   virtual ~server_context() = default;
-  /// The event loop every session runs on.
+  /// The event loop of the calling thread when that is one of sdpsd's
+  /// loops, else the first loop. A session's own work (timers, sockets,
+  /// anything that resumes it) belongs on session::get_executor() instead.
   virtual executor get_executor() = 0;
   /// Threads for blocking or CPU-heavy work (password hashing, big directory
-  /// scans). Use run_blocking() rather than posting by hand.
+  /// scans), shared by every event loop. Use run_blocking() rather than
+  /// posting by hand.
   virtual asio::thread_pool& blocking_pool() = 0;
   /// `customer_domain` from the config, without a leading dot ("demon.co.uk").
   virtual const std::string& customer_domain() const = 0;
@@ -234,12 +245,15 @@ class module {
   /// The commands this instance takes part in. Called once, after create().
   virtual std::vector<command_spec> commands() const { return {}; }
 
-  /// Called after every instance exists, in chain order, on the main thread.
+  /// Called after every instance exists, in chain order, on the main thread,
+  /// before any event loop runs.
   /// Look up other modules' services here. Throw config_error to refuse.
   virtual void start(const registry&) {}
 
   /// A command declared in commands() (or every command, for "*"), valid
-  /// in the current state. Runs on the event loop. The core turns an
+  /// in the current state. Runs on the session's event loop thread
+  /// (session::get_executor()); other sessions' calls may run on other
+  /// threads at the same time. The core turns an
   /// exception into -ERR [SYS/TEMP], and bounds the call with the
   /// instance's `timeout`: a call that overruns it ends the session. The
   /// client gets -ERR [SYS/TEMP] and the connection closes at once; the
@@ -255,13 +269,15 @@ class module {
   /// Lines this instance adds to the CAPA listing for this session.
   virtual void capabilities(session&, std::vector<std::string>&) const {}
 
-  /// SIGHUP: re-read whatever external files the instance uses. Main
-  /// thread, between commands. Log problems and keep the old state.
+  /// SIGHUP: re-read whatever external files the instance uses. Runs on
+  /// the first event loop's thread while sessions go on on the others (and
+  /// between the first loop's own calls): swap the new state in under a
+  /// lock, or atomically. Log problems and keep the old state.
   virtual void reload() {}
 };
 
 /// Runs `fn` on the blocking pool and resumes the caller on its own
-/// executor with the result (or exception). For Argon2id, fsync and other
+/// executor (the session's loop thread) with the result (or exception). For Argon2id, fsync and other
 /// work that must not stall the event loop. `fn` must own what it uses.
 /// Name the lambda first, then move it in:
 ///

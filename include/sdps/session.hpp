@@ -42,9 +42,10 @@ struct identity {
   std::string display() const { return user.empty() ? host : user + "+" + host; }
 };
 
-/// One client connection. All calls happen on the session's executor (the
-/// server's event loop); the object lives until the connection has closed
-/// and every module call for it has returned.
+/// One client connection. All calls happen on the session's executor: the
+/// one event loop thread (of `threads:`) that accepted it, for its whole
+/// life. The object lives until the connection has closed and every module
+/// call for it has returned.
 class session {
  public:
   virtual ~session() = default;
@@ -53,6 +54,8 @@ class session {
   virtual std::uint64_t id() const = 0;
   virtual asio::ip::tcp::endpoint remote_endpoint() const = 0;
   virtual asio::ip::tcp::endpoint local_endpoint() const = 0;
+  /// The session's event loop: its module calls run on this loop's thread,
+  /// and so must anything that touches the session or resumes its calls.
   virtual executor get_executor() = 0;
   /// A logger whose lines carry this session's id.
   virtual logger& log() = 0;

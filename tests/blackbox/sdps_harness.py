@@ -11,7 +11,8 @@ line-level POP3 client for transcript-style tests.
 
 Environment (ctest sets it): SDPS_BUILD_DIR (binaries in bin/),
 SDPS_SOURCE_DIR (the shipped config/), SDPS_SANITIZE ("1" in the ASan build:
-then a server or tool whose stderr shows a sanitizer report fails the test).
+then a server or tool whose stderr shows a sanitizer report fails the test),
+SDPS_TSAN ("1" in the ThreadSanitizer build: the same, for its reports).
 
 Python 3 standard library only.
 """
@@ -33,13 +34,18 @@ HERE = Path(__file__).resolve().parent
 SOURCE_DIR = Path(os.environ.get("SDPS_SOURCE_DIR", HERE.parent.parent)).resolve()
 BUILD_DIR = Path(os.environ.get("SDPS_BUILD_DIR", SOURCE_DIR / "build")).resolve()
 SANITIZE = os.environ.get("SDPS_SANITIZE", "") in ("1", "ON", "on", "true", "TRUE")
+# The ThreadSanitizer build (SDPS_TSAN, docs/toolchain.md): as slow, and
+# its reports fail a test too.
+TSAN = os.environ.get("SDPS_TSAN", "") in ("1", "ON", "on", "true", "TRUE")
+SANITIZE = SANITIZE or TSAN
 
 # Everything is slower under ASan; every wait in the tests scales with this.
 SLOW = 3.0 if SANITIZE else 1.0
 TIMEOUT = 10.0 * SLOW
 
 DOMAIN = "demon.co.uk"
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 # sysexits.h
 EX_OK, EX_NOUSER, EX_TEMPFAIL, EX_CONFIG = 0, 67, 75, 78

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -100,6 +102,42 @@ TEST_CASE("the auth cache counters are fed through the module API") {
   api.auth_cache_miss();
   CHECK(m.value("sdps_auth_cache_hits_total") == 2);
   CHECK(m.value("sdps_auth_cache_misses_total") == 1);
+}
+
+TEST_CASE("counter handles and the core's counts add up from several threads at once") {
+  sdps::core::metrics_registry m;
+  m.set_role("embedded");
+  m.resolve({"RETR", "OTHER"}, {"QUIT"});
+  sdps::metrics& api = m;
+  const sdps::counter_handle handle = api.counter("sdps_test_total", {{"punt", "finchley"}});
+  CHECK(handle.live());
+  CHECK_FALSE(sdps::counter_handle{}.live());
+  sdps::counter_handle{}.add();  // a default handle drops it
+  constexpr int threads = 4, rounds = 10000;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&] {
+      for (int i = 0; i < rounds; ++i) {
+        handle.add();
+        m.session_opened();
+        m.command("RETR");
+        m.command("XYZZY");  // not resolved: counted the slow way
+        m.sent(3);
+        m.login_ok();
+        m.session_closed("QUIT");
+      }
+    });
+  for (auto& w : workers) w.join();
+  constexpr double total = threads * rounds;
+  CHECK(m.value("sdps_test_total", {{"punt", "finchley"}}) == total);
+  CHECK(m.value("sdps_sessions_total", {{"role", "embedded"}}) == total);
+  CHECK(m.value("sdps_sessions_current", {{"role", "embedded"}}) == 0);
+  CHECK(m.value("sdps_commands_total", {{"verb", "RETR"}}) == total);
+  CHECK(m.value("sdps_commands_total", {{"verb", "XYZZY"}}) == total);
+  CHECK(m.value("sdps_sent_bytes_total") == 3 * total);
+  CHECK(m.value("sdps_logins_total", {{"result", "ok"}}) == total);
+  CHECK(m.value("sdps_session_ends_total", {{"end", "QUIT"}}) == total);
+  CHECK_THAT(m.render(), Catch::Contains("sdps_test_total{punt=\"finchley\"} 40000\n"));
 }
 
 TEST_CASE("the logout fields count commands and keep the first end reason") {
