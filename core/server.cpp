@@ -168,12 +168,12 @@ int server::run() {
     this_loop = nullptr;
   };
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < workers_.size(); ++i)
-    threads.emplace_back([&serve, &w = *workers_[i], i] {
-      const std::string name = "sdpsd-loop-" + std::to_string(i);
-      ::pthread_setname_np(::pthread_self(), name.c_str());
-      serve(w);
-    });
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    threads.emplace_back([&serve, &w = *workers_[i]] { serve(w); });
+    // Named for `top -H` and /proc/PID/task/*/comm.
+    const std::string name = "sdpsd-loop-" + std::to_string(i);
+    ::pthread_setname_np(threads.back().native_handle(), name.c_str());
+  }
   serve(*workers_.front());
   for (auto& t : threads) t.join();
   if (failure) std::rethrow_exception(failure);

@@ -5,6 +5,7 @@ SIGTERM reach every thread's sessions."""
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import POP_PW
+from test_tls import make_pki
 from sdps_harness import EX_CONFIG, TIMEOUT, Pop3, binary, message, returned
 
 LOOPS = 4
@@ -72,6 +74,10 @@ def test_a_bad_threads_value_fails_check_with_a_clear_message(site, value):
 
 @pytest.mark.site_options(top={"threads": LOOPS})
 def test_threads_runs_that_many_event_loops(server):
+    # A served session: the loops' threads have started.
+    c = server.connect()
+    c.login("sample", POP_PW)
+    c.quit()
     names = []
     for comm in Path(f"/proc/{server.pid}/task").glob("*/comm"):
         try:
@@ -236,32 +242,43 @@ def test_sigterm_closes_the_sessions_of_every_thread_without_update(sample):
         c.quit()
 
 
-@pytest.mark.site_options(top={"threads": LOOPS, "log_level": "debug", "max_sessions_per_address": 0})
-def test_sighup_reload_reaches_the_sessions_of_every_thread(sample):
-    hosts = [f"host{i}" for i in range(8)]
-    for h in hosts:
-        sample.add_host(h, pop3="old password")
-    server = sample.start()
-    open_ones = [server.session(h, "old password") for h in hosts]
-    for h in hosts:
-        sample.set_password(h, "--pop3", "new password")
+def test_sighup_reload_reaches_the_sessions_of_every_thread(sample, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    sample.write_config(top={"threads": LOOPS, "log_level": "debug", "max_sessions_per_address": 0,
+                             "tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}}}"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while not (found := re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", server.log())):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    secure = int(found.group(1))
+    trust = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+    def tls_session():
+        c = Pop3(secure, greeting=False)
+        c.sock = trust.wrap_socket(c.sock, server_hostname="localhost")
+        assert c.reply().startswith("+OK")
+        return c, c.sock.getpeercert(binary_form=True)
+
+    before = [tls_session() for _ in range(8)]
+    old_cert = before[0][1]
+    make_pki(pki)  # a new certificate and key from the same CA
     server.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + TIMEOUT
-    while server.log().count("SIGHUP: reloading") < 1 or "host(s) from" not in server.log().split("SIGHUP")[-1]:
+    while "TLS certificate" not in server.log():
         assert time.monotonic() < deadline, server.log()[-2000:]
         time.sleep(0.05)
-    # Sessions already open on every loop carry on...
-    for c in open_ones:
-        assert c.stat() == (0, 0)
+    first_after = int(re.findall(r"session (\d+) on event loop", server.log())[-1]) + 1
+    # Sessions open on every loop carry on with the certificate they began with...
+    for c, _cert in before:
+        assert c.cmd("NOOP").startswith("-ERR")  # not logged in: refused, but answered
         c.quit()
-    # ...and new ones, wherever they land, see the reloaded passwords.
-    for h in hosts * 2:
-        c = server.connect()
-        c.ok(f"USER {h}")
-        assert c.cmd("PASS old password").startswith("-ERR [AUTH]")
-        c.ok("PASS new password")
+    # ...and new ones, whichever loop takes them, get the new one.
+    for _ in range(12):
+        c, cert = tls_session()
+        assert cert != old_cert
         c.quit()
-    assert len(loops_used(server)) >= 2
+    assert len(loops_used(server, first_after)) >= 2
     assert server.alive()
 
 
