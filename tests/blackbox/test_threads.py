@@ -69,7 +69,16 @@ def test_a_bad_threads_value_fails_check_with_a_clear_message(site, value):
                             timeout=TIMEOUT)
     assert result.returncode == EX_CONFIG
     error = result.stderr.decode()
-    assert "'threads'" in error and "sdps.yaml:" in error, error
+    assert "sdps.yaml:" in error and ("'threads' must be 1 to 256" in error or
+                                      "'threads' must be a whole number" in error), error
+
+
+def test_threads_is_accepted_by_check(site):
+    text = site.config.read_text().replace("customer_domain:", "threads: 3\ncustomer_domain:", 1)
+    site.config.write_text(text)
+    result = subprocess.run([str(binary("sdpsd")), "-c", str(site.config), "--check"], capture_output=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 @pytest.mark.site_options(top={"threads": LOOPS})
