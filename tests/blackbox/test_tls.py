@@ -4,19 +4,22 @@ openssl s_client, fetchmail, mpop, poplib) checking the certificate against
 a test CA made by scripts/make-test-cert."""
 
 import base64
+import ipaddress
 import os
 import poplib
 import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import POP_PW
-from sdps_harness import SOURCE_DIR, TIMEOUT, Pop3, crlf, message
+from conftest import DIALUP_IP, DIALUP_PW, POP_PW
+from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, Pop3, crlf, message
 
 MAKE_CERT = SOURCE_DIR / "scripts" / "make-test-cert"
 
@@ -161,6 +164,149 @@ def test_handshake_time_limit(sample, pki):
     c.expect_closed(within=5)
 
 
+# ---------------------------------------------------------------- PROXY header, then TLS
+
+class BioClient:
+    """A TLS client over a socket through memory BIOs, so that its first
+    flight (the ClientHello) can go out in one send() with what precedes it."""
+
+    def __init__(self, sock, ctx: ssl.SSLContext, first: bytes = b"", *, stall: float = 0):
+        """Sends `first` and the ClientHello in one send(); with `stall`,
+        only half the ClientHello, and the rest `stall` seconds later."""
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.buffer = b""
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = self.outgoing.read()
+        assert hello[:1] == b"\x16"                 # a TLS handshake record
+        if stall:
+            sock.sendall(first + hello[:len(hello) // 2])
+            time.sleep(stall)
+            sock.sendall(hello[len(hello) // 2:])
+        else:
+            sock.sendall(first + hello)              # one send(): one segment on loopback
+        self._drive(self.tls.do_handshake)
+
+    def _drive(self, step):
+        while True:
+            try:
+                result = step()
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed by the server")
+                self.incoming.write(data)
+                continue
+            self._flush()
+            return result
+
+    def _flush(self):
+        out = self.outgoing.read()
+        if out:
+            self.sock.sendall(out)
+
+    def line(self) -> str:
+        while b"\r\n" not in self.buffer:
+            self.buffer += self._drive(lambda: self.tls.read(65536))
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def cmd(self, text: str) -> str:
+        self._drive(lambda: self.tls.write(text.encode() + b"\r\n"))
+        return self.line()
+
+
+def proxy_v1(source: str) -> bytes:
+    return f"PROXY TCP4 {source} 127.0.0.1 40000 995\r\n".encode()
+
+
+def proxy_v2(source: str) -> bytes:
+    block = ipaddress.ip_address(source).packed + bytes([127, 0, 0, 1]) + struct.pack("!HH", 40000, 995)
+    block += struct.pack("!BH", 0x05, 4) + b"id-1"     # a TLV, so the length field counts
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(block)) + block
+
+
+@pytest.mark.parametrize("header", [proxy_v1, proxy_v2], ids=["v1", "v2"])
+def test_proxy_header_and_client_hello_in_one_segment(sample, pki, header):
+    """A balancer in TCP mode in front of POP3S: its PROXY header and the
+    client's ClientHello reach sdps together. The header is read alone and
+    the handshake gets the rest; the dialup rule sees the header's address."""
+    server = start(sample, pki, proxy_protocol_from="[127.0.0.1/32]")
+    _, secure = ports(server)
+    sock = socket.create_connection(("127.0.0.1", secure), timeout=TIMEOUT)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = BioClient(sock, client_context(pki), header(DIALUP_IP))
+        assert c.line().startswith("+OK")
+        assert c.cmd("USER sample").startswith("+OK")
+        assert c.cmd(f"PASS {DIALUP_PW}").startswith("+OK")  # only from the dialup address
+        assert c.cmd("QUIT").startswith("+OK")
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------- login_timeout and TLS
+
+def client_hello(pki: Path) -> bytes:
+    tls = client_context(pki).wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize("how", ["implicit", "STLS"])
+def test_login_timeout_closes_a_client_stuck_in_the_handshake(sample, pki, how):
+    """The handshake's own limit is long here: login_timeout is what ends it."""
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"handshake_timeout: 60s}}", "login_timeout": "2s"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    plain, secure = ports(server)
+    started = time.monotonic()
+    if how == "implicit":
+        c = Pop3(secure, greeting=False)
+    else:
+        c = Pop3(plain)
+        c.ok("STLS")
+    c.send_raw(client_hello(pki)[:20])                 # half a ClientHello, then nothing
+    c.expect_closed(within=TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert 1.8 <= elapsed < 2 + 2 * SLOW, f"closed after {elapsed:.1f}s"
+    assert "no login within 2s" in server.log()
+
+
+def test_login_timeout_is_not_extended_by_the_handshake_or_an_auth_continuation(sample, pki):
+    """A slow handshake (3s of the 4s) and then an AUTH PLAIN left at its
+    `+ ` continuation: the session goes 4s after it connected, not 4s after
+    the handshake or the continuation began."""
+    sample.write_config(top=tls_top(pki, login_timeout="4s"))
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(server)
+    started = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", secure), timeout=TIMEOUT)
+    try:
+        c = BioClient(sock, client_context(pki), stall=3)
+        assert c.line().startswith("+OK")
+        assert c.cmd("AUTH PLAIN") == "+ "
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            c.line()
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - started
+    assert 3.8 <= elapsed < 6.5, f"closed after {elapsed:.1f}s"     # extended, it would be 7s or more
+    assert "no login within 4s" in server.log()
+
+
 # ---------------------------------------------------------------- implicit TLS and real clients
 
 def test_poplib_pop3_ssl_and_stls(sample, pki):
@@ -282,6 +428,64 @@ def test_check_reports_a_key_that_does_not_match(sample, pki, tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+def self_signed(folder: Path, start: str, end: str) -> Path:
+    """A self-signed localhost pair valid from `start` to `end` (YYYYMMDDHHMMSSZ):
+    `openssl ca` is what sets explicit dates with Debian 12's OpenSSL 3.0."""
+    folder.mkdir(parents=True)
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("01\n")
+    (folder / "ca.cnf").write_text(f"[ca]\ndefault_ca = self\n[self]\ndatabase = {folder}/index.txt\n"
+                                   f"new_certs_dir = {folder}\nserial = {folder}/serial\ndefault_md = sha256\n"
+                                   "policy = any\n[any]\ncommonName = supplied\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-subj", "/CN=localhost", "-keyout", str(folder / "key.pem"), "-out", str(folder / "req.pem")],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ca", "-batch", "-config", str(folder / "ca.cnf"), "-selfsign",
+                    "-keyfile", str(folder / "key.pem"), "-in", str(folder / "req.pem"), "-startdate", start,
+                    "-enddate", end, "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    return folder
+
+
+@pytest.mark.parametrize("start, end, complaint", [
+    ("20200101000000Z", "20200201000000Z", "has expired"),
+    ("20900101000000Z", "20900201000000Z", "is not valid yet"),
+])
+def test_check_reports_an_expired_or_not_yet_valid_certificate(sample, tmp_path, start, end, complaint):
+    from sdps_harness import binary
+    pair = self_signed(tmp_path / "dated", start, end)
+    sample.write_config(top=tls_top(pair))
+    out = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--check"], capture_output=True)
+    assert out.returncode == 78, out
+    assert complaint.encode() in out.stderr, out.stderr
+    assert str(pair / "cert.pem").encode() in out.stderr
+    # Serving refuses the same way: sdpsd does not start.
+    started = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--listen", "127.0.0.1:0"],
+                             capture_output=True, timeout=TIMEOUT)
+    assert started.returncode == 78 and complaint.encode() in started.stderr, started
+
+
+def test_sighup_with_a_broken_pair_keeps_the_one_in_force(sample, pki, tmp_path):
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    _, secure = ports(server)
+    before = client_context(pki).wrap_socket(socket.create_connection(("127.0.0.1", secure)),
+                                             server_hostname="localhost")
+    served = before.getpeercert(binary_form=True)
+    before.close()
+    expired = self_signed(tmp_path / "expired", "20200101000000Z", "20200201000000Z")
+    for name in ("cert.pem", "key.pem"):
+        (pki / name).write_bytes((expired / name).read_bytes())
+    import signal
+    server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while "keeping the certificate loaded before" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "has expired" in server.log()
+    after = client_context(pki).wrap_socket(socket.create_connection(("127.0.0.1", secure)),
+                                            server_hostname="localhost")
+    assert after.getpeercert(binary_form=True) == served
+    after.close()
+
+
 def test_sighup_rereads_the_certificate(sample, pki, tmp_path):
     server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
     _, secure = ports(server)
@@ -297,9 +501,16 @@ def test_sighup_rereads_the_certificate(sample, pki, tmp_path):
         time.sleep(0.05)
     new = first.wrap_socket(__import__("socket").create_connection(("127.0.0.1", secure)), server_hostname="localhost")
     assert new.getpeercert(binary_form=True) != old_cert
-    # The session begun before still works.
-    old.recv(1000)
-    old.sendall(b"NOOP\r\n")
-    assert old.recv(1000).startswith(b"-ERR")
+    # The session begun before keeps its TLS and works on: it logs in now.
+    old.settimeout(TIMEOUT)
+    reader = old.makefile("rb")
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(b"USER sample\r\n")
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(f"PASS {POP_PW}\r\n".encode())
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(b"STAT\r\n")
+    assert reader.readline() == b"+OK 0 0\r\n"
+    reader.close()
     new.close()
     old.close()
