@@ -164,6 +164,87 @@ def test_handshake_time_limit(sample, pki):
     c.expect_closed(within=5)
 
 
+# ---------------------------------------------------------------- listeners
+
+def test_the_files_listeners_and_listen_tls_replacing_them(sample, pki):
+    sample.write_config(top=tls_top(pki, listen="[127.0.0.1:0, {address: 127.0.0.1:0, tls: implicit}]",
+                                    trusted_networks="[10.0.0.0/8]"))
+    server = sample.start(listen=())
+    server._wait_listening(2)
+    plain, secure = ports(server)
+    assert plain and secure
+    p = poplib.POP3_SSL("127.0.0.1", secure, context=client_context(pki), timeout=TIMEOUT)
+    p.user("sample")
+    p.pass_(POP_PW)
+    p.quit()
+    assert "STLS" in capa(Pop3(plain))
+    server.stop()
+
+    # --listen-tls alone replaces the file's two listeners.
+    only = sample.start(listen=(), extra_args=["--listen-tls", "127.0.0.1:0"])
+    only._wait_listening(1)
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", only.log()).group(1))
+    p = poplib.POP3_SSL("127.0.0.1", port, context=client_context(pki), timeout=TIMEOUT)
+    p.quit()
+    assert only.log().count("listening on") == 1, only.log()
+
+
+# ---------------------------------------------------------------- versions and ciphers
+
+def handshake(port: int, pki: Path, *, version=ssl.TLSVersion.TLSv1_2, ciphers: str | None = None) -> str | None:
+    """The cipher a client limited to `version` (and `ciphers`) gets, or None if refused."""
+    ctx = client_context(pki)
+    ctx.minimum_version = ctx.maximum_version = version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT),
+                             server_hostname="localhost") as s:
+            return s.cipher()[0]
+    except (ssl.SSLError, ConnectionError):
+        return None
+
+
+INTERMEDIATE_ECDSA = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"}
+
+
+def test_intermediate_ciphers_by_default_and_the_ciphers_setting(sample, pki):
+    # CBC with SHA-1 is in OpenSSL's DEFAULT list, not in Mozilla's intermediate one.
+    cbc = "ECDHE-ECDSA-AES128-SHA"
+    server = start(sample, pki)
+    _, secure = ports(server)
+    assert handshake(secure, pki) in INTERMEDIATE_ECDSA
+    assert handshake(secure, pki, ciphers=cbc) is None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_3) is not None
+    server.stop()
+
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"ciphers: \"{cbc}\"}}"})
+    other = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in other.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(other)
+    assert handshake(secure, pki, ciphers=cbc) == cbc
+    assert handshake(secure, pki, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") is None
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # ssl.TLSVersion.TLSv1_1, on purpose
+def test_tls_1_1_is_refused_even_where_the_ciphers_would_allow_it(sample, pki):
+    """OpenSSL's security level alone would refuse TLS 1.1; a `ciphers:`
+    list that lowers it (@SECLEVEL=0) must still not let it in."""
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"ciphers: \"DEFAULT:@SECLEVEL=0\"}}"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(server)
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_2) is not None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0") is None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1, ciphers="DEFAULT:@SECLEVEL=0") is None
+
+
 # ---------------------------------------------------------------- PROXY header, then TLS
 
 class BioClient:
@@ -412,6 +493,32 @@ def test_auth_plain_both_forms_wrong_password_and_authzid(server):
     assert e.err("*").startswith("-ERR")
     assert e.err("AUTH PLAIN !!!").startswith("-ERR")
     e.quit()
+
+
+def test_auth_plain_keeps_the_dialup_rule_and_the_user_form(sample):
+    server = sample.start()
+    # The dialup password counts only from the dialup address, as with PASS.
+    c = server.connect()
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', DIALUP_PW)}").startswith("-ERR [AUTH]")
+    c.close()
+    d = server.connect(source=DIALUP_IP)
+    assert d.ok(f"AUTH PLAIN {plain_response('', 'sample', DIALUP_PW)}").startswith("+OK")
+    d.quit()
+    # user+host, and the authorization identity equal to it.
+    e = server.connect()
+    assert e.ok(f"AUTH PLAIN {plain_response('fred+sample', 'fred+sample', POP_PW)}").startswith("+OK")
+    e.quit()
+
+
+def test_a_site_may_drop_the_sasl_module(sample):
+    from sdps_harness import shipped_chain
+    sample.write_config(chain=[e for e in shipped_chain() if e["module"] != "sasl"])
+    server = sample.start()
+    c = server.connect()
+    assert not [w for w in capa(c) if w.startswith("SASL")]
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', POP_PW)}").startswith("-ERR")
+    c.login("sample", POP_PW)
+    c.quit()
 
 
 # ---------------------------------------------------------------- configuration
