@@ -245,8 +245,11 @@ awaitable<bool> connection::read_proxy_header() {
       sodium_memzero(buffer.data(), n);
       parsed = proxy::parse(received, max_proxy_header);
       if (parsed.state == proxy::status::complete) {
-        // Only the rest of the header: what the client sent after it stays.
-        n -= received.size() - parsed.length;
+        // Only the rest of the header: what the client sent after it (a
+        // password, perhaps) stays in the socket, and leaves no copy here.
+        const std::size_t beyond = received.size() - parsed.length;
+        n -= beyond;
+        sodium_memzero(received.data() + parsed.length, beyond);
         received.resize(parsed.length);
       }
       if (parsed.state != proxy::status::invalid)
