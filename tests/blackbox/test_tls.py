@@ -331,6 +331,25 @@ def test_proxy_header_and_client_hello_in_one_segment(sample, pki, header):
         sock.close()
 
 
+def test_proxy_header_then_stls_with_pipelined_commands(sample, pki):
+    """Commands after a PROXY header are the client's and run; those after
+    STLS in the same packet are still discarded."""
+    server = start(sample, pki, tls_listener=False, proxy_protocol_from="[127.0.0.1/32]")
+    c = Pop3(ports(server)[0], greeting=False)
+    c.send_raw(proxy_v1(DIALUP_IP) + b"NOOP\r\nSTLS\r\nUSER sample\r\n")
+    assert c.reply().startswith("+OK")               # the greeting
+    assert c.reply().startswith("-ERR")              # NOOP was read and answered (not yet valid)
+    assert c.reply().startswith("+OK")               # STLS
+    time.sleep(0.2)
+    c.sock = client_context(pki).wrap_socket(c.sock, server_hostname="localhost")
+    c.buffer = b""
+    assert c.err(f"PASS {DIALUP_PW}") == "-ERR send USER first"
+    c.ok("USER sample")
+    c.ok(f"PASS {DIALUP_PW}")                       # the header's address, under TLS
+    c.quit()
+    assert "discarding" in server.log()
+
+
 # ---------------------------------------------------------------- login_timeout and TLS
 
 def client_hello(pki: Path) -> bytes:
