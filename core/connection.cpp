@@ -6,6 +6,7 @@
 #include "metrics.hpp"
 #include "proxy_header.hpp"
 
+#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <poll.h>
 #include <sodium.h>
@@ -226,12 +227,35 @@ awaitable<bool> connection::read_proxy_header() {
     *expired = true;
     close();
   });
+  // The header is read and nothing after it: the client's own octets (a
+  // TLS ClientHello, pipelined commands) stay in the socket for the TLS
+  // stream or the line reader. Each read peeks first and then takes only
+  // the octets the header is still owed (all it peeked while incomplete:
+  // an unfinished header is header to its last octet).
   std::string received;
   std::array<char, 4096> buffer;
   for (;;) {
     boost::system::error_code ec;
-    const std::size_t n =
-        co_await stream_.socket().async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    std::size_t n = co_await stream_.socket().async_receive(asio::buffer(buffer), asio::socket_base::message_peek,
+                                                            asio::redirect_error(asio::use_awaitable, ec));
+    proxy::result parsed;
+    if (!ec) {
+      received.append(buffer.data(), n);
+      sodium_memzero(buffer.data(), n);
+      parsed = proxy::parse(received, max_proxy_header);
+      if (parsed.state == proxy::status::complete) {
+        // Only the rest of the header: what the client sent after it (a
+        // password, perhaps) stays in the socket, and leaves no copy here.
+        const std::size_t beyond = received.size() - parsed.length;
+        n -= beyond;
+        sodium_memzero(received.data() + parsed.length, beyond);
+        received.resize(parsed.length);
+      }
+      if (parsed.state != proxy::status::invalid)
+        co_await asio::async_read(stream_.socket(), asio::buffer(buffer.data(), n),
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      sodium_memzero(buffer.data(), n);
+    }
     if (ec) {
       *decided = true;
       if (*expired)
@@ -242,9 +266,6 @@ awaitable<bool> connection::read_proxy_header() {
       close();
       co_return false;
     }
-    received.append(buffer.data(), n);
-    sodium_memzero(buffer.data(), n);
-    const auto parsed = proxy::parse(received, max_proxy_header);
     if (parsed.state == proxy::status::incomplete) continue;
     *decided = true;
     deadline.cancel();
@@ -254,9 +275,6 @@ awaitable<bool> connection::read_proxy_header() {
       close();
       co_return false;
     }
-    // What follows the header is the client's own (it may hold a password).
-    early_.assign(received, parsed.length);
-    sodium_memzero(received.data(), received.size());
     via_ = remote_;
     const auto& h = parsed.value;
     if (h.cmd == proxy::command::local) {
@@ -290,12 +308,6 @@ awaitable<void> connection::serve() {
   }
   announced_ = true;
   if (policy_.implicit_tls) {
-    if (!early_.empty()) {
-      // The client's first TLS octets came in with the PROXY header and
-      // cannot be handed to OpenSSL: not supported yet.
-      log_->warning("closing: TLS data arrived with the PROXY header on an implicit-TLS listener (not supported)");
-      co_return;
-    }
     try {
       co_await stream_.handshake(policy_.tls->current(), policy_.tls->config().handshake_timeout);
     } catch (const boost::system::system_error& e) {
@@ -350,14 +362,7 @@ awaitable<line_reader::status> connection::next_input() {
     sodium_memzero(in_.data(), in_end_);
     in_begin_ = in_end_ = 0;
     co_await flush();
-    if (!early_.empty()) {
-      // What followed the balancer's PROXY header.
-      in_end_ = early_.copy(in_.data(), in_.size());
-      sodium_memzero(early_.data(), early_.size());
-      early_.clear();
-    } else {
-      in_end_ = co_await stream_.read_some(asio::buffer(in_));
-    }
+    in_end_ = co_await stream_.read_some(asio::buffer(in_));
     // A PROXY header here comes from a peer not in proxy_protocol_from (or
     // from a client behind a balancer that already sent one): a spoofing
     // attempt, never believed. It is caught when the first read holds the

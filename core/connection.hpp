@@ -136,8 +136,6 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   std::unique_ptr<stderr_log> log_;
   asio::ip::tcp::endpoint remote_, local_;
   std::optional<asio::ip::tcp::endpoint> via_;
-  /// Client bytes that came with the PROXY header, read before the greeting.
-  std::string early_;
   /// The connect event fired: modules know of the session.
   bool announced_ = false;
   line_reader reader_;

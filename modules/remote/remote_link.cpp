@@ -1,6 +1,10 @@
 #include "remote_link.hpp"
 
 #include <boost/asio/write.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +25,25 @@ std::string seconds(std::chrono::milliseconds limit) {
 }
 
 }  // namespace
+
+std::shared_ptr<asio::ssl::context> make_client_context(const std::string& ca_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                   SSL_OP_NO_RENEGOTIATION);
+  ERR_clear_error();
+  // Only the file's certificates are trusted (not the system's store).
+  if (SSL_CTX_load_verify_locations(native, ca_file.c_str(), nullptr) != 1) {
+    const unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    char text[256] = "no certificate in it";
+    if (code) ERR_error_string_n(code, text, sizeof text);
+    throw config_error("cannot use " + ca_file + " as the back ends' CA: " + text);
+  }
+  ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  return ctx;
+}
 
 backend_link::backend_link(executor ex, link_options options, std::shared_ptr<const backend_secret> secret,
                            logger& log, std::string tag)
@@ -174,7 +197,39 @@ awaitable<void> backend_link::connect() {
   if (!connected) fail("cannot connect: " + last_error);
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (options_.tls) {
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+    co_await handshake(std::max(options_.connect_timeout - spent, std::chrono::milliseconds(1)));
+  }
   last_used_ = clock::now();
+}
+
+awaitable<void> backend_link::handshake(std::chrono::milliseconds limit) {
+  auto self = shared_from_this();
+  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *options_.tls);
+  SSL* ssl = tls_->native_handle();
+  const std::string& name = options_.server_name;
+  boost::system::error_code ec;
+  asio::ip::make_address(name, ec);
+  // The certificate must name what this link connects to: a DNS name
+  // (also sent as SNI) or an IP address (matched against its IP entries).
+  const bool set = ec ? SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1
+                      : X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
+  if (!set) fail("TLS: cannot verify the name '" + printable(name, 80) + "'");
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  ec = {};
+  arm(limit);
+  co_await tls_->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+  disarm();
+  if (closed_) fail("closed during the TLS handshake");
+  if (!ec) co_return;
+  const long verified = SSL_get_verify_result(ssl);
+  ERR_clear_error();
+  if (verified != X509_V_OK)
+    fail(std::string("TLS: the back end's certificate is refused: ") + X509_verify_cert_error_string(verified) +
+         " (it must be signed by the 'ca:' file and name " + printable(name, 80) + ")");
+  if (timed_out_) fail("no TLS handshake within " + seconds(limit));
+  fail("TLS handshake failed (is the back end's listener 'tls: implicit'?): " + ec.message());
 }
 
 void backend_link::end(bool quit) {
@@ -242,7 +297,10 @@ awaitable<void> backend_link::send(std::vector<std::string> lines) {
   }
   boost::system::error_code ec;
   arm(options_.read_timeout);
-  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+  if (tls_)
+    co_await asio::async_write(*tls_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+  else
+    co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
   disarm();
   if (ec) fail(timed_out_ ? "could not send within " + seconds(options_.read_timeout) : "sending: " + ec.message());
   last_used_ = clock::now();
@@ -261,12 +319,16 @@ awaitable<void> backend_link::fill() {
   }
   boost::system::error_code ec;
   arm(options_.read_timeout);
-  const std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.get() + end_, capacity_ - end_),
-                                                         asio::redirect_error(asio::use_awaitable, ec));
+  const auto into = asio::buffer(in_.get() + end_, capacity_ - end_);
+  std::size_t n = 0;
+  if (tls_)
+    n = co_await tls_->async_read_some(into, asio::redirect_error(asio::use_awaitable, ec));
+  else
+    n = co_await socket_.async_read_some(into, asio::redirect_error(asio::use_awaitable, ec));
   disarm();
   if (ec) {
     if (timed_out_) fail("no answer within " + seconds(options_.read_timeout));
-    if (ec == asio::error::eof) fail("the back end closed the connection");
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) fail("the back end closed the connection");
     fail("reading: " + ec.message());
   }
   end_ += n;

@@ -10,6 +10,9 @@
 #include <sdps/asio.hpp>
 #include <sdps/log.hpp>
 #include <sdps/maildrop.hpp>
+#include <sdps/settings.hpp>
+
+#include <boost/asio/ssl.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -33,7 +36,18 @@ struct link_options {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds keepalive{std::chrono::minutes(5)};
+  /// `tls: true`: the client context (TLS 1.2 or later, the `ca:` file's
+  /// certificates as the only trust anchors, the peer verified). Null: TCP.
+  std::shared_ptr<asio::ssl::context> tls;
+  /// The DNS name or IP address the back end's certificate must carry
+  /// (`server_name:`, by default the host of `backend`).
+  std::string server_name;
 };
+
+/// The client context for `tls: true`: TLS 1.2 and 1.3, peer verification
+/// against the certificates in `ca_file` only. Throws config_error naming
+/// the file when it holds no usable certificate.
+std::shared_ptr<asio::ssl::context> make_client_context(const std::string& ca_file);
 
 /// A status line from the back end.
 struct status {
@@ -68,8 +82,9 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   backend_link(const backend_link&) = delete;
   backend_link& operator=(const backend_link&) = delete;
 
-  /// Connects and authenticates both ways (XAUTH), with the greeting and
-  /// the challenge fetched in one round trip. Throws spool_error.
+  /// Connects (TCP, then the TLS handshake when options().tls is set, both
+  /// within connect_timeout). Throws spool_error saying why, a certificate
+  /// that fails verification included.
   awaitable<void> connect();
 
   /// Waits for the turn, then drains any unread body. Throws spool_error
@@ -149,6 +164,9 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   awaitable<std::string> read_line(std::size_t limit);
   awaitable<void> drain();
   awaitable<void> noop();
+  /// The client side of the TLS handshake, within `limit`; verifies the
+  /// certificate's chain (options().tls) and name (options().server_name).
+  awaitable<void> handshake(std::chrono::milliseconds limit);
   std::size_t buffered() const { return end_ - begin_; }
 
   executor executor_;
@@ -158,6 +176,8 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   std::string tag_;
 
   asio::ip::tcp::socket socket_;
+  /// TLS over socket_ once connect() has done the handshake (tls set).
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   asio::steady_timer watchdog_;
   std::uint64_t watch_generation_ = 0;
   clock::time_point watch_at_ = clock::time_point::max();  // when the pending wait ends (max: none pending)

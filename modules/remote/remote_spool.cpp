@@ -305,6 +305,20 @@ remote_spool::remote_spool(module_config& config) : log_(config.log()), metrics_
   if (options_.connect_timeout.count() <= 0) opts.fail("connect_timeout", "'connect_timeout' must be positive");
   if (options_.read_timeout.count() <= 0) opts.fail("read_timeout", "'read_timeout' must be positive");
   if (options_.keepalive.count() < 0) opts.fail("keepalive", "'keepalive' must be 0 (off) or positive");
+  if (opts.boolean_or("tls", false)) {
+    if (!opts.has("ca"))
+      opts.fail("tls", "'tls: true' needs 'ca:', the CA certificate(s) that signed the back end's certificate");
+    try {
+      options_.tls = make_client_context(opts.path("ca").string());
+    } catch (const config_error& e) {
+      opts.fail("ca", e.what());
+    }
+    options_.server_name = opts.string_or("server_name", options_.backend.host);
+    if (options_.server_name.empty()) opts.fail("server_name", "'server_name' must not be empty");
+  } else {
+    for (const char* key : {"ca", "server_name"})
+      if (opts.has(key)) opts.fail(key, std::string("'") + key + "' is for TLS to the back end: set 'tls: true' too");
+  }
   secret_ = backend_secret::load(opts.path("secret"), opts.where("secret"), log_);
   config.provide<sdps::spool>(this);
   config.provide<sdps::maildrop_source>(this);

@@ -73,9 +73,14 @@ class FrontEndSite:
     """A Site served through a front end; see the module docstring."""
 
     def __init__(self, site: Site, *, read_timeout: str | None = None, connect_timeout: str | None = None,
-                 keepalive: str | None = None, backend_top: dict | None = None):
+                 keepalive: str | None = None, backend_top: dict | None = None,
+                 backend_tls: dict[str, Path] | None = None, link: dict | None = None):
         self.site = site
         self.backend_top = dict(backend_top or {})   # top-level settings for the back ends' configs
+        # punt -> a folder with cert.pem and key.pem (scripts/make-test-cert):
+        # that back end serves implicit TLS only, with that pair.
+        self.backend_tls = dict(backend_tls or {})
+        self.link = dict(link or {})                 # more settings for every remote_spool entry
         self.read_timeout = read_timeout or f"{int(10 * SLOW)}s"
         self.connect_timeout = connect_timeout or f"{int(5 * SLOW)}s"
         self.keepalive = keepalive
@@ -118,7 +123,11 @@ class FrontEndSite:
         what = f"punt-{punt}.yaml"
         text = shipped(what)
         text = substitute(text, r"^listen: .*$", f"listen: [{listen}]", what)
-        for key, value in self.backend_top.items():
+        top = dict(self.backend_top)
+        if punt in self.backend_tls:
+            pki = self.backend_tls[punt]
+            top["tls"] = f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}}}"
+        for key, value in top.items():
             if re.search(rf"^{key}:", text, flags=re.MULTILINE):
                 text = substitute(text, rf"^{key}:.*$", f"{key}: {value}", what)
             else:
@@ -163,6 +172,7 @@ class FrontEndSite:
             ])
             if self.keepalive is not None:
                 out.append(f"    keepalive: {self.keepalive}")
+            out.extend(f"    {key}: {value}" for key, value in self.link.items())
 
         in_modules = False
         for line in self.site.config.read_text().splitlines():
@@ -188,11 +198,11 @@ class FrontEndSite:
     # -- processes
 
     def _server(self, config: Path, listen: Sequence[str], extra_args: Sequence[str] = (),
-                env: dict | None = None) -> Server:
+                env: dict | None = None, listen_tls: Sequence[str] = ()) -> Server:
         """Starts sdpsd on `config`; it counts as ours even if it fails to start."""
         known = len(self.site.servers)
         try:
-            server = Server(_View(self.site, config), listen, extra_args, env)
+            server = Server(_View(self.site, config), listen, extra_args, env, listen_tls=listen_tls)
         finally:
             self.ours.extend(self.site.servers[known:])
         return server
@@ -201,7 +211,10 @@ class FrontEndSite:
         """Starts (or restarts, on the same port) the back end of `punt`."""
         port = self.ports.get(punt, 0)
         config = self.backend_config(punt)
-        server = self._server(config, [f"127.0.0.1:{port}"])
+        if punt in self.backend_tls:
+            server = self._server(config, [], listen_tls=[f"127.0.0.1:{port}"])
+        else:
+            server = self._server(config, [f"127.0.0.1:{port}"])
         self.backends[punt] = server
         self.ports[punt] = server.port
         return server

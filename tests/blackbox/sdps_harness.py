@@ -324,13 +324,16 @@ def _show(line: str | bytes) -> str:
 class Server:
     """One running sdpsd. Stopped by Site.close() whatever happens."""
 
-    def __init__(self, site: "Site", listen: Sequence[str], extra_args: Sequence[str], env: dict | None):
+    def __init__(self, site: "Site", listen: Sequence[str], extra_args: Sequence[str], env: dict | None,
+                 *, listen_tls: Sequence[str] = ()):
         self.site = site
         self.log_path = site.root / f"sdpsd.{len(site.servers)}.log"
         self.log_file = open(self.log_path, "wb")
         args = [str(binary("sdpsd")), "-c", str(site.config)]
         for address in listen:
             args += ["--listen", address]
+        for address in listen_tls:
+            args += ["--listen-tls", address]
         args += list(extra_args)
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -338,7 +341,7 @@ class Server:
         self.returncode: int | None = None
         self.endpoints: list[tuple[str, int]] = []
         site.servers.append(self)
-        self._wait_listening(len(listen))
+        self._wait_listening(len(listen) + len(listen_tls))
 
     def _wait_listening(self, count: int) -> None:
         deadline = time.monotonic() + TIMEOUT

@@ -119,10 +119,14 @@ def test_tlvs_are_skipped_and_balancer_tls_is_not_tls(sample):
     assert dialup_accepted(c)
 
 
-def test_commands_sent_with_the_header_are_served_after_the_greeting(sample):
+@pytest.mark.parametrize("version", [1, 2])
+def test_commands_sent_with_the_header_are_served_after_the_greeting(sample, version):
+    """Header and commands in one send(): the header is read alone, the
+    commands after it are the client's first line (none is lost)."""
     server = sample.start()
     c = Pop3(server.port, greeting=False)
-    c.send_raw(v1(DIALUP_IP) + f"USER sample\r\nPASS {DIALUP_PW}\r\nSTAT\r\n".encode())
+    header = v1(DIALUP_IP) if version == 1 else v2(DIALUP_IP, tlvs=tlv(0x05, b"id-1"))
+    c.send_raw(header + f"USER sample\r\nPASS {DIALUP_PW}\r\nSTAT\r\n".encode())
     assert c.reply().startswith("+OK")            # the greeting first
     assert c.reply().startswith("+OK")            # USER
     assert c.reply().startswith("+OK")            # PASS: the dialup address came through

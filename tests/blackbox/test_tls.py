@@ -4,19 +4,22 @@ openssl s_client, fetchmail, mpop, poplib) checking the certificate against
 a test CA made by scripts/make-test-cert."""
 
 import base64
+import ipaddress
 import os
 import poplib
 import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import POP_PW
-from sdps_harness import SOURCE_DIR, TIMEOUT, Pop3, crlf, message
+from conftest import DIALUP_IP, DIALUP_PW, POP_PW
+from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, Pop3, crlf, message
 
 MAKE_CERT = SOURCE_DIR / "scripts" / "make-test-cert"
 
@@ -161,6 +164,249 @@ def test_handshake_time_limit(sample, pki):
     c.expect_closed(within=5)
 
 
+# ---------------------------------------------------------------- listeners
+
+def test_the_files_listeners_and_listen_tls_replacing_them(sample, pki):
+    sample.write_config(top=tls_top(pki, listen="[127.0.0.1:0, {address: 127.0.0.1:0, tls: implicit}]",
+                                    trusted_networks="[10.0.0.0/8]"))
+    server = sample.start(listen=())
+    server._wait_listening(2)
+    plain, secure = ports(server)
+    assert plain and secure
+    p = poplib.POP3_SSL("127.0.0.1", secure, context=client_context(pki), timeout=TIMEOUT)
+    p.user("sample")
+    p.pass_(POP_PW)
+    p.quit()
+    assert "STLS" in capa(Pop3(plain))
+    server.stop()
+
+    # --listen-tls alone replaces the file's two listeners.
+    only = sample.start(listen=(), extra_args=["--listen-tls", "127.0.0.1:0"])
+    only._wait_listening(1)
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", only.log()).group(1))
+    p = poplib.POP3_SSL("127.0.0.1", port, context=client_context(pki), timeout=TIMEOUT)
+    p.quit()
+    assert only.log().count("listening on") == 1, only.log()
+
+
+# ---------------------------------------------------------------- versions and ciphers
+
+def handshake(port: int, pki: Path, *, version=ssl.TLSVersion.TLSv1_2, ciphers: str | None = None) -> str | None:
+    """The cipher a client limited to `version` (and `ciphers`) gets, or None if refused."""
+    ctx = client_context(pki)
+    ctx.minimum_version = ctx.maximum_version = version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT),
+                             server_hostname="localhost") as s:
+            return s.cipher()[0]
+    except (ssl.SSLError, ConnectionError):
+        return None
+
+
+INTERMEDIATE_ECDSA = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"}
+
+
+def test_intermediate_ciphers_by_default_and_the_ciphers_setting(sample, pki):
+    # CBC with SHA-1 is in OpenSSL's DEFAULT list, not in Mozilla's intermediate one.
+    cbc = "ECDHE-ECDSA-AES128-SHA"
+    server = start(sample, pki)
+    _, secure = ports(server)
+    assert handshake(secure, pki) in INTERMEDIATE_ECDSA
+    assert handshake(secure, pki, ciphers=cbc) is None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_3) is not None
+    server.stop()
+
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"ciphers: \"{cbc}\"}}"})
+    other = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in other.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(other)
+    assert handshake(secure, pki, ciphers=cbc) == cbc
+    assert handshake(secure, pki, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") is None
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # ssl.TLSVersion.TLSv1_1, on purpose
+def test_tls_1_1_is_refused_even_where_the_ciphers_would_allow_it(sample, pki):
+    """OpenSSL's security level alone would refuse TLS 1.1; a `ciphers:`
+    list that lowers it (@SECLEVEL=0) must still not let it in."""
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"ciphers: \"DEFAULT:@SECLEVEL=0\"}}"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(server)
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_2) is not None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0") is None
+    assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1, ciphers="DEFAULT:@SECLEVEL=0") is None
+
+
+# ---------------------------------------------------------------- PROXY header, then TLS
+
+class BioClient:
+    """A TLS client over a socket through memory BIOs, so that its first
+    flight (the ClientHello) can go out in one send() with what precedes it."""
+
+    def __init__(self, sock, ctx: ssl.SSLContext, first: bytes = b"", *, stall: float = 0):
+        """Sends `first` and the ClientHello in one send(); with `stall`,
+        only half the ClientHello, and the rest `stall` seconds later."""
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.buffer = b""
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = self.outgoing.read()
+        assert hello[:1] == b"\x16"                 # a TLS handshake record
+        if stall:
+            sock.sendall(first + hello[:len(hello) // 2])
+            time.sleep(stall)
+            sock.sendall(hello[len(hello) // 2:])
+        else:
+            sock.sendall(first + hello)              # one send(): one segment on loopback
+        self._drive(self.tls.do_handshake)
+
+    def _drive(self, step):
+        while True:
+            try:
+                result = step()
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed by the server")
+                self.incoming.write(data)
+                continue
+            self._flush()
+            return result
+
+    def _flush(self):
+        out = self.outgoing.read()
+        if out:
+            self.sock.sendall(out)
+
+    def line(self) -> str:
+        while b"\r\n" not in self.buffer:
+            self.buffer += self._drive(lambda: self.tls.read(65536))
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def cmd(self, text: str) -> str:
+        self._drive(lambda: self.tls.write(text.encode() + b"\r\n"))
+        return self.line()
+
+
+def proxy_v1(source: str) -> bytes:
+    return f"PROXY TCP4 {source} 127.0.0.1 40000 995\r\n".encode()
+
+
+def proxy_v2(source: str) -> bytes:
+    block = ipaddress.ip_address(source).packed + bytes([127, 0, 0, 1]) + struct.pack("!HH", 40000, 995)
+    block += struct.pack("!BH", 0x05, 4) + b"id-1"     # a TLV, so the length field counts
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(block)) + block
+
+
+@pytest.mark.parametrize("header", [proxy_v1, proxy_v2], ids=["v1", "v2"])
+def test_proxy_header_and_client_hello_in_one_segment(sample, pki, header):
+    """A balancer in TCP mode in front of POP3S: its PROXY header and the
+    client's ClientHello reach sdps together. The header is read alone and
+    the handshake gets the rest; the dialup rule sees the header's address."""
+    server = start(sample, pki, proxy_protocol_from="[127.0.0.1/32]")
+    _, secure = ports(server)
+    sock = socket.create_connection(("127.0.0.1", secure), timeout=TIMEOUT)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = BioClient(sock, client_context(pki), header(DIALUP_IP))
+        assert c.line().startswith("+OK")
+        assert c.cmd("USER sample").startswith("+OK")
+        assert c.cmd(f"PASS {DIALUP_PW}").startswith("+OK")  # only from the dialup address
+        assert c.cmd("QUIT").startswith("+OK")
+    finally:
+        sock.close()
+
+
+def test_proxy_header_then_stls_with_pipelined_commands(sample, pki):
+    """Commands after a PROXY header are the client's and run; those after
+    STLS in the same packet are still discarded."""
+    server = start(sample, pki, tls_listener=False, proxy_protocol_from="[127.0.0.1/32]")
+    c = Pop3(ports(server)[0], greeting=False)
+    c.send_raw(proxy_v1(DIALUP_IP) + b"NOOP\r\nSTLS\r\nUSER sample\r\n")
+    assert c.reply().startswith("+OK")               # the greeting
+    assert c.reply().startswith("-ERR")              # NOOP was read and answered (not yet valid)
+    assert c.reply().startswith("+OK")               # STLS
+    time.sleep(0.2)
+    c.sock = client_context(pki).wrap_socket(c.sock, server_hostname="localhost")
+    c.buffer = b""
+    assert c.err(f"PASS {DIALUP_PW}") == "-ERR send USER first"
+    c.ok("USER sample")
+    c.ok(f"PASS {DIALUP_PW}")                       # the header's address, under TLS
+    c.quit()
+    assert "discarding" in server.log()
+
+
+# ---------------------------------------------------------------- login_timeout and TLS
+
+def client_hello(pki: Path) -> bytes:
+    tls = client_context(pki).wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize("how", ["implicit", "STLS"])
+def test_login_timeout_closes_a_client_stuck_in_the_handshake(sample, pki, how):
+    """The handshake's own limit is long here: login_timeout is what ends it."""
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"handshake_timeout: 60s}}", "login_timeout": "2s"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    plain, secure = ports(server)
+    started = time.monotonic()
+    if how == "implicit":
+        c = Pop3(secure, greeting=False)
+    else:
+        c = Pop3(plain)
+        c.ok("STLS")
+    c.send_raw(client_hello(pki)[:20])                 # half a ClientHello, then nothing
+    c.expect_closed(within=TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert 1.8 <= elapsed < 2 + 2 * SLOW, f"closed after {elapsed:.1f}s"
+    assert "no login within 2s" in server.log()
+
+
+def test_login_timeout_is_not_extended_by_the_handshake_or_an_auth_continuation(sample, pki):
+    """A slow handshake (3s of the 4s) and then an AUTH PLAIN left at its
+    `+ ` continuation: the session goes 4s after it connected, not 4s after
+    the handshake or the continuation began."""
+    sample.write_config(top=tls_top(pki, login_timeout="4s"))
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    deadline = time.monotonic() + TIMEOUT
+    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, secure = ports(server)
+    started = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", secure), timeout=TIMEOUT)
+    try:
+        c = BioClient(sock, client_context(pki), stall=3)
+        assert c.line().startswith("+OK")
+        assert c.cmd("AUTH PLAIN") == "+ "
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            c.line()
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - started
+    assert 3.8 <= elapsed < 6.5, f"closed after {elapsed:.1f}s"     # extended, it would be 7s or more
+    assert "no login within 4s" in server.log()
+
+
 # ---------------------------------------------------------------- implicit TLS and real clients
 
 def test_poplib_pop3_ssl_and_stls(sample, pki):
@@ -268,6 +514,32 @@ def test_auth_plain_both_forms_wrong_password_and_authzid(server):
     e.quit()
 
 
+def test_auth_plain_keeps_the_dialup_rule_and_the_user_form(sample):
+    server = sample.start()
+    # The dialup password counts only from the dialup address, as with PASS.
+    c = server.connect()
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', DIALUP_PW)}").startswith("-ERR [AUTH]")
+    c.close()
+    d = server.connect(source=DIALUP_IP)
+    assert d.ok(f"AUTH PLAIN {plain_response('', 'sample', DIALUP_PW)}").startswith("+OK")
+    d.quit()
+    # user+host, and the authorization identity equal to it.
+    e = server.connect()
+    assert e.ok(f"AUTH PLAIN {plain_response('fred+sample', 'fred+sample', POP_PW)}").startswith("+OK")
+    e.quit()
+
+
+def test_a_site_may_drop_the_sasl_module(sample):
+    from sdps_harness import shipped_chain
+    sample.write_config(chain=[e for e in shipped_chain() if e["module"] != "sasl"])
+    server = sample.start()
+    c = server.connect()
+    assert not [w for w in capa(c) if w.startswith("SASL")]
+    assert c.err(f"AUTH PLAIN {plain_response('', 'sample', POP_PW)}").startswith("-ERR")
+    c.login("sample", POP_PW)
+    c.quit()
+
+
 # ---------------------------------------------------------------- configuration
 
 def test_check_reports_a_key_that_does_not_match(sample, pki, tmp_path):
@@ -280,6 +552,64 @@ def test_check_reports_a_key_that_does_not_match(sample, pki, tmp_path):
     sample.write_config(top=tls_top(pki))
     out = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--check"], capture_output=True)
     assert out.returncode == 0, out.stderr
+
+
+def self_signed(folder: Path, start: str, end: str) -> Path:
+    """A self-signed localhost pair valid from `start` to `end` (YYYYMMDDHHMMSSZ):
+    `openssl ca` is what sets explicit dates with Debian 12's OpenSSL 3.0."""
+    folder.mkdir(parents=True)
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("01\n")
+    (folder / "ca.cnf").write_text(f"[ca]\ndefault_ca = self\n[self]\ndatabase = {folder}/index.txt\n"
+                                   f"new_certs_dir = {folder}\nserial = {folder}/serial\ndefault_md = sha256\n"
+                                   "policy = any\n[any]\ncommonName = supplied\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-subj", "/CN=localhost", "-keyout", str(folder / "key.pem"), "-out", str(folder / "req.pem")],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ca", "-batch", "-config", str(folder / "ca.cnf"), "-selfsign",
+                    "-keyfile", str(folder / "key.pem"), "-in", str(folder / "req.pem"), "-startdate", start,
+                    "-enddate", end, "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    return folder
+
+
+@pytest.mark.parametrize("start, end, complaint", [
+    ("20200101000000Z", "20200201000000Z", "has expired"),
+    ("20900101000000Z", "20900201000000Z", "is not valid yet"),
+])
+def test_check_reports_an_expired_or_not_yet_valid_certificate(sample, tmp_path, start, end, complaint):
+    from sdps_harness import binary
+    pair = self_signed(tmp_path / "dated", start, end)
+    sample.write_config(top=tls_top(pair))
+    out = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--check"], capture_output=True)
+    assert out.returncode == 78, out
+    assert complaint.encode() in out.stderr, out.stderr
+    assert str(pair / "cert.pem").encode() in out.stderr
+    # Serving refuses the same way: sdpsd does not start.
+    started = subprocess.run([str(binary("sdpsd")), "-c", str(sample.config), "--listen", "127.0.0.1:0"],
+                             capture_output=True, timeout=TIMEOUT)
+    assert started.returncode == 78 and complaint.encode() in started.stderr, started
+
+
+def test_sighup_with_a_broken_pair_keeps_the_one_in_force(sample, pki, tmp_path):
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    _, secure = ports(server)
+    before = client_context(pki).wrap_socket(socket.create_connection(("127.0.0.1", secure)),
+                                             server_hostname="localhost")
+    served = before.getpeercert(binary_form=True)
+    before.close()
+    expired = self_signed(tmp_path / "expired", "20200101000000Z", "20200201000000Z")
+    for name in ("cert.pem", "key.pem"):
+        (pki / name).write_bytes((expired / name).read_bytes())
+    import signal
+    server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while "keeping the certificate loaded before" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "has expired" in server.log()
+    after = client_context(pki).wrap_socket(socket.create_connection(("127.0.0.1", secure)),
+                                            server_hostname="localhost")
+    assert after.getpeercert(binary_form=True) == served
+    after.close()
 
 
 def test_sighup_rereads_the_certificate(sample, pki, tmp_path):
@@ -297,9 +627,16 @@ def test_sighup_rereads_the_certificate(sample, pki, tmp_path):
         time.sleep(0.05)
     new = first.wrap_socket(__import__("socket").create_connection(("127.0.0.1", secure)), server_hostname="localhost")
     assert new.getpeercert(binary_form=True) != old_cert
-    # The session begun before still works.
-    old.recv(1000)
-    old.sendall(b"NOOP\r\n")
-    assert old.recv(1000).startswith(b"-ERR")
+    # The session begun before keeps its TLS and works on: it logs in now.
+    old.settimeout(TIMEOUT)
+    reader = old.makefile("rb")
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(b"USER sample\r\n")
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(f"PASS {POP_PW}\r\n".encode())
+    assert reader.readline().startswith(b"+OK")
+    old.sendall(b"STAT\r\n")
+    assert reader.readline() == b"+OK 0 0\r\n"
+    reader.close()
     new.close()
     old.close()
