@@ -38,11 +38,10 @@ std::string to_hex(const unsigned char* data, std::size_t size) {
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  return -1;  // upper case too: a proof is lower-case hex (docs/backend-protocol.md)
 }
 
-/// 64 hex digits (any case) into 32 octets.
+/// 64 lower-case hex digits into 32 octets.
 bool from_hex32(std::string_view text, std::array<unsigned char, 32>& out) {
   if (text.size() != 64) return false;
   for (std::size_t i = 0; i < 32; ++i) {

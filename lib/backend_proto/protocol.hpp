@@ -71,7 +71,7 @@ bool valid_nonce(std::string_view text);
 std::string proof(const backend_secret& secret, role side, std::string_view server_nonce,
                   std::string_view frontend_nonce, std::string_view punt);
 /// Checks a received proof in constant time (crypto_verify_32); false for
-/// anything that is not 64 hex digits.
+/// anything that is not 64 lower-case hex digits.
 bool verify_proof(const backend_secret& secret, role side, std::string_view server_nonce,
                   std::string_view frontend_nonce, std::string_view punt, std::string_view received);
 

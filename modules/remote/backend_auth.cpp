@@ -9,9 +9,13 @@ namespace sdps::backend {
 namespace {
 
 constexpr state_mask authorization = static_cast<state_mask>(pop3_state::authorization);
+constexpr state_mask transaction = static_cast<state_mask>(pop3_state::transaction);
 constexpr std::chrono::milliseconds max_fail_delay = std::chrono::seconds(30);
 
 verdict reply(response r) { return verdict::answer(std::move(r)); }
+
+/// A second XAUTH on a connection, before login or after it.
+response already_trusted() { return response::err("[AUTH] XAUTH already done"); }
 
 response untrusted() {
   return response::err("[AUTH] this is an sdps back end: a front end must authenticate with XAUTH first");
@@ -41,10 +45,12 @@ backend_auth::backend_auth(module_config& config)
 }
 
 std::vector<command_spec> backend_auth::commands() const {
-  // Only "*": the instance would otherwise be visited twice for a verb it
-  // also declared by name. USER and XAUTH need no declaration, since this
-  // instance answers them.
-  return {{"*", authorization}};
+  // "*" in AUTHORIZATION: USER and XAUTH need no declaration there, since
+  // this instance answers them. XAUTH is also declared for TRANSACTION, so
+  // a second one after login gets its own -ERR rather than "unknown
+  // command"; the chain visits an instance once per command however many
+  // of its specs match.
+  return {{"*", authorization}, {"XAUTH", transaction}};
 }
 
 void backend_auth::start(const registry& services) {
@@ -97,7 +103,7 @@ awaitable<verdict> backend_auth::on_event(session& s, event e) {
 awaitable<verdict> backend_auth::xauth(session& s, const command& cmd) {
   const auto args = cmd.args();
   gate& g = s.slot<gate>(this);
-  if (g.trusted) co_return reply(response::err("XAUTH already done"));
+  if (g.trusted) co_return reply(already_trusted());
   if (args.empty()) {
     g.nonce = backend_proto::new_nonce();
     co_return reply(response::ok(g.nonce + " " + punt_));

@@ -25,7 +25,8 @@ namespace sdps::backend {
 ///   and answers `+OK BACKEND-PROOF` (so the front end knows it reached a
 ///   back end holding the same secret), or, after `fail_delay`,
 ///   `-ERR [AUTH] ...` and closes the connection. A challenge is good for
-///   one answer.
+///   one answer. A second XAUTH, before login or after it, gets
+///   `-ERR [AUTH] XAUTH already done`.
 /// - before a successful XAUTH, everything but XAUTH, CAPA and QUIT gets
 ///   `-ERR [AUTH] ...`: a client without the secret reads nothing;
 /// - after it, `USER LOGIN` sets session.login() (`host` or `user+host`,

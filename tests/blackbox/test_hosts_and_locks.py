@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import EX_CONFIG, EX_TEMPFAIL, SLOW, binary, message
+from sdps_harness import EX_CONFIG, EX_TEMPFAIL, SLOW, binary, message, returned
 
 
 def check(site):
@@ -182,30 +182,37 @@ def test_a_full_disk_stops_no_login_and_delivery_is_all_or_nothing(sample, kind,
     _mount(kind, punt, tmp_path)
     try:
         sample.add_host("empty", pop3="pw")
-        sample.deliver("fred@sample.demon.co.uk", data=message(subject="before"), punt="finchley")
+        for subject in ("before", "before 2"):
+            sample.deliver("fred@sample.demon.co.uk", data=message(subject=subject), punt="finchley")
         _fill(punt)
         # Delivery fails whole: exit 75, nothing visible, tmp/ empty.
         result = sample.deliver("fred@sample.demon.co.uk", data=message(body="y" * 300000), punt="finchley",
                                 expect=None)
         assert result.returncode == EX_TEMPFAIL, result
-        assert sample.spool_list("sample").count("\n") == 1
+        assert sample.spool_list("sample").count("\n") == 2
         assert list((punt / "sample" / "tmp").iterdir()) == []
         server = sample.start()
         # A first login of a host whose folder has no locks/ yet.
         assert not (punt / "sample" / "locks").exists()
         c = server.session("sample", POP_PW)
-        assert c.stat()[0] == 1
-        c.retr(1)
-        c.ok("DELE 1")
+        assert c.stat()[0] == 2
+        for n in (1, 2):
+            c.retr(n)
+            c.ok(f"DELE {n}")
         c.quit()
         assert sample.spool_list("sample") == ""
+        # Downloading and deleting freed space: the next delivery is stored
+        # (two messages' worth: on tmpfs a link takes an inode too).
+        after = message(subject="after")
+        sample.deliver("fred@sample.demon.co.uk", data=after, punt="finchley")
         # A host with no folder: an empty maildrop (its folder is made
         # when there is room; without it, nothing is locked or created).
         c = server.session("empty", "pw")
         assert c.stat() == (0, 0)
         c.quit()
         c = server.session("fred+sample", POP_PW)
-        assert c.stat() == (0, 0)
+        assert c.stat()[0] == 1
+        assert c.retr(1) == returned(after)
         c.quit()
         server.stop()
     finally:

@@ -162,7 +162,7 @@ TEST_CASE("proofs match the documented formula and differ by role, nonce and pun
   CHECK(verify_proof(*secret, role::frontend, server_nonce, frontend_nonce, "finchley", mine));
   std::string upper = mine;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  CHECK(verify_proof(*secret, role::frontend, server_nonce, frontend_nonce, "finchley", upper));
+  CHECK_FALSE(verify_proof(*secret, role::frontend, server_nonce, frontend_nonce, "finchley", upper));
 
   CHECK_FALSE(verify_proof(*secret, role::backend, server_nonce, frontend_nonce, "finchley", mine));
   CHECK_FALSE(verify_proof(*secret, role::frontend, server_nonce, frontend_nonce, "docklands", mine));

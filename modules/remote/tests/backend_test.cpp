@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 
 using namespace sdps;
@@ -129,10 +130,15 @@ TEST_CASE("after XAUTH, USER and PASS lock and open the punt; XLIST lists it in 
   backend_chain b;
   auto s = b.h.connect();
   b.authenticate(s);
-  CHECK(b.h.send(s, "XAUTH") == "-ERR XAUTH already done\r\n");
+  CHECK(b.h.send(s, "XAUTH") == "-ERR [AUTH] XAUTH already done\r\n");
   CHECK(b.h.send(s, "USER sample") == "+OK send PASS\r\n");
   // PASS's argument is ignored: the front end has checked the password.
   CHECK(b.h.send(s, "PASS").starts_with("+OK sample has 2 messages"));
+  // After login too, XAUTH has its own answer, with a code, and the session goes on.
+  CHECK(b.h.send(s, "XAUTH") == "-ERR [AUTH] XAUTH already done\r\n");
+  CHECK(b.h.send(s, "XAUTH " + std::string(64, 'a') + " " + std::string(64, 'b')) ==
+        "-ERR [AUTH] XAUTH already done\r\n");
+  CHECK_FALSE(s->closed);
   CHECK(b.spool->store->holders.count(s->id()) == 1);
   const std::string one = std::to_string(b.sizes[0]);
   const std::string two = std::to_string(b.sizes[1]);
@@ -226,6 +232,18 @@ TEST_CASE("a wrong proof is refused and the connection closed") {
     CHECK(b.h.send(s, "XAUTH a b c") == "-ERR syntax: XAUTH, then XAUTH NONCE PROOF\r\n");
     b.h.send(s, "XAUTH");
     CHECK(b.h.send(s, "XAUTH short " + std::string(64, 'b')).starts_with("-ERR [AUTH]"));
+  }
+  SECTION("the right proof in upper case: proofs are lower-case hex") {
+    auto s = b.h.connect();
+    const std::string offered = b.h.send(s, "XAUTH");
+    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
+    REQUIRE(challenge);
+    const auto key = backend_proto::backend_secret::from_contents(secret_text);
+    const std::string nonce = backend_proto::new_nonce();
+    std::string upper = backend_proto::proof(*key, backend_proto::role::frontend, challenge->nonce, nonce, "finchley");
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " + upper) == "-ERR [AUTH] XAUTH refused\r\n");
+    CHECK(s->closed);
   }
 }
 
