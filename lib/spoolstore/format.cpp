@@ -125,22 +125,32 @@ std::string encode_user(std::string_view local_part) {
   return out;
 }
 
-std::optional<std::string> decode_user(std::string_view encoded) {
-  std::string out;
+bool valid_user_encoding(std::string_view encoded) {
   for (std::size_t i = 0; i < encoded.size(); ++i) {
     const char c = encoded[i];
-    if (kept_in_user(c)) {
-      out += c;
-      continue;
-    }
-    if (c != '%' || i + 2 >= encoded.size()) return std::nullopt;
+    if (kept_in_user(c)) continue;
+    if (c != '%' || i + 2 >= encoded.size()) return false;
     const int hi = hex_value(encoded[i + 1]), lo = hex_value(encoded[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
+    if (hi < 0 || lo < 0) return false;
     const char decoded = static_cast<char>(hi * 16 + lo);
     // Canonical: what is kept as itself, or an upper-case letter (which
     // encodes lowered), is never written as %XX.
-    if (kept_in_user(decoded) || (decoded >= 'A' && decoded <= 'Z')) return std::nullopt;
-    out += decoded;
+    if (kept_in_user(decoded) || (decoded >= 'A' && decoded <= 'Z')) return false;
+    i += 2;
+  }
+  return true;
+}
+
+std::optional<std::string> decode_user(std::string_view encoded) {
+  if (!valid_user_encoding(encoded)) return std::nullopt;
+  std::string out;
+  out.reserve(encoded.size());
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] != '%') {
+      out += encoded[i];
+      continue;
+    }
+    out += static_cast<char>(hex_value(encoded[i + 1]) * 16 + hex_value(encoded[i + 2]));
     i += 2;
   }
   return out;
@@ -188,15 +198,28 @@ std::string format_name(const file_name& name) {
   return name.uidl + ",s=" + std::to_string(name.size) + ",u=" + name.user;
 }
 
-std::optional<file_name> parse_name(std::string_view text) {
-  file_name name;
-  const auto comma = text.find(',');
-  if (comma == std::string_view::npos) return std::nullopt;
-  if (!valid_uidl(text.substr(0, comma))) return std::nullopt;
-  name.uidl = std::string(text.substr(0, comma));
-  name.arrival = uidl_arrival(name.uidl);
+std::optional<name_view> parse_name_view(std::string_view text) {
+  // UIDL: 17 digits, '.', 16 lower-case hex digits (valid_uidl), read as
+  // the two numbers they are in the same pass.
+  constexpr std::size_t uidl_length = uidl_time_digits + 1 + uidl_random_digits;
+  if (text.size() <= uidl_length || text[uidl_length] != ',' || text[uidl_time_digits] != '.') return std::nullopt;
+  name_view name;
+  std::int64_t arrival = 0;
+  for (std::size_t i = 0; i < uidl_time_digits; ++i) {
+    if (!is_digit(text[i])) return std::nullopt;
+    arrival = arrival * 10 + (text[i] - '0');
+  }
+  std::uint64_t random = 0;
+  for (std::size_t i = uidl_time_digits + 1; i < uidl_length; ++i) {
+    const char c = text[i];
+    if (!is_lower_hex(c)) return std::nullopt;
+    random = random << 4 | static_cast<std::uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  name.uidl = text.substr(0, uidl_length);
+  name.arrival = arrival;
+  name.random = random;
   bool have_size = false, have_user = false;
-  std::string_view rest = text.substr(comma + 1);
+  std::string_view rest = text.substr(uidl_length + 1);
   for (;;) {
     const auto end = rest.find(',');
     const std::string_view field = rest.substr(0, end);
@@ -209,8 +232,8 @@ std::optional<file_name> parse_name(std::string_view text) {
       name.size = *size;
       have_size = true;
     } else if (key == "u") {
-      if (have_user || value.empty() || !decode_user(value)) return std::nullopt;
-      name.user = std::string(value);
+      if (have_user || value.empty() || !valid_user_encoding(value)) return std::nullopt;
+      name.user = value;
       have_user = true;
     }
     // Other keys are for later versions: ignored.
@@ -219,6 +242,12 @@ std::optional<file_name> parse_name(std::string_view text) {
   }
   if (!have_size || !have_user) return std::nullopt;
   return name;
+}
+
+std::optional<file_name> parse_name(std::string_view text) {
+  const auto view = parse_name_view(text);
+  if (!view) return std::nullopt;
+  return file_name{std::string(view->uidl), view->size, std::string(view->user), view->arrival};
 }
 
 bool valid_address(std::string_view address) {

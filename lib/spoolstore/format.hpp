@@ -71,10 +71,28 @@ struct file_name {
   std::int64_t arrival = 0;  ///< uidl_arrival(uidl)
 };
 
+/// What a message file's name says, as views into the name: parsed with
+/// no copy, for listing big maildrops.
+struct name_view {
+  std::string_view uidl;     ///< valid_uidl()
+  std::uint64_t size = 0;    ///< as file_name::size
+  std::string_view user;     ///< as file_name::user (encoded)
+  std::int64_t arrival = 0;  ///< uidl_arrival(uidl)
+  /// The UIDL's 16 hex digits as a number: (arrival, random) sorts as the
+  /// UIDL does, as integers.
+  std::uint64_t random = 0;
+};
+
 std::string format_name(const file_name& name);
 /// Parses a directory entry name; nullopt for anything that is not a
 /// well-formed message name (junk, temporary files, lock folders).
 std::optional<file_name> parse_name(std::string_view text);
+/// parse_name() without copies: the views point into `text`. Accepts
+/// exactly the names parse_name() accepts.
+std::optional<name_view> parse_name_view(std::string_view text);
+/// True if decode_user() accepts `encoded` (a canonical encoding), without
+/// decoding it.
+bool valid_user_encoding(std::string_view encoded);
 
 // -- envelope header ----------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <stdexcept>
 
 namespace sdps::spoolstore {
@@ -90,15 +91,35 @@ void ensure_host_dir(const std::filesystem::path& root, std::string_view host, c
   if (sub && make_dir(folder / sub)) sync_dir(folder);
 }
 
-std::vector<entry> scan(const std::filesystem::path& root, std::string_view host, std::string_view user,
-                        logger* log) {
+namespace {
+
+/// What one getdents64 call may fill: a 50,000-message folder is read in
+/// about twenty calls.
+constexpr std::size_t dirent_buffer = 256 * 1024;
+
+class fd_guard {
+ public:
+  explicit fd_guard(int fd) : fd_(fd) {}
+  ~fd_guard() { ::close(fd_); }
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+listing list_messages(const std::filesystem::path& root, std::string_view host, std::string_view user,
+                      logger* log) {
   const auto folder = host_dir(root, host);
-  std::vector<entry> out;
-  dir_handle dir(::opendir(folder.c_str()));
-  if (!dir.get()) {
+  listing out;
+  const int fd = open_retry(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
     if (errno == ENOENT) return out;  // no mail has ever come for this host here
     fail("cannot read spool folder", folder, errno);
   }
+  const fd_guard closer(fd);
   const std::string wanted = user.empty() ? std::string() : encode_user(user);
   std::size_t junk = 0;
   auto junk_entry = [&](std::string_view name, const char* why) {
@@ -106,41 +127,71 @@ std::vector<entry> scan(const std::filesystem::path& root, std::string_view host
       log->warning("spool ", folder.string(), ": ignoring '", printable(name, 80), "' (", why, ")");
     ++junk;
   };
+  const auto buffer = std::make_unique_for_overwrite<char[]>(dirent_buffer);
   for (;;) {
-    errno = 0;
-    const dirent* d = ::readdir(dir.get());
-    if (!d) {
-      if (errno != 0) fail("cannot read spool folder", folder, errno);
-      break;
+    const ssize_t filled = ::getdents64(fd, buffer.get(), dirent_buffer);
+    if (filled < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot read spool folder", folder, errno);
     }
-    const std::string_view name = d->d_name;
-    if (name.empty() || name.front() == '.') continue;  // ".", "..", NFS silly-renames, dot files
-    if (name == tmp_folder || name == locks_folder) continue;
-    auto parsed = parse_name(name);
-    if (!parsed) {
-      junk_entry(name, "not a message file name");
-      continue;
+    if (filled == 0) break;
+    for (ssize_t at = 0; at < filled;) {
+      // The kernel's linux_dirent64 records, which glibc's dirent64 describes.
+      const auto* d = reinterpret_cast<const struct dirent64*>(buffer.get() + at);
+      at += d->d_reclen;
+      const std::string_view name(d->d_name);
+      if (name.empty() || name.front() == '.') continue;  // ".", "..", NFS silly-renames, dot files
+      if (name == tmp_folder || name == locks_folder) continue;
+      const auto parsed = parse_name_view(name);
+      if (!parsed) {
+        junk_entry(name, "not a message file name");
+        continue;
+      }
+      if (d->d_type != DT_REG && d->d_type != DT_UNKNOWN) {
+        junk_entry(name, "not a regular file");
+        continue;
+      }
+      if (!wanted.empty() && parsed->user != wanted) continue;
+      if (out.names.size() + name.size() > UINT32_MAX) fail("too many messages in spool folder", folder, EOVERFLOW);
+      out.messages.push_back({parsed->arrival, parsed->random, parsed->size,
+                              static_cast<std::uint32_t>(out.names.size()), static_cast<std::uint32_t>(name.size())});
+      out.names.append(name);
     }
-    if (d->d_type != DT_REG && d->d_type != DT_UNKNOWN) {
-      junk_entry(name, "not a regular file");
-      continue;
-    }
-    if (!wanted.empty() && parsed->user != wanted) continue;
-    out.push_back(entry{std::move(*parsed), std::string(name)});
   }
-  std::sort(out.begin(), out.end(), [](const entry& a, const entry& b) {
-    return a.name.uidl != b.name.uidl ? a.name.uidl < b.name.uidl : a.file < b.file;
+  // (arrival, random) orders as the UIDL text does (fixed-width digits);
+  // equal UIDLs, which only hand-made copies have, by file name.
+  std::sort(out.messages.begin(), out.messages.end(), [&](const listing::message& a, const listing::message& b) {
+    if (a.arrival != b.arrival) return a.arrival < b.arrival;
+    if (a.random != b.random) return a.random < b.random;
+    return std::string_view(out.names).substr(a.name_at, a.name_length) <
+           std::string_view(out.names).substr(b.name_at, b.name_length);
   });
   // A UIDL names one message: a second file claiming it (a hand-made
   // copy) would break UIDL's promise, so only the first one counts.
-  const auto dup = std::unique(out.begin(), out.end(), [&](const entry& a, const entry& b) {
-    if (a.name.uidl != b.name.uidl) return false;
-    junk_entry(b.file, "duplicate UIDL");
-    return true;
-  });
-  out.erase(dup, out.end());
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < out.messages.size(); ++i) {
+    const listing::message& m = out.messages[i];
+    if (kept > 0 && m.arrival == out.messages[kept - 1].arrival && m.random == out.messages[kept - 1].random) {
+      junk_entry(std::string_view(out.names).substr(m.name_at, m.name_length), "duplicate UIDL");
+      continue;
+    }
+    out.messages[kept++] = m;
+  }
+  out.messages.resize(kept);
   if (log && junk > junk_named)
     log->warning("spool ", folder.string(), ": ignored ", junk - junk_named, " more entries");
+  return out;
+}
+
+std::vector<entry> scan(const std::filesystem::path& root, std::string_view host, std::string_view user,
+                        logger* log) {
+  const listing found = list_messages(root, host, user, log);
+  std::vector<entry> out;
+  out.reserve(found.size());
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    const std::string_view file = found.file(i);
+    out.push_back(entry{*parse_name(file), std::string(file)});
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
 namespace sdps::auth {
 
@@ -15,6 +16,9 @@ namespace {
 constexpr std::string_view invalid_login = "[AUTH] invalid login";
 constexpr std::chrono::milliseconds max_fail_delay = std::chrono::seconds(30);
 constexpr std::size_t problems_logged = 20;
+// Two entries per host that logs in with both passwords; about 200 octets
+// each (README.md).
+constexpr std::size_t default_cache_size = 100000;
 
 // The client's address as it is: an IPv4 client on a dual-stack listener
 // shows as ::ffff:a.b.c.d, which logs read better as a.b.c.d.
@@ -64,6 +68,15 @@ void check_on_loop(session& s) {
     throw std::logic_error("password check resumed outside the session's event loop");
 }
 
+// True if nothing a login depends on differs between the two records.
+bool same_record(const hostdb::host_record& a, const hostdb::host_record& b) {
+  if (a.pop3_hash != b.pop3_hash || a.dialup_hash != b.dialup_hash || a.dialup.size() != b.dialup.size())
+    return false;
+  for (std::size_t i = 0; i < a.dialup.size(); ++i)
+    if (a.dialup[i].network != b.dialup[i].network || a.dialup[i].length != b.dialup[i].length) return false;
+  return true;
+}
+
 }  // namespace
 
 credential password_check::run() const {
@@ -107,6 +120,14 @@ auth_module::auth_module(module_config& config) : server_(config.server()), log_
     site.fail("max_password_checks_per_address", "'max_password_checks_per_address' must be 0 (no limit) to 1000");
   limits.max_checks = static_cast<std::size_t>(checks);
   guard_ = std::make_unique<address_guard>(limits);
+
+  const auto ttl = config.options().duration_or("auth_cache_ttl", std::chrono::hours(1));
+  if (ttl.count() < 0 || ttl > std::chrono::hours(24 * 7))
+    config.options().fail("auth_cache_ttl", "'auth_cache_ttl' must be 0 (no cache) to 7 days");
+  const auto size = config.options().integer_or("auth_cache_size", static_cast<std::int64_t>(default_cache_size));
+  if (size < 0 || size > 10000000)
+    config.options().fail("auth_cache_size", "'auth_cache_size' must be 0 (no cache) to 10000000 entries");
+  cache_ = std::make_unique<auth_cache>(ttl, static_cast<std::size_t>(size));
 
   // An unreadable or insecure file stops sdpsd (and --check) here; once
   // running, the same problem answers [SYS/TEMP] until it is fixed.
@@ -221,19 +242,46 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
   check->dialup_real = host && !host->dialup_hash.empty() && host->dialup_from(address);
   check->dialup_hash = check->dialup_real ? host->dialup_hash : dummy;
 
-  // At most max_password_checks_per_address of one address reach the
-  // pool; the rest wait here, holding no thread, so that one address
-  // cannot queue the pool full in front of everyone else.
-  auto slot = co_await guard_->check(address, s.get_executor());
-  check_on_loop(s);
-  // Named, not a temporary inside the co_await (see run_blocking's notes).
-  auto job = [check] { return check->run(); };
-  const credential matched = co_await run_blocking(server_, std::move(job));
-  slot.reset();
+  // The cache vouches only for a password that passed the check of this
+  // host's stored hash (the digest covers both); whether the dialup
+  // password may be used from this address was decided just above, from
+  // the database in force.
+  auth_cache::digest pop3_digest{}, dialup_digest{};
+  credential matched = credential::none;
+  const bool cache_on = cache_->enabled() && (check->pop3_real || check->dialup_real);
+  if (cache_on) {
+    if (check->pop3_real) {
+      pop3_digest = cache_->fingerprint(check->pop3_hash, check->password.view());
+      if (cache_->verified(who.host, credential::pop3, pop3_digest)) matched = credential::pop3;
+    }
+    if (matched == credential::none && check->dialup_real) {
+      dialup_digest = cache_->fingerprint(check->dialup_hash, check->password.view());
+      if (cache_->verified(who.host, credential::dialup, dialup_digest)) matched = credential::dialup;
+    }
+  }
+  const bool cached = matched != credential::none;
+  if (cache_on) cached ? server_.metrics().auth_cache_hit() : server_.metrics().auth_cache_miss();
+
+  if (!cached) {
+    // At most max_password_checks_per_address of one address reach the
+    // pool; the rest wait here, holding no thread, so that one address
+    // cannot queue the pool full in front of everyone else.
+    auto slot = co_await guard_->check(address, s.get_executor());
+    check_on_loop(s);
+    // Named, not a temporary inside the co_await (see run_blocking's notes).
+    auto job = [check] { return check->run(); };
+    matched = co_await run_blocking(server_, std::move(job));
+    slot.reset();
+    check_on_loop(s);
+    if (cache_on) cache_->remember(who.host, matched, matched == credential::pop3 ? pop3_digest : dialup_digest);
+  }
   check->password.clear();
-  check_on_loop(s);
+  sodium_memzero(pop3_digest.data(), pop3_digest.size());
+  sodium_memzero(dialup_digest.data(), dialup_digest.size());
 
   if (matched != credential::none) {
+    if (cached) s.log().debug("auth cache: ", who.host, ": the ", matched == credential::pop3 ? "POP3" : "dialup",
+                              " password passed its check within auth_cache_ttl");
     s.log().info("login ", who.display(), " from ", address_for_log(address), " with the ",
                  matched == credential::pop3 ? "POP3" : "dialup", " password");
     co_return verdict::next();
@@ -319,7 +367,7 @@ void auth_module::reload() {
 }
 
 void auth_module::apply(hostdb::load_result result, bool initial) {
-  std::lock_guard guard(mutex_);
+  std::unique_lock guard(mutex_);
   if (!initial && result.stamp == loaded_) return;  // another PASS got here first
   for (std::size_t i = 0; i < result.problems.size() && i < problems_logged; ++i)
     log_.warning(hostdb::describe(file_, result.problems[i]));
@@ -340,10 +388,42 @@ void auth_module::apply(hostdb::load_result result, bool initial) {
                  result.problems.size(), " malformed line(s)");
   else
     log_.info("loaded ", result.hosts.size(), " host(s) from ", file_.string());
-  hosts_ = std::make_shared<const hostdb::database>(std::move(result.hosts));
+  auto fresh = std::make_shared<const hostdb::database>(std::move(result.hosts));
+  const std::shared_ptr<const hostdb::database> replaced = std::exchange(hosts_, fresh);
   loaded_ = result.stamp;
   refused_.reset();
   broken_.clear();
+  guard.unlock();
+  // Outside the module's lock: PASSes go on meanwhile, and cannot be let
+  // in by a stale entry, which holds the digest of the replaced hash.
+  if (replaced) forget_changed(*replaced, *fresh);
+}
+
+void auth_module::forget_changed(const hostdb::database& before, const hostdb::database& after) {
+  if (!cache_->enabled()) return;
+  // Both maps are sorted by name: one walk through both.
+  const auto& old_hosts = before.hosts();
+  const auto& new_hosts = after.hosts();
+  auto o = old_hosts.begin();
+  auto n = new_hosts.begin();
+  std::size_t dropped = 0;
+  while (o != old_hosts.end()) {
+    if (n == new_hosts.end() || o->first < n->first) {  // removed
+      cache_->forget(o->first);
+      ++dropped;
+      ++o;
+    } else if (n->first < o->first) {  // added: nothing cached for it
+      ++n;
+    } else {
+      if (!same_record(o->second, n->second)) {
+        cache_->forget(o->first);
+        ++dropped;
+      }
+      ++o;
+      ++n;
+    }
+  }
+  if (dropped > 0) log_.debug("auth cache: dropped the entries of ", dropped, " changed or removed host(s)");
 }
 
 }  // namespace sdps::auth

@@ -6,6 +6,7 @@
 #include <sdps/module.hpp>
 
 #include "address_guard.hpp"
+#include "auth_cache.hpp"
 #include "hostdb/hostdb.hpp"
 #include "pop3/user.hpp"
 
@@ -19,9 +20,6 @@
 #include <string_view>
 
 namespace sdps::auth {
-
-/// Which of a host's passwords a PASS matched.
-enum class credential { none, pop3, dialup };
 
 /// One password check, prepared on the event loop and run on the blocking
 /// pool. Every failing check costs the same: always two Argon2id
@@ -52,6 +50,13 @@ response plaintext_refused(session& s);
 /// session.login() set so that lock, merge and commands finish the login;
 /// on failure it waits `fail_delay`, clears session.login() and answers
 /// `-ERR [AUTH] invalid login`, whatever the cause. APOP is refused.
+///
+/// A successful check is remembered in an auth_cache (`auth_cache_ttl`,
+/// `auth_cache_size`): the same password for the same host and stored hash
+/// then passes without Argon2id. Only the hash check is cached: the dialup
+/// address rule, the per-address refusals and the database reload run at
+/// every PASS, and a PASS the cache does not vouch for is checked in full.
+/// One instance serves sessions on any number of event-loop threads.
 class auth_module final : public sdps::module {
  public:
   /// Reads `fail_delay` from the instance, `hosts` and `password_cost`
@@ -69,6 +74,8 @@ class auth_module final : public sdps::module {
 
   /// The hosts now in force (for tests and logs).
   std::shared_ptr<const hostdb::database> hosts() const;
+  /// The cache of successful checks (for tests).
+  const auth_cache& cache() const { return *cache_; }
 
  private:
   awaitable<verdict> user(session& s, const command& cmd);
@@ -77,8 +84,11 @@ class auth_module final : public sdps::module {
   /// its stamp differs from the version in force and from a version
   /// already refused.
   awaitable<void> refresh();
-  /// Installs a freshly read file, or refuses it. Event loop or main thread.
+  /// Installs a freshly read file, or refuses it; drops the cache entries
+  /// of every host whose record it changes or removes. Any thread.
   void apply(hostdb::load_result result, bool initial);
+  /// Drops the cache entries of the hosts that `after` changes or removes.
+  void forget_changed(const hostdb::database& before, const hostdb::database& after);
   /// The dummy hash for the hosts in `result`: of the cost most of their
   /// hashes have. Blocking (hashes on a cache miss); any thread.
   std::string dummy_for(const hostdb::load_result& result);
@@ -90,6 +100,7 @@ class auth_module final : public sdps::module {
   hostdb::cost cost_;
   std::chrono::milliseconds fail_delay_;
   std::unique_ptr<address_guard> guard_;
+  std::unique_ptr<auth_cache> cache_;
 
   mutable std::mutex mutex_;  // guards the members below
   std::shared_ptr<const hostdb::database> hosts_;

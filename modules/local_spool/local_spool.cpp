@@ -51,11 +51,11 @@ std::filesystem::path configured_root(module_config& config, const std::string& 
   return punts->path(punt);
 }
 
-/// scan() on the blocking pool. Not a coroutine (see remove_blocking).
-awaitable<std::vector<entry>> scan_blocking(server_context& server, const std::filesystem::path& root,
-                                            const identity& login, logger& log) {
+/// list_messages() on the blocking pool. Not a coroutine (see remove_blocking).
+awaitable<listing> list_blocking(server_context& server, const std::filesystem::path& root, const identity& login,
+                                 logger& log) {
   return run_blocking(server, [root, host = login.host, user = login.user, log = &log]() {
-    return scan(root, host, user, log);
+    return list_messages(root, host, user, log);
   });
 }
 
@@ -63,22 +63,28 @@ awaitable<std::vector<entry>> scan_blocking(server_context& server, const std::f
 
 // -- local_maildrop -------------------------------------------------------------
 
-local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, const identity& login,
-                               std::vector<entry> entries, server_context& server, logger& log)
-    : punt_(std::move(punt)), folder_(std::move(folder)), login_(login), server_(server), log_(log) {
-  infos_.reserve(entries.size());
-  files_.reserve(entries.size());
-  users_.reserve(entries.size());
-  for (auto& e : entries) {
-    infos_.push_back({e.name.uidl, e.name.size, e.name.arrival, punt_});
-    files_.push_back(std::move(e.file));
-    users_.push_back(std::move(e.name.user));
+local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, const identity& login, listing files,
+                               server_context& server, logger& log)
+    : punt_(std::move(punt)),
+      folder_(std::move(folder)),
+      login_(login),
+      files_(std::move(files)),
+      server_(server),
+      log_(log) {
+  infos_.resize(files_.size());
+  for (std::size_t i = 0; i < files_.size(); ++i) {
+    const listing::message& m = files_.messages[i];
+    message_info& info = infos_[i];
+    info.uidl = files_.uidl(i);
+    info.size = m.size;
+    info.arrival = m.arrival;
+    info.punt = punt_;
   }
-  known_.resize(infos_.size());
 }
 
 std::string local_maildrop::recipient_from_name(std::size_t index) const {
-  const auto user = decode_user(users_[index]);
+  const auto name = parse_name_view(files_.file(index));
+  const auto user = name ? decode_user(name->user) : std::nullopt;
   if (!user) return {};
   const std::string& domain = server_.customer_domain();
   return *user + "@" + login_.host + (domain.empty() ? std::string() : "." + domain);
@@ -88,7 +94,8 @@ std::string local_maildrop::dummy(std::size_t index, std::optional<std::uint64_t
   dummy_details d;
   d.uidl = infos_[index].uidl;
   d.size = infos_[index].size;
-  d.to = known_[index] ? known_[index]->to : recipient_from_name(index);
+  const auto seen = known_.find(index);
+  d.to = seen != known_.end() ? seen->second.to : recipient_from_name(index);
   d.server_name = server_.server_name();
   d.now = now_us();
   std::string text = dummy_message(d);
@@ -122,7 +129,8 @@ awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t ind
 
 awaitable<void> local_maildrop::mark_read(std::size_t index) {
   try {
-    if (set_read_flag(file(index)) && known_[index]) known_[index]->read = true;
+    if (set_read_flag(file(index)))
+      if (const auto seen = known_.find(index); seen != known_.end()) seen->second.read = true;
   } catch (const io_error& e) {
     log_.error("punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot set the read flag of message " + infos_[index].uidl);
@@ -139,15 +147,16 @@ awaitable<sdps::envelope> local_maildrop::envelope(std::size_t index) {
     throw spool_error("punt " + punt_ + ": cannot read message " + infos_[index].uidl);
   }
   if (!opened) {
-    if (known_[index]) co_return *known_[index];
+    if (const auto seen = known_.find(index); seen != known_.end()) co_return seen->second;
     // SMTP took the message before its envelope was read. Answer anyway:
     // fetchmail does not check *ENV for -ERR and would wait for a "."
     // line until it times out. The recipient is in the file name; the
     // sender is not known any more, so it reads as empty.
     co_return sdps::envelope{false, punt_, {}, recipient_from_name(index)};
   }
-  known_[index] = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
-  co_return *known_[index];
+  sdps::envelope& seen = known_[index];
+  seen = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
+  co_return seen;
 }
 
 namespace {
@@ -189,7 +198,7 @@ awaitable<removal_result> remove_blocking(server_context& server, const std::fil
 awaitable<removal_result> local_maildrop::remove_deleted() {
   std::vector<std::string> doomed;
   for (std::size_t i = 0; i < count(); ++i)
-    if (deleted(i)) doomed.push_back(files_[i]);
+    if (deleted(i)) doomed.emplace_back(files_.file(i));
   if (doomed.empty()) co_return removal_result{};
   const removal_result result = co_await remove_blocking(server_, folder_, doomed, log_, punt_);
   log_.info("punt ", punt_, ": ", login_.display(), ": removed ", result.removed, " message(s)",
@@ -277,7 +286,7 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
       throw spool_error("punt " + punt_ + ": the spool folder is missing");
     }
   }
-  std::vector<entry> entries;
+  listing entries;
   // A host without a folder at lock time has an empty maildrop for the
   // whole session: its lock protects nothing that arrives later.
   const bool no_folder = [&] {
@@ -285,7 +294,7 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
     return locking_ && state && state->lock && state->lock->no_folder();
   }();
   if (!no_folder) try {
-    entries = co_await scan_blocking(server_, root_, login, log_);
+    entries = co_await list_blocking(server_, root_, login, log_);
   } catch (const std::exception& e) {
     log_.error("session ", s.id(), ": punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot read the spool");

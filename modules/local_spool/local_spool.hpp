@@ -14,7 +14,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sdps::local {
@@ -27,9 +29,9 @@ using namespace sdps::spoolstore;
 /// found at open(), in arrival order. All calls on the event loop.
 class local_maildrop final : public sdps::maildrop {
  public:
-  /// `folder` is ROOT/HOST; `entries` come from scan(). `server` and `log`
-  /// must outlive the maildrop (they belong to the module instance).
-  local_maildrop(std::string punt, std::filesystem::path folder, const identity& login, std::vector<entry> entries,
+  /// `folder` is ROOT/HOST; `files` come from list_messages(). `server`
+  /// and `log` must outlive the maildrop (they belong to the module instance).
+  local_maildrop(std::string punt, std::filesystem::path folder, const identity& login, listing files,
                  server_context& server, logger& log);
 
   std::size_t count() const override { return infos_.size(); }
@@ -41,7 +43,10 @@ class local_maildrop final : public sdps::maildrop {
   awaitable<removal_result> remove_deleted() override;
 
   /// The message file behind message `index` (for tests and logs).
-  std::filesystem::path file(std::size_t index) const { return folder_ / files_.at(index); }
+  std::filesystem::path file(std::size_t index) const {
+    if (index >= files_.size()) throw std::out_of_range("local_maildrop::file");
+    return folder_ / files_.file(index);
+  }
 
  private:
   /// The dummy notice for a message that left the spool, cut for TOP.
@@ -54,11 +59,11 @@ class local_maildrop final : public sdps::maildrop {
   std::filesystem::path folder_;
   identity login_;
   std::vector<message_info> infos_;
-  std::vector<std::string> files_;
-  std::vector<std::string> users_;  // encoded recipient local parts, from the file names
+  listing files_;  // the file names, in the order of infos_
   /// Envelopes and read flags seen while the files were there, so *ENV
-  /// still has an answer after SMTP takes a message.
-  std::vector<std::optional<sdps::envelope>> known_;
+  /// still has an answer after SMTP takes a message. By message index;
+  /// only messages RETR, TOP or *ENV opened (nothing per message at login).
+  std::unordered_map<std::size_t, sdps::envelope> known_;
   server_context& server_;
   logger& log_;
 };

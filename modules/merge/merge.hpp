@@ -4,6 +4,7 @@
 #include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,7 @@ class merged_maildrop final : public maildrop {
   struct where {
     std::size_t part;
     std::size_t index;
+    std::int64_t arrival;  // the message's, so that ordering seldom asks the part
   };
   const where& locate(std::size_t index) const;
 

@@ -3,6 +3,7 @@ issue 3 lock, merge, spool): locks and their release, the login snapshot,
 the dummy message, UPDATE, merge order, a punt that is down, persistence
 across restarts, UIDL uniqueness."""
 
+import random
 import time
 
 import pytest
@@ -306,6 +307,63 @@ def test_merge_numbers_oldest_first_across_both_punts(server, sample):
     c = server.connect()
     c.login("sample", POP_PW)
     assert subjects(c) == ["a", "b", "c", "d", "e"]
+    c.quit()
+
+
+def write_spool_file(folder, uidl: str, user: str, stored: bytes, sender: str = "alice@example.com") -> int:
+    """A message file as docs/spool.md describes it (what an MTA writing
+    the spool itself makes); returns the size LIST must report."""
+    arrival = int(uidl[:17])
+    secs, micros = divmod(arrival, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{micros:06d}Z"
+    header = (f"SDPS-Spool: 1\r\nEnvelope-From: <{sender}>\r\nEnvelope-To: <{user}@sample.demon.co.uk>\r\n"
+              f"Arrival: {stamp}\r\n\r\n").encode()
+    size = len(returned(stored, sender))
+    path = folder / f"{uidl},s={size},u={user}"
+    path.write_bytes(header + stored)
+    path.chmod(0o600)
+    return size
+
+
+def test_a_big_maildrop_lists_in_order_with_its_sizes(server, sample):
+    # 5,000 messages over both punts, written in an order unlike their
+    # arrival, some arriving in the same microsecond on both punts (those
+    # go by UIDL), plus two delivered by `sdps deliver` (the newest).
+    rng = random.Random(5000)
+    start = int(time.time() * 1_000_000) - 10_000_000
+    folders = {punt: sample.punt_dir(punt) / "sample" for punt in ("finchley", "docklands")}
+    for folder in folders.values():
+        (folder / "tmp").mkdir(parents=True, mode=0o700, exist_ok=True)
+    messages = []   # (uidl, user, size, stored)
+    for i in rng.sample(range(5000), 5000):
+        arrival = start + (i // 2 if i % 10 < 4 else i) * 7
+        uidl = f"{arrival:017d}.{rng.getrandbits(64):016x}"
+        user = "jim" if i % 3 == 0 else "fred"
+        stored = message(subject=f"m{i}", body="x" * rng.randrange(0, 3000) + "\n", to=f"{user}@sample")
+        stored = stored.replace(b"Message-ID: <", b"Message-ID: <%d." % i)
+        size = write_spool_file(folders["finchley" if i % 2 else "docklands"], uidl, user, stored)
+        messages.append((uidl, user, size, stored))
+    for punt in ("docklands", "finchley"):
+        before = {p.name for p in folders[punt].iterdir()}
+        data = deliver(sample, f"delivered on {punt}", punt=punt)
+        (name,) = {p.name for p in folders[punt].iterdir()} - before
+        messages.append((name.split(",")[0], "fred", len(returned(data)), data))
+    messages.sort(key=lambda m: m[0])   # UIDL order is arrival order
+
+    c = server.connect()
+    c.login("sample", POP_PW)
+    assert c.stat() == (5002, sum(m[2] for m in messages))
+    assert c.uidl() == {n: m[0] for n, m in enumerate(messages, 1)}
+    assert c.list() == {n: m[2] for n, m in enumerate(messages, 1)}
+    for n in (1, 2, 2500, 4999, 5001, 5002):
+        assert c.retr(n) == returned(messages[n - 1][3]), n
+    c.quit()
+
+    jims = [m for m in messages if m[1] == "jim"]
+    c = server.connect()
+    c.login("jim+sample", POP_PW)
+    assert c.uidl() == {n: m[0] for n, m in enumerate(jims, 1)}
+    assert c.list() == {n: m[2] for n, m in enumerate(jims, 1)}
     c.quit()
 
 

@@ -211,8 +211,9 @@ def test_metrics_scrape_after_a_session():
         assert sample(text, 'sdps_punt_up{punt="finchley"}') == 1
         assert sample(text, 'sdps_punt_up{punt="docklands"}') == 1
         assert sample(text, 'sdps_session_ends_total{end="QUIT"}') == 2
+        # Neither password had passed a check before: both missed the cache.
         assert sample(text, "sdps_auth_cache_hits_total") == 0
-        assert sample(text, "sdps_auth_cache_misses_total") == 0
+        assert sample(text, "sdps_auth_cache_misses_total") == 2
         assert "# TYPE sdps_module_timeouts_total counter" in text
         assert "# TYPE sdps_backend_request_seconds histogram" in text
         assert re.search(r'^sdps_build_info\{version="[^"]+",commit="[^"]+",abi="\d+"\} 1$', text, re.M)

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <utility>
+#include <vector>
 
 using namespace sdps::spoolstore;
 using namespace std::string_literals;
@@ -86,6 +88,39 @@ TEST_CASE("UIDLs are time-ordered, unique and printable") {
   CHECK_FALSE(valid_uidl("01732650000123456.0123456789ABCDEF"));
   CHECK_FALSE(valid_uidl("1732650000123456.0123456789abcdef"));
   CHECK_FALSE(valid_uidl(""));
+}
+
+TEST_CASE("parse_name_view accepts what parse_name accepts, and orders UIDLs as integers") {
+  const std::string u = "01732650000123456.00000000000000af";
+  for (const std::string& text :
+       std::vector<std::string>{u + ",s=219,u=fred", u + ",u=jim,s=7,x=later", u + ",s=0,u=a%2Cb", std::string("README"), u, u + ",s=7",
+        u + ",s=07,u=fred", u + ",s=7,u=Fred", u + ",s=7,u=%41", u + ",s=7,u=%2", u + ",s=7,u=fred,",
+        "x" + u + ",s=7,u=fred", u + ".tmp,s=7,u=fred", "01732650000123456.00000000000000aF,s=7,u=fred",
+        "0173265000012345x.00000000000000af,s=7,u=fred", "01732650000123456-00000000000000af,s=7,u=fred"}) {
+    const auto owned = parse_name(text);
+    const auto view = parse_name_view(text);
+    REQUIRE(owned.has_value() == view.has_value());
+    if (!view) continue;
+    CHECK(view->uidl == owned->uidl);
+    CHECK(view->size == owned->size);
+    CHECK(view->user == owned->user);
+    CHECK(view->arrival == owned->arrival);
+    CHECK(view->uidl.data() == text.data());  // a view into the name, not a copy
+  }
+  CHECK(parse_name_view(u + ",s=1,u=x")->random == 0xaf);
+  CHECK(parse_name_view("01732650000123456.ffffffffffffffff,s=1,u=x")->random == 0xffffffffffffffffULL);
+  CHECK(valid_user_encoding("a%2Cb"));
+  CHECK_FALSE(valid_user_encoding("a%2cb%"));
+
+  // (arrival, random) sorts exactly as the UIDL text does.
+  std::vector<std::string> uidls;
+  for (int i = 0; i < 200; ++i) uidls.push_back(new_uidl(i % 7 == 0 ? 42 : 1000000 + i * 13));
+  auto key = [](const std::string& uidl) {
+    const auto v = parse_name_view(uidl + ",s=1,u=x");
+    return std::pair(v->arrival, v->random);
+  };
+  for (std::size_t i = 0; i < uidls.size(); ++i)
+    for (std::size_t j = 0; j < uidls.size(); ++j) CHECK((uidls[i] < uidls[j]) == (key(uidls[i]) < key(uidls[j])));
 }
 
 TEST_CASE("message file names round-trip and junk is refused") {

@@ -9,6 +9,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <fstream>
+#include <utility>
+#include <vector>
+
 #include <sys/stat.h>
 #include <unistd.h>
 #include <utime.h>
@@ -95,6 +100,44 @@ TEST_CASE("a second file claiming a UIDL is ignored") {
   REQUIRE(all.size() == 1);
   CHECK(all[0].name.user == "fred");  // the first by name wins, every time
   CHECK(log.contains("duplicate UIDL"));
+}
+
+TEST_CASE("a big folder lists in UIDL order, sizes and files from the names") {
+  temp_dir dir;
+  const auto folder = dir.path() / "sample";
+  std::filesystem::create_directories(folder / "tmp");
+  // Created in an order unlike the UIDLs' (and read back in the file
+  // system's hash order): the listing must sort them.
+  std::vector<std::string> names;
+  for (int i = 0; i < 3000; ++i) {
+    const std::int64_t arrival = 1700000000000000 + (i * 7919) % 3000 * 10 + (i % 5 == 0 ? 0 : 1);
+    const std::string user = i % 3 == 0 ? "jim" : "fred";
+    names.push_back(format_name({new_uidl(arrival), static_cast<std::uint64_t>(100 + i), user, arrival}));
+    std::ofstream(folder / names.back()) << "x";
+  }
+  std::ofstream(folder / "README") << "not a message";
+  std::sort(names.begin(), names.end());
+  capture_log log;
+  const listing all = list_messages(dir.path(), "sample", "", &log);
+  REQUIRE(all.size() == names.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    REQUIRE(all.file(i) == names[i]);
+    const auto parsed = parse_name(names[i]);
+    CHECK(all.uidl(i) == parsed->uidl);
+    CHECK(all.messages[i].size == parsed->size);
+    CHECK(all.messages[i].arrival == parsed->arrival);
+  }
+  CHECK(log.contains("README"));
+  const auto old = scan(dir.path(), "sample", "", nullptr);  // the same, as entries
+  REQUIRE(old.size() == names.size());
+  for (std::size_t i = 0; i < old.size(); ++i) CHECK(old[i].file == names[i]);
+
+  const listing jim = list_messages(dir.path(), "sample", "JIM", nullptr);
+  CHECK(jim.size() == 1000);
+  CHECK(std::is_sorted(jim.messages.begin(), jim.messages.end(), [&](const auto& a, const auto& b) {
+    return std::pair(a.arrival, a.random) < std::pair(b.arrival, b.random);
+  }));
+  CHECK(list_messages(dir.path(), "nosuch", "", nullptr).size() == 0);
 }
 
 TEST_CASE("many junk entries are counted, not each logged") {

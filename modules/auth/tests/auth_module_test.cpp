@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <sodium.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -399,4 +400,134 @@ TEST_CASE("run_blocking resumes the caller on its own event loop thread", "[auth
   io.run();
   CHECK(worker_thread != loop_thread);
   CHECK(resumed_thread == loop_thread);
+}
+
+// -- the auth cache (auth_cache_ttl, auth_cache_size) -------------------------
+
+namespace {
+
+constexpr const char* cache_hit = "auth cache: sample: the POP3 password passed its check";
+
+std::size_t count_lines(const capture_log& log, std::string_view text) {
+  const auto lines = log.lines();
+  return static_cast<std::size_t>(
+      std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; }));
+}
+
+}  // namespace
+
+TEST_CASE("auth cache: a repeated good login is answered from the cache", "[auth][cache]") {
+  fixture f("fail_delay: 1ms");
+  f.build();
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK_FALSE(f.log.contains("auth cache:"));  // the first one ran Argon2id
+  CHECK(f.module->cache().size() == 1);
+  CHECK(passed_on(f.login("fred+sample", "pop3 secret")));  // any login of the host
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(count_lines(f.log, cache_hit) == 2);
+  CHECK(f.log.contains("login sample from 203.0.113.50 with the POP3 password"));
+  CHECK_FALSE(f.log.contains("pop3 secret"));
+  CHECK(f.module->cache().size() == 1);
+}
+
+TEST_CASE("auth cache: a wrong password right after a good login is refused after the delay", "[auth][cache]") {
+  fixture f("fail_delay: 300ms");
+  f.build();
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  for (const char* wrong : {"pop3 secreT", "pop3 secret ", "dial pw"}) {
+    const outcome o = f.login("sample", wrong);
+    CHECK(refused(o));
+    CHECK(o.took >= 300ms);
+    CHECK_FALSE(f.session.login());
+  }
+  // The failures left the good entry alone, and cached nothing of theirs.
+  CHECK(f.module->cache().size() == 1);
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(count_lines(f.log, cache_hit) == 2);
+}
+
+TEST_CASE("auth cache: the dialup address rule applies to every login", "[auth][cache]") {
+  fixture f("fail_delay: 1ms");
+  f.build();
+  CHECK(passed_on(f.login("sample", "dial pw", "192.0.2.77")));
+  CHECK(passed_on(f.login("sample", "dial pw", "192.0.2.77")));
+  CHECK(f.log.contains("auth cache: sample: the dialup password passed its check"));
+  CHECK(refused(f.login("sample", "dial pw", "192.0.3.1")));
+  CHECK(refused(f.login("sample", "dial pw", "2001:db8:0:1::1")));
+}
+
+TEST_CASE("auth cache: a changed password refuses the old one at once", "[auth][cache][reload]") {
+  fixture f("fail_delay: 1ms");
+  f.build();
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  hostdb::edit(f.hosts_file(), [](hostdb::database& db) {
+    db.find("sample")->pop3_hash = hostdb::hash_password("changed", hostdb::cost::min);
+    return true;
+  });
+  CHECK(refused(f.login("sample", "pop3 secret")));
+  CHECK(f.module->cache().size() == 0);
+  CHECK(passed_on(f.login("sample", "changed")));
+  CHECK(count_lines(f.log, cache_hit) == 1);
+}
+
+TEST_CASE("auth cache: a host's entries go when its record changes, others stay", "[auth][cache][reload]") {
+  fixture f("fail_delay: 1ms");
+  f.build();
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(passed_on(f.login("nopop", "dial only", "198.51.100.7")));
+  CHECK(f.module->cache().size() == 2);
+
+  SECTION("a new dialup address list, at the next PASS") {
+    hostdb::edit(f.hosts_file(), [](hostdb::database& db) {
+      db.find("sample")->dialup.push_back(*hostdb::prefix::parse("198.51.100.0/24"));
+      return true;
+    });
+    CHECK(passed_on(f.login("nopop", "dial only", "198.51.100.7")));
+    CHECK(f.module->cache().size() == 1);
+    CHECK(f.log.contains("auth cache: nopop: the dialup password passed its check"));
+  }
+  SECTION("a removed host, at SIGHUP") {
+    hostdb::edit(f.hosts_file(), [](hostdb::database& db) { return db.remove("sample"); });
+    f.module->reload();
+    CHECK(f.module->cache().size() == 1);
+    CHECK(refused(f.login("sample", "pop3 secret")));
+  }
+  SECTION("an unchanged record keeps its entry") {
+    hostdb::edit(f.hosts_file(), [](hostdb::database& db) {
+      return db.add({"newhost", {}, "", hostdb::hash_password("new pw", hostdb::cost::min)});
+    });
+    f.module->reload();
+    CHECK(f.module->cache().size() == 2);
+  }
+}
+
+TEST_CASE("auth cache: auth_cache_ttl 0 or auth_cache_size 0 turn it off; limits", "[auth][cache][config]") {
+  for (const char* off : {"fail_delay: 1ms\nauth_cache_ttl: 0s", "fail_delay: 1ms\nauth_cache_size: 0"}) {
+    fixture f(off);
+    f.build();
+    CHECK(passed_on(f.login("sample", "pop3 secret")));
+    CHECK(passed_on(f.login("sample", "pop3 secret")));
+    CHECK_FALSE(f.log.contains("auth cache:"));
+    CHECK(f.module->cache().size() == 0);
+  }
+  for (const char* bad : {"auth_cache_size: -1", "auth_cache_size: 10000001", "auth_cache_ttl: 8d",
+                          "auth_cache_ttl: 169h", "auth_cache_ttl: later"}) {
+    fixture f(bad);
+    CHECK_THROWS_AS(f.build(), config_error);
+  }
+}
+
+TEST_CASE("auth cache: entries expire after auth_cache_ttl", "[auth][cache]") {
+  fixture f("fail_delay: 1ms\nauth_cache_ttl: 2s");
+  f.build();
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(count_lines(f.log, cache_hit) == 1);
+  std::this_thread::sleep_for(2100ms);
+  CHECK(passed_on(f.login("sample", "pop3 secret")));  // checked in full again
+  CHECK(count_lines(f.log, cache_hit) == 1);
+  CHECK(passed_on(f.login("sample", "pop3 secret")));
+  CHECK(count_lines(f.log, cache_hit) == 2);
 }
