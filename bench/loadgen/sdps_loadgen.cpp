@@ -64,6 +64,7 @@ struct options {
   std::vector<long> steps;  // idle: cumulative session counts
   double timeout = 30.0;
   long expect_messages = -1;
+  long sources = 0;  // > 0: client n connects from 127.1.0.0 + 1 + n % sources
 };
 
 double now() {
@@ -164,7 +165,6 @@ class loadgen {
   options opt_;
   int epoll_ = -1;
   std::vector<connection> slots_;
-  std::size_t next_user_ = 0;
   // results
   long sessions_ = 0, messages_ = 0, octets_ = 0, wire_octets_ = 0;
   long verify_errors_ = 0, other_errors_ = 0;
@@ -182,7 +182,7 @@ std::size_t loadgen::open(std::size_t slot) {
   const auto generation = c.generation + 1;
   c = connection{};
   c.generation = generation;
-  c.user = next_user_++ % opt_.users.size();
+  c.user = slot % opt_.users.size();  // each client its own login: maildrops are locked
   c.started = c.waiting_since = now();
   c.fd = socket(opt_.host.find(':') != std::string::npos ? AF_INET6 : AF_INET,
                 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -208,6 +208,15 @@ std::size_t loadgen::open(std::size_t slot) {
     len = sizeof *a;
   }
   ++active_;
+  if (opt_.sources > 0) {  // each client its own loopback address, as customers have
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f010000u + 1u + static_cast<std::uint32_t>(static_cast<long>(slot) % opt_.sources));
+    if (bind(c.fd, reinterpret_cast<sockaddr*>(&from), sizeof from) < 0) {
+      fail(slot, outcome::other, std::string("bind to a source address: ") + std::strerror(errno));
+      return slot;
+    }
+  }
   if (connect(c.fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 && errno != EINPROGRESS) {
     fail(slot, outcome::other, std::string("connect: ") + std::strerror(errno));
     return slot;
@@ -794,8 +803,11 @@ void usage(std::ostream& out) {
          "  --steps N[,N...]       idle: hold N sessions, report, wait for a stdin line, go on to the next N\n"
          "  --expect-messages N    STAT must report N messages\n"
          "  --timeout S            longest wait for a reply [30]\n"
-         "Session n uses login n modulo the number of logins given. Exit: 0 verified, 1 a verification\n"
-         "error, 2 bad options, 4 other failures (-ERR replies, refused connections, timeouts).\n";
+         "  --sources N            client n connects from 127.1.0.0 + 1 + (n mod N): N client addresses\n"
+         "                         (per-address limits see N customers); IPv4 loopback only\n"
+         "Client n (session n for idle) uses login n modulo the number of logins given.\n"
+         "Exit: 0 verified, 1 a verification error, 2 bad options, 4 other failures (-ERR replies,\n"
+         "refused connections, timeouts).\n";
 }
 
 std::optional<options> parse(int argc, char** argv) {
@@ -890,6 +902,9 @@ std::optional<options> parse(int argc, char** argv) {
     } else if (arg == "--expect-messages") {
       if (!(v = number(0))) return std::nullopt;
       o.expect_messages = static_cast<long>(*v);
+    } else if (arg == "--sources") {
+      if (!(v = number(1)) || *v > 16777214) return std::nullopt;
+      o.sources = static_cast<long>(*v);
     } else if (arg == "--steps") {
       std::stringstream in(value);
       std::string item;
@@ -908,6 +923,10 @@ std::optional<options> parse(int argc, char** argv) {
   }
   if (!have_kind || o.port == 0 || o.users.empty()) {
     std::cerr << "sdps-loadgen: --workload, --port and at least one --user (or --users) are required\n";
+    return std::nullopt;
+  }
+  if (o.sources > 0 && (o.host.rfind("127.", 0) != 0)) {
+    std::cerr << "sdps-loadgen: --sources needs an IPv4 loopback --host (127.x.y.z)\n";
     return std::nullopt;
   }
   if (o.kind == workload::idle && o.steps.empty()) {

@@ -56,7 +56,9 @@ def test_every_workload_completes_verified_against_sdpsd(busy_site):
                              "--expect-messages", "5", users=[("f1", "pw-f1"), ("f2", "pw-f2")])
     assert status == 0, out
     assert r["verify_errors"] == 0 and r["other_errors"] == 0, out
-    assert r["sessions"] > 0 and r["messages"] == 5 * r["sessions"], out
+    # messages and sessions are counted as they end in the window: a session
+    # that straddles its edge has counted some of its messages
+    assert r["sessions"] > 0 and abs(r["messages"] - 5 * r["sessions"]) <= 5 * 2, out
     assert r["p50_ms"] is not None
 
     status, r, out = loadgen(port, "login", "--clients", "2", "--seconds", "0.3", "--warmup", "0",
@@ -95,6 +97,16 @@ def test_a_refused_login_is_a_failure_but_not_a_verification_error(busy_site):
                              users=[("f1", "wrong password")])
     assert status == 4 and r["verify_errors"] == 0 and r["other_errors"] > 0, out
     assert "PASS -> -ERR" in r["errors"][0], out
+
+
+@pytest.mark.site_options(top={"max_sessions_per_address": 2})
+def test_sources_spread_the_clients_over_loopback_addresses(busy_site):
+    server = busy_site.start()
+    users = [(f"u{i}@h1", "pw-h1") for i in range(6)]
+    status, r, out = loadgen(server.port, "idle", "--steps", "6", users=users, stdin="\n")
+    assert status == 4 and r["held"] == 2, out           # one address: the server's limit
+    status, r, out = loadgen(server.port, "idle", "--steps", "6", "--sources", "3", users=users, stdin="\n")
+    assert status == 0 and r["held"] == 6, out
 
 
 # ---------------------------------------------------------------- a server that lies
@@ -174,7 +186,7 @@ def liar(request):
 @pytest.mark.parametrize("liar", ["none"], indirect=True)
 def test_an_honest_fake_server_passes(liar):
     status, r, out = loadgen(liar.port, "full", "--seconds", "0.3", "--warmup", "0", "--expect-messages", "3")
-    assert status == 0 and r["sessions"] > 0 and r["messages"] == 3 * r["sessions"], out
+    assert status == 0 and r["sessions"] > 0 and abs(r["messages"] - 3 * r["sessions"]) <= 3, out
 
 
 @pytest.mark.parametrize("liar,complaint", [
