@@ -64,6 +64,7 @@ struct options {
   std::vector<long> steps;  // idle: cumulative session counts
   double timeout = 30.0;
   long expect_messages = -1;
+  long give_up = 100;  // idle: stop opening sessions after this many failed
   long sources = 0;  // > 0: client n connects from 127.1.0.0 + 1 + n % sources
 };
 
@@ -731,8 +732,9 @@ int loadgen::run_idle() {
     const double t0 = now();
     while (true) {
       // keep up to `clients` logins in flight
-      while (static_cast<long>(next) < step_target && active_ - held_ < opt_.clients) open(next++);
-      if (active_ == held_ && static_cast<long>(next) >= step_target) break;
+      const bool giving_up = verify_errors_ + other_errors_ >= opt_.give_up;
+      while (!giving_up && static_cast<long>(next) < step_target && active_ - held_ < opt_.clients) open(next++);
+      if (active_ == held_ && (giving_up || static_cast<long>(next) >= step_target)) break;
       pump(now() + 0.1);
     }
     const long failed = verify_errors_ + other_errors_ - failed_before;
@@ -740,7 +742,8 @@ int loadgen::run_idle() {
     json.setf(std::ios::fixed);
     json.precision(3);
     json << "\"target\":" << step_target << ",\"held\":" << held_ << ",\"failed\":" << failed
-         << ",\"dropped\":" << dropped_ << ",\"seconds\":" << now() - t0;
+         << ",\"dropped\":" << dropped_ << ",\"gave_up\":"
+         << (verify_errors_ + other_errors_ >= opt_.give_up ? "true" : "false") << ",\"seconds\":" << now() - t0;
     std::cout << "# holding " << held_ << " logged-in session(s) (" << step_target << " asked for, " << failed
               << " failed)" << "\n"
               << "HELD {" << json.str() << "}" << std::endl;
@@ -801,6 +804,7 @@ void usage(std::ostream& out) {
          "  --warmup S             unmeasured time before it (full, login, retr) [0.5]\n"
          "  --runs N               measured sessions (bigdrop), after one unmeasured [5]\n"
          "  --steps N[,N...]       idle: hold N sessions, report, wait for a stdin line, go on to the next N\n"
+         "  --give-up N            idle: open no more sessions after N failed ones [100]\n"
          "  --expect-messages N    STAT must report N messages\n"
          "  --timeout S            longest wait for a reply [30]\n"
          "  --sources N            client n connects from 127.1.0.0 + 1 + (n mod N): N client addresses\n"
@@ -902,6 +906,9 @@ std::optional<options> parse(int argc, char** argv) {
     } else if (arg == "--expect-messages") {
       if (!(v = number(0))) return std::nullopt;
       o.expect_messages = static_cast<long>(*v);
+    } else if (arg == "--give-up") {
+      if (!(v = number(1))) return std::nullopt;
+      o.give_up = static_cast<long>(*v);
     } else if (arg == "--sources") {
       if (!(v = number(1)) || *v > 16777214) return std::nullopt;
       o.sources = static_cast<long>(*v);

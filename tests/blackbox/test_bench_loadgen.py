@@ -104,7 +104,9 @@ def test_sources_spread_the_clients_over_loopback_addresses(busy_site):
     server = busy_site.start()
     users = [(f"u{i}@h1", "pw-h1") for i in range(6)]
     status, r, out = loadgen(server.port, "idle", "--steps", "6", users=users, stdin="\n")
-    assert status == 4 and r["held"] == 2, out           # one address: the server's limit
+    assert status == 4 and r["held"] == 2 and r["other_errors"] == 4, out   # one address: the server's limit
+    status, r, out = loadgen(server.port, "idle", "--steps", "6", "--give-up", "1", users=users, stdin="\n")
+    assert status == 4 and r["held"] == 2 and r["other_errors"] == 1, out   # stopped at the first refusal
     status, r, out = loadgen(server.port, "idle", "--steps", "6", "--sources", "3", users=users, stdin="\n")
     assert status == 0 and r["held"] == 6, out
 
