@@ -124,6 +124,10 @@ class Sdps(vd.Sdps):
                 return fields[3]
         raise BenchError(f"cannot find {host}'s hash in the host database")
 
+    def start(self) -> None:
+        super().start()
+        set_autogroup_nice(self.pid)
+
     def restart(self, cost: str) -> None:
         self.stop()
         self.write_config(cost)
@@ -257,6 +261,7 @@ class Dovecot(vd.Dovecot):
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
                     if s.recv(512).startswith(b"+OK"):
+                        set_autogroup_nice(self.pid)
                         return
             except OSError:
                 pass
@@ -411,6 +416,24 @@ def raise_nofile_hard_limit(wanted: int) -> str:
     return f"soft {soft}, hard {hard}{note}"
 
 
+AUTOGROUP_NICE: int | None = None
+
+
+def set_autogroup_nice(pid: int | str) -> None:
+    """Gives the autogroup (the session) of `pid` the nice value of
+    --autogroup-nice. With autogroup scheduling (kernel.sched_autogroup_enabled),
+    CPU time is shared between sessions first: other people's `nice` builds
+    in their own sessions still take an equal share each, and only a
+    session's own nice value changes that."""
+    if AUTOGROUP_NICE is None:
+        return
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(f"{AUTOGROUP_NICE}\n")
+    except OSError as e:
+        raise BenchError(f"cannot set the autogroup nice value of {pid}: {e} (needs root; "
+                         "kernel.sched_autogroup_enabled=1)") from None
+
+
 def default_tmp_dir() -> str | None:
     """/dev/shm when it has room: 250,000 small files are set up and
     removed in seconds there, and no disk shared with other work adds its
@@ -475,6 +498,9 @@ def main() -> int:
     ap.add_argument("--nofile", type=int, default=65536,
                     help="raise the open-file hard limit to this (as root; the soft limit is left as it is: "
                     "the servers raise it, or not, themselves) (65536)")
+    ap.add_argument("--autogroup-nice", type=int, choices=range(-20, 20), metavar="N",
+                    help="give the servers' and the load generator's sessions this nice value (e.g. -10): on a "
+                    "machine shared with `nice` builds, which autogroup scheduling otherwise treats as equals")
     ap.add_argument("--json", help="also write every run's raw result to this file")
     ap.add_argument("--quick", action="store_true", help="a smoke run of under a minute; figures meaningless")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (configs, logs)")
@@ -492,6 +518,8 @@ def main() -> int:
             or args.idle_sessions < 2 or args.idle_hosts < 1 or args.login_clients < 1):
         ap.error("counts must be positive")
     nofile = raise_nofile_hard_limit(args.nofile)
+    global AUTOGROUP_NICE
+    AUTOGROUP_NICE = args.autogroup_nice
     if args.idle_sessions + 64 > vd.resource.getrlimit(vd.resource.RLIMIT_NOFILE)[1]:
         ap.error(f"--idle-sessions {args.idle_sessions} needs more descriptors than the hard limit "
                  f"({vd.resource.getrlimit(vd.resource.RLIMIT_NOFILE)[1]}) allows the load generator")
@@ -513,6 +541,7 @@ def main() -> int:
             if subprocess.run(["cmake", "--build", str(build), "--target", "sdps-loadgen"]).returncode != 0:
                 raise BenchError("building sdps-loadgen failed")
         log(f"sdps build: {build}")
+        set_autogroup_nice("self")           # the load generator runs in this session
         dovecot = Dovecot(tmp / "dovecot", max_sessions=args.idle_sessions, pop3_clients=args.dovecot_pop3_clients)
         sdps = Sdps(build, tmp / "sdps", args.idle_sessions)
         version = subprocess.run([dovecot.binary, "--version"], capture_output=True, text=True).stdout.strip()
@@ -703,7 +732,9 @@ def main() -> int:
               f"{load_start[0]:.2f} at start, {load_end[0]:.2f} at end (this run included); other processes "
               f"kept {other_cpus:.2f} CPUs busy on average during the measured rounds "
               f"(per run: min {min(other_runs):.2f}, max {max(other_runs):.2f})")
-        print(f"spools and maildirs on {tmp_fs}; open-file limit given to the servers: {nofile}")
+        print(f"spools and maildirs on {tmp_fs}; open-file limit given to the servers: {nofile}; "
+              + (f"servers' and generator's sessions at autogroup nice {AUTOGROUP_NICE}"
+                 if AUTOGROUP_NICE is not None else "no scheduling priority set (--autogroup-nice)"))
         print(f"full sessions: {args.messages} messages of ~{args.message_size} octets per maildrop, one maildrop "
               f"per client; {args.rounds} round(s) of {args.seconds:g} s per run, servers alternating, medians shown")
         print(f"Dovecot: service_count = 0 and process_min_avail = {NCPU} for pop3-login and pop3, pop3 client_limit "
