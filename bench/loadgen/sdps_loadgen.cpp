@@ -114,6 +114,23 @@ enum class step {
   connecting, greeting, user, pass, stat, uidl, uidl_body, list, list_body, retr, retr_body, quit, closing, holding
 };
 
+const char* step_name(step s) {
+  switch (s) {
+    case step::connecting: return "connecting";
+    case step::greeting: return "the greeting";
+    case step::user: return "the USER reply";
+    case step::pass: return "the PASS reply";
+    case step::stat: return "the STAT reply";
+    case step::uidl: case step::uidl_body: return "the UIDL listing";
+    case step::list: case step::list_body: return "the LIST listing";
+    case step::retr: case step::retr_body: return "a RETR reply";
+    case step::quit: return "the QUIT reply";
+    case step::closing: return "the close after QUIT";
+    case step::holding: return "nothing (holding)";
+  }
+  return "?";
+}
+
 struct connection {
   int fd = -1;
   std::uint32_t generation = 0;
@@ -329,8 +346,7 @@ void loadgen::on_readable(std::size_t slot) {
         }
         finished(slot);
       } else {
-        fail(slot, outcome::other, "connection closed by the server while waiting (step " +
-                                       std::to_string(static_cast<int>(c.at)) + ")");
+        fail(slot, outcome::other, std::string("connection closed by the server while waiting for ") + step_name(c.at));
       }
       return;
     }
@@ -565,8 +581,8 @@ void loadgen::check_timeouts() {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     const connection& c = slots_[i];
     if (c.fd >= 0 && c.at != step::holding && t - c.waiting_since > opt_.timeout) {
-      fail(i, outcome::other, "no reply within " + std::to_string(static_cast<int>(opt_.timeout)) + " s (step " +
-                                  std::to_string(static_cast<int>(c.at)) + ")");
+      fail(i, outcome::other, "no reply within " + std::to_string(static_cast<int>(opt_.timeout)) + " s, waiting for " +
+                                  step_name(c.at));
     }
   }
 }
@@ -624,8 +640,7 @@ int loadgen::run_sessions() {
   const double t0 = now();
   window_start_ = t0 + opt_.warmup;
   window_end_ = window_start_ + opt_.seconds;
-  const double cpu0 = cpu_seconds();
-  double cpu_start = cpu0;
+  double cpu_start = cpu_seconds();
   bool in_window = false;
   for (std::size_t i = 0; i < slots_.size(); ++i) open(i);
   while (true) {
@@ -643,7 +658,6 @@ int loadgen::run_sessions() {
     }
   }
   const double cpu = cpu_seconds() - cpu_start;
-  (void)cpu0;
   const double rate = static_cast<double>(sessions_) / opt_.seconds;
   std::ostringstream json, human;
   json.setf(std::ios::fixed);
