@@ -203,7 +203,7 @@ service pop3 {{
   client_limit = {pop3_clients}
   process_limit = {pop3_processes}
 }}
-"""
+{extra}"""
 
 
 class Dovecot(vd.Dovecot):
@@ -211,6 +211,7 @@ class Dovecot(vd.Dovecot):
         super().__init__(root, tuning="performance", max_sessions=max_sessions)
         self.max_sessions, self.pop3_clients = max_sessions, pop3_clients
         self.passwd_lines: list[str] = []
+        self.extra: list[str] = []
 
     def add_user(self, user: str, password: str, *, scheme_hash: str | None = None,
                  maildir: bool = True) -> Path:
@@ -240,7 +241,8 @@ class Dovecot(vd.Dovecot):
         self.conf.write_text(DOVECOT_CONF.format(
             root=self.root, uid=self.uid, gid=self.gid, port=self.port, ncpu=NCPU,
             pop3_clients=self.pop3_clients, pop3_processes=pop3_processes, login_processes=login_processes,
-            auth_clients=pop3_processes + login_processes + 100, client_limit=self.max_sessions + 1000))
+            auth_clients=pop3_processes + login_processes + 100, client_limit=self.max_sessions + 1000,
+            extra="".join(f"{line}\n" for line in self.extra)))
         os.chown(self.root / "mail", self.uid, self.gid)
         for dirpath, dirnames, filenames in os.walk(self.root / "mail"):
             st = os.stat(dirpath)
@@ -491,6 +493,8 @@ def main() -> int:
     ap.add_argument("--one-address", action="store_true",
                     help="every client connects from 127.0.0.1 (default: each its own 127.1.x.y address); "
                     "sdps's per-address limits then throttle the runs")
+    ap.add_argument("--dovecot-setting", action="append", default=[], metavar="LINE",
+                    help="a line added to Dovecot's config (repeatable), e.g. 'maildir_very_dirty_syncs = yes'")
     ap.add_argument("--no-auth", action="store_true", help="skip the Argon2id (password_cost: interactive) runs")
     ap.add_argument("--seed", type=int, default=1939)
     ap.add_argument("--tmp-dir", help="where the spools, maildirs and logs go (default: /dev/shm, a tmpfs, "
@@ -543,6 +547,7 @@ def main() -> int:
         log(f"sdps build: {build}")
         set_autogroup_nice("self")           # the load generator runs in this session
         dovecot = Dovecot(tmp / "dovecot", max_sessions=args.idle_sessions, pop3_clients=args.dovecot_pop3_clients)
+        dovecot.extra = list(args.dovecot_setting)
         sdps = Sdps(build, tmp / "sdps", args.idle_sessions)
         version = subprocess.run([dovecot.binary, "--version"], capture_output=True, text=True).stdout.strip()
         gen = Loadgen(loadgen_bin, tmp, args.one_address)
@@ -738,7 +743,8 @@ def main() -> int:
         print(f"full sessions: {args.messages} messages of ~{args.message_size} octets per maildrop, one maildrop "
               f"per client; {args.rounds} round(s) of {args.seconds:g} s per run, servers alternating, medians shown")
         print(f"Dovecot: service_count = 0 and process_min_avail = {NCPU} for pop3-login and pop3, pop3 client_limit "
-              f"= {args.dovecot_pop3_clients}, auth_cache on (hits verified in auth workers); sdps: config/sdps.yaml's chain, password_cost min "
+              f"= {args.dovecot_pop3_clients}, auth_cache on (hits verified in auth workers)"
+              + "".join(f", {line}" for line in args.dovecot_setting) + "; sdps: config/sdps.yaml's chain, password_cost min "
               "except in the Argon2id row")
         print()
         print(vd.table(rows))
