@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -397,8 +396,6 @@ def clone_spool_messages(punt_dir: Path, host: str, count: int, start_us: int) -
         path = folder / name
         with open(path, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as out:
             out.write(data)
-    st = template.stat()
-    os.utime(template, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def raise_nofile_hard_limit(wanted: int) -> str:
