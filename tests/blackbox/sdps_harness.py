@@ -12,7 +12,8 @@ line-level POP3 client for transcript-style tests.
 Environment (ctest sets it): SDPS_BUILD_DIR (binaries in bin/),
 SDPS_SOURCE_DIR (the shipped config/), SDPS_SANITIZE ("1" in the ASan build:
 then a server or tool whose stderr shows a sanitizer report fails the test),
-SDPS_TSAN ("1" in the ThreadSanitizer build: the same, for its reports).
+SDPS_TSAN ("1" in the ThreadSanitizer build: the same, for its reports),
+SDPS_TEST_THREADS (optional: `threads:` for every test site).
 
 Python 3 standard library only.
 """
@@ -38,6 +39,10 @@ SANITIZE = os.environ.get("SDPS_SANITIZE", "") in ("1", "ON", "on", "true", "TRU
 # its reports fail a test too.
 TSAN = os.environ.get("SDPS_TSAN", "") in ("1", "ON", "on", "true", "TRUE")
 SANITIZE = SANITIZE or TSAN
+
+# SDPS_TEST_THREADS=N writes `threads: N` into every test site's config
+# (a test's own `threads` wins): the suite on more event loops than cores.
+TEST_THREADS = {"threads": os.environ["SDPS_TEST_THREADS"]} if os.environ.get("SDPS_TEST_THREADS") else {}
 
 # Everything is slower under ASan; every wait in the tests scales with this.
 SLOW = 3.0 if SANITIZE else 1.0
@@ -489,7 +494,7 @@ class Site:
         if fail_delay is not None:
             extra.setdefault("auth", {}).setdefault("fail_delay", fail_delay)
         settings = {"listen": "[127.0.0.1:0]", "customer_domain": DOMAIN, "idle_timeout": idle_timeout,
-                    "password_cost": "min", "hosts": "../var/hosts", **(top or {})}
+                    "password_cost": "min", "hosts": "../var/hosts", **TEST_THREADS, **(top or {})}
         lines = ["# written by tests/blackbox/sdps_harness.py"]
         lines += [f"{key}: {value}" for key, value in settings.items()]
         lines.append("punts:")
