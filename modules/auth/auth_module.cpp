@@ -394,8 +394,9 @@ void auth_module::apply(hostdb::load_result result, bool initial) {
   refused_.reset();
   broken_.clear();
   guard.unlock();
-  // Outside the module's lock: PASSes go on meanwhile, and cannot be let
-  // in by a stale entry, which holds the digest of the replaced hash.
+  // Outside the module's lock: PASSes go on meanwhile, and no stale entry
+  // can let one in: an entry's digest covers the hash it was checked
+  // against, and the dialup rule is applied from the new list anyway.
   if (replaced) forget_changed(*replaced, *fresh);
 }
 

@@ -110,7 +110,9 @@ TEST_CASE("a big folder lists in UIDL order, sizes and files from the names") {
   // system's hash order): the listing must sort them.
   std::vector<std::string> names;
   for (int i = 0; i < 3000; ++i) {
-    const std::int64_t arrival = 1700000000000000 + (i * 7919) % 3000 * 10 + (i % 5 == 0 ? 0 : 1);
+    // Groups of three arrive in the same microsecond (ordered by the
+    // UIDL's random part); the times spread over 2^40 microseconds.
+    const std::int64_t arrival = 1700000000000000 + std::int64_t{(i * 7919) % 3000 / 3} * 1000000007;
     const std::string user = i % 3 == 0 ? "jim" : "fred";
     names.push_back(format_name({new_uidl(arrival), static_cast<std::uint64_t>(100 + i), user, arrival}));
     std::ofstream(folder / names.back()) << "x";
