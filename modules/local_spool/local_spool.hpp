@@ -59,6 +59,9 @@ class local_maildrop final : public sdps::maildrop {
   /// Envelopes and read flags seen while the files were there, so *ENV
   /// still has an answer after SMTP takes a message.
   std::vector<std::optional<sdps::envelope>> known_;
+  /// The file retrieve() opened last, while its body is being sent.
+  std::weak_ptr<message_file> retrieved_;
+  std::size_t retrieved_index_ = 0;
   server_context& server_;
   logger& log_;
 };
