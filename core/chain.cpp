@@ -27,12 +27,28 @@ awaitable<verdict> call_event(std::shared_ptr<session> s, sdps::module* object, 
 struct call_outcome {
   std::optional<verdict> answer;
   std::shared_ptr<late_call> late;
+  bool overran = false;  // watched, and past its deadline
 };
 
 // Calls one module with the chain's guarantees: bounded in time, and an
 // exception never lets the command through.
-awaitable<call_outcome> guarded(const module_instance& l, session& s, const char* what, awaitable<verdict> call) {
+awaitable<call_outcome> guarded(const module_instance& l, session& s, const char* what, awaitable<verdict> call,
+                                call_watch* watch) {
   try {
+    if (watch) {
+      // Awaited here, with the watch keeping the deadline: no coroutine
+      // or timer of its own.
+      watch->call_started(l);
+      std::optional<verdict> answer;
+      try {
+        answer.emplace(co_await std::move(call));
+      } catch (...) {
+        if (watch->call_ended()) co_return call_outcome{std::nullopt, nullptr, true};
+        throw;
+      }
+      if (watch->call_ended()) co_return call_outcome{std::nullopt, nullptr, true};
+      co_return call_outcome{std::move(answer), nullptr};
+    }
     verdict answer = co_await bounded<verdict>(s.get_executor(), l.timeout, std::move(call));
     co_return call_outcome{std::move(answer), nullptr};
   } catch (const module_timeout& e) {
@@ -88,7 +104,7 @@ const chain::route& chain::route_for(const std::string& name) const {
   return it == routes_.end() ? wildcard_only_ : it->second;
 }
 
-awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command cmd) {
+awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command cmd, call_watch* watch) {
   const route* r = &route_for(cmd.name);
   const auto state = static_cast<state_mask>(s->state());
   bool valid = r->declared && (r->states & state);
@@ -104,7 +120,8 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
     if (at <= after) continue;
     if (!(states & state)) continue;
     after = at;
-    auto outcome = co_await guarded(*l, *s, cmd.name.c_str(), call_command(s, l->object.get(), cmd));
+    auto outcome = co_await guarded(*l, *s, cmd.name.c_str(), call_command(s, l->object.get(), cmd), watch);
+    if (outcome.overran) co_return dispatch_result{overrun_error(), l, nullptr, true};
     if (outcome.late) co_return dispatch_result{overrun_error(), l, std::move(outcome.late)};
     if (!outcome.answer) {
       result = dispatch_result{internal_error(), l, nullptr};
@@ -137,7 +154,8 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
   for (auto it = passed.rbegin(); it != passed.rend(); ++it) {
     const module_instance* l = *it;
     auto outcome = co_await guarded(*l, *s, to_string(event::command_failed),
-                                    call_event(s, l->object.get(), event::command_failed));
+                                    call_event(s, l->object.get(), event::command_failed), watch);
+    if (outcome.overran) co_return dispatch_result{overrun_error(), l, nullptr, true};
     if (outcome.late) co_return dispatch_result{overrun_error(), l, std::move(outcome.late)};
   }
   co_return std::move(*result);
@@ -146,7 +164,7 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
 awaitable<event_outcome> chain::fire(std::shared_ptr<session> s, event e) {
   event_outcome out;
   for (const auto& l : links_) {
-    auto outcome = co_await guarded(*l, *s, to_string(e), call_event(s, l->object.get(), e));
+    auto outcome = co_await guarded(*l, *s, to_string(e), call_event(s, l->object.get(), e), nullptr);
     if (outcome.late) {
       if (e != event::disconnect) {
         out.late = std::move(outcome.late);

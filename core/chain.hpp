@@ -35,6 +35,28 @@ struct dispatch_result {
   /// -ERR [SYS/TEMP] with close, and the session must call nothing more
   /// until this call has finished.
   std::shared_ptr<late_call> late;
+  /// A call watched by a call_watch overran its time limit: the watch has
+  /// already ended the session (told the client and closed), and the call
+  /// has returned since. Nothing is to be sent.
+  bool overran = false;
+};
+
+/// Bounds the module calls of one session in time without a timer or a
+/// coroutine per call: the calls are awaited directly, and the watch (the
+/// connection's watchdog) keeps their deadline. A call past its deadline
+/// is still awaited to its end, so nothing else of its session runs
+/// meanwhile; the watch ends the session at the deadline itself: -ERR
+/// [SYS/TEMP] to the client and the connection closed. Event loop only.
+class call_watch {
+ public:
+  /// A call of `l` starts and must return within l.timeout.
+  virtual void call_started(const module_instance& l) = 0;
+  /// The call returned (or threw); true if it overran its time limit (the
+  /// session has been ended; discard what it returned).
+  virtual bool call_ended() = 0;
+
+ protected:
+  ~call_watch() = default;
 };
 
 /// What delivering an event came to.
@@ -60,7 +82,9 @@ class chain {
   /// limit becomes -ERR [SYS/TEMP] with close and sets `late`. When the
   /// command ends in -ERR (a timeout aside), the instances that passed it
   /// on get `event::command_failed`, latest first, before this returns.
-  awaitable<dispatch_result> dispatch(std::shared_ptr<session> s, command cmd);
+  /// With a `watch`, the calls are bounded by it (see call_watch) and a
+  /// call that overran gives `overran`, never `late`.
+  awaitable<dispatch_result> dispatch(std::shared_ptr<session> s, command cmd, call_watch* watch = nullptr);
 
   /// Delivers an event to every module in order. For `connect`, the first
   /// answer (a module replacing the greeting) ends the delivery. A call

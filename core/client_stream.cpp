@@ -10,8 +10,22 @@ awaitable<std::size_t> client_stream::read_some(asio::mutable_buffer into) {
 }
 
 awaitable<void> client_stream::write(asio::const_buffer data) {
-  if (secure_) co_await asio::async_write(*tls_, data, asio::use_awaitable);
-  else co_await asio::async_write(socket_, data, asio::use_awaitable);
+  if (secure_) {
+    co_await asio::async_write(*tls_, data, asio::use_awaitable);
+    co_return;
+  }
+  // Most replies fit in the socket's buffer: written now, without a round
+  // through the event loop (an asynchronous write that completes at once
+  // still queues its completion). What does not fit waits for the socket.
+  boost::system::error_code ec;
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+  if (!ec) {
+    const std::size_t n = socket_.write_some(data, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+      throw boost::system::system_error(ec, "write");
+    data += n;
+  }
+  if (data.size() > 0) co_await asio::async_write(socket_, data, asio::use_awaitable);
 }
 
 awaitable<void> client_stream::handshake(std::shared_ptr<asio::ssl::context> context,

@@ -24,11 +24,6 @@ class abort_session : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-awaitable<std::size_t> read_body(std::shared_ptr<body_source> body, std::shared_ptr<connection> /*keep alive*/,
-                                 std::span<char> into) {
-  co_return co_await body->read(into);
-}
-
 std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
   std::ostringstream out;
   out << e;
@@ -36,6 +31,9 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
 }
 
 constexpr std::size_t max_status_text = 512 - 7;  // "-ERR " + text + CRLF within 512 octets
+
+/// Output buffer capacity a session keeps while it waits for its client.
+constexpr std::size_t idle_output_capacity = 4096;
 
 /// A balancer's PROXY v2 header may carry TLVs; more than this is refused.
 constexpr std::size_t max_proxy_header = 16 * 1024;
@@ -55,6 +53,8 @@ connection::connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& mo
       banner_(banner),
       log_(server_log.derive("session " + std::to_string(id))),
       reader_(limits.line_limit) {
+  for (const auto& l : chain_.links())
+    if (l->timeout.count() > 0) shortest_limit_ = std::min(shortest_limit_, l->timeout);
   boost::system::error_code ec;
   remote_ = stream_.socket().remote_endpoint(ec);
   local_ = stream_.socket().local_endpoint(ec);
@@ -142,6 +142,7 @@ awaitable<void> connection::run() {
   log_->debug("connect from ", remote_);
   process_metrics().session_opened();
   rearm_idle_timer();
+  idle_.expires_at(last_active_ + limits_.idle_timeout);
   asio::co_spawn(get_executor(), [self]() { return self->watchdog(); }, asio::detached);
   if (limits_.login_timeout.count() > 0) {
     login_deadline_.expires_after(limits_.login_timeout);
@@ -177,18 +178,82 @@ awaitable<void> connection::run() {
 
 awaitable<void> connection::watchdog() {
   auto self = shared_from_this();
+  using clock = std::chrono::steady_clock;
   while (!closed_) {
     boost::system::error_code ec;
     co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (closed_) break;
-    if (idle_.expiry() <= std::chrono::steady_clock::now()) {
+    const auto now = clock::now();
+    if (call_deadline_ <= now) {
+      co_await call_overrun();
+      break;
+    }
+    const auto idle_at = last_active_ + limits_.idle_timeout;
+    if (idle_at <= now) {
       // RFC 1939 section 3: the autologout timer ends the session without UPDATE.
       log_->info("idle for ", limits_.idle_timeout.count() / 1000, "s: closing without UPDATE");
       record_.ended(session_end::idle);
       close();
       break;
     }
+    // While a read runs, its deadline; while commands keep coming, soon
+    // enough that the next read's deadline is never earlier than this
+    // wake; otherwise the idle timer alone.
+    auto next = std::min(idle_at, call_deadline_);
+    if (now - last_active_ < shortest_limit_) next = std::min(next, now + shortest_limit_);
+    if (idle_.expiry() != next) idle_.expires_at(next);
   }
+}
+
+void connection::watch(std::chrono::steady_clock::time_point when) {
+  // Moving the timer earlier cancels the watchdog's wait; it then sleeps
+  // again until the new time.
+  if (!closed_ && when < idle_.expiry()) idle_.expires_at(when);
+}
+
+void connection::call_started(const module_instance& l) {
+  calling_ = &l;
+  answer_overrun_ = true;
+  call_deadline_ = std::chrono::steady_clock::now() + l.timeout;
+  watch(call_deadline_);
+}
+
+bool connection::call_ended() {
+  call_deadline_ = std::chrono::steady_clock::time_point::max();
+  calling_ = nullptr;
+  return overran_;
+}
+
+awaitable<void> connection::call_overrun() {
+  auto self = shared_from_this();
+  overran_ = true;
+  call_deadline_ = std::chrono::steady_clock::time_point::max();
+  record_.ended(session_end::module_timeout);
+  if (calling_) {
+    process_metrics().add("sdps_module_timeouts_total", {{"instance", calling_->instance}});
+    calling_->log->error("session ", id_, ": ", answer_overrun_ ? "a command" : "reading a reply body",
+                         ": no answer within ", calling_->timeout.count(),
+                         "ms; ending the session once the call returns");
+  }
+  // The call is still running, and the session's own coroutine waits in
+  // it: the stream is ours unless that call is writing (a continuation
+  // line's challenge). Replies queued before still go out; a multi-line
+  // reply already under way cannot become -ERR.
+  std::string last;
+  if (answer_overrun_ || !reply_flushed_) {
+    if (!answer_overrun_) out_.resize(std::min(out_.size(), reply_start_));
+    last.swap(out_);
+    last += "-ERR [SYS/TEMP] the server took too long, try again later\r\n";
+  }
+  out_.clear();
+  if (!last.empty() && !writing_ && !closed_) {
+    try {
+      co_await stream_.write(asio::buffer(last));
+    } catch (const boost::system::system_error&) {
+      // The client is gone: nothing more to tell it.
+    }
+  }
+  close();
 }
 
 awaitable<void> connection::login_deadline() {
@@ -347,7 +412,8 @@ awaitable<void> connection::serve() {
     if (tls_requested_) co_await begin_tls();
   }
   co_await flush();
-  co_await stream_.goodbye();
+  // (After an overrun the watchdog may still be writing its -ERR.)
+  if (!overran_) co_await stream_.goodbye();
 }
 
 awaitable<line_reader::status> connection::next_input() {
@@ -362,6 +428,9 @@ awaitable<line_reader::status> connection::next_input() {
     sodium_memzero(in_.data(), in_end_);
     in_begin_ = in_end_ = 0;
     co_await flush();
+    // A session waiting for its client holds no big buffer (an idle
+    // session costs a few KiB).
+    if (out_.capacity() > idle_output_capacity) std::string().swap(out_);
     in_end_ = co_await stream_.read_some(asio::buffer(in_));
     // A PROXY header here comes from a peer not in proxy_protocol_from (or
     // from a client behind a balancer that already sent one): a spoofing
@@ -406,7 +475,12 @@ awaitable<bool> connection::execute(const std::string& line) {
   }
   log_->debug("command ", printable(cmd.name, 16));
   const std::string verb = cmd.name;
-  auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd));
+  auto result = co_await chain_.dispatch(shared_from_this(), std::move(cmd), this);
+  if (result.overran) {
+    // The watchdog answered -ERR [SYS/TEMP] and closed at the deadline;
+    // the call has returned since.
+    co_return false;
+  }
   if (result.late) {
     // A module call overran its time limit: the session ends (-ERR
     // [SYS/TEMP], close); run() waits for the call before disconnect.
@@ -460,35 +534,46 @@ void connection::append_status(const response& r) {
 awaitable<bool> connection::send(dispatch_result result) {
   response& r = result.reply;
   body_octets_ = 0;
+  reply_start_ = out_.size();
+  reply_flushed_ = false;
   append_status(r);
   if (r.multiline) {
     dot_stuffer stuffer;
     if (r.body) {
-      std::shared_ptr<body_source> body(std::move(r.body));
+      // The module's reads are awaited here directly: no coroutine or
+      // timer of their own. Their time limit is a deadline the watchdog
+      // keeps (call_overrun()); a late read is still awaited here, so the
+      // disconnect event can only come after it, as after any late call.
+      std::unique_ptr<body_source> body(std::move(r.body));
       const auto limit = result.by ? result.by->timeout : std::chrono::milliseconds(std::chrono::seconds(60));
-      chunk_.resize(limits_.body_chunk);
-      auto self = shared_from_this();
+      // A body that knows its size gets a buffer just big enough (one more
+      // octet to see its end): small messages cost one read.
+      const std::optional<std::uint64_t> size = body->size();
+      std::size_t want = limits_.body_chunk;
+      if (size && *size < want) want = static_cast<std::size_t>(*size) + 1;
+      std::unique_ptr<char[]> chunk(new char[want]);
       for (;;) {
         // Closed meanwhile (shutdown, the idle timer): nothing will be sent.
         if (closed_) co_return false;
         std::size_t n = 0;
+        calling_ = result.by;
+        answer_overrun_ = false;
+        call_deadline_ = std::chrono::steady_clock::now() + limit;
+        watch(call_deadline_);
         try {
-          n = co_await bounded<std::size_t>(get_executor(), limit, read_body(body, self, std::span<char>(chunk_)));
-        } catch (const module_timeout& e) {
-          late_ = e.call();
-          if (result.by) result.by->log->error("session ", id_, ": reading a reply body: no data within ", limit.count(), "ms");
-          throw abort_session("a multi-line reply failed half way");
+          n = co_await body->read(std::span<char>(chunk.get(), want));
         } catch (const std::exception& e) {
+          if (call_ended()) throw abort_session("a reply body's read overran its time limit");
           if (result.by) result.by->log->error("session ", id_, ": reading a reply body: ", e.what());
           throw abort_session("a multi-line reply failed half way");
         }
+        if (call_ended()) throw abort_session("a reply body's read overran its time limit");
         if (n == 0) break;
+        n = std::min(n, want);
         body_octets_ += n;
-        stuffer.append(std::string_view(chunk_.data(), std::min(n, chunk_.size())), out_);
+        stuffer.append(std::string_view(chunk.get(), n), out_);
         if (out_.size() >= limits_.flush_threshold) co_await flush();
       }
-      chunk_.clear();
-      chunk_.shrink_to_fit();
     }
     stuffer.finish(out_);
   }
@@ -498,11 +583,18 @@ awaitable<bool> connection::send(dispatch_result result) {
 
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
-  co_await stream_.write(asio::buffer(out_));
+  reply_flushed_ = true;
+  writing_ = true;
+  try {
+    co_await stream_.write(asio::buffer(out_));
+  } catch (...) {
+    writing_ = false;
+    throw;
+  }
+  writing_ = false;
   process_metrics().sent(out_.size());
   rearm_idle_timer();
   out_.clear();
-  if (out_.capacity() > 2 * limits_.flush_threshold) out_.shrink_to_fit();
 }
 
 }  // namespace sdps::core

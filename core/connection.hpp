@@ -32,8 +32,9 @@ struct connection_limits {
   std::size_t line_limit = 512;
   /// Output is flushed to the socket once this much is buffered.
   std::size_t flush_threshold = 64 * 1024;
-  /// Body octets read from a module per read() call.
-  std::size_t body_chunk = 16 * 1024;
+  /// Body octets asked of a module per read() call (at most; a body that
+  /// says its size gets a buffer just big enough).
+  std::size_t body_chunk = 256 * 1024;
   /// Peers whose connections begin with a PROXY protocol header (load
   /// balancers), and how long one has to send it.
   std::vector<network> proxy_protocol_from;
@@ -52,7 +53,9 @@ struct listener_policy {
   const std::vector<network>* trusted = nullptr;
 };
 
-class connection final : public sdps::session, public std::enable_shared_from_this<connection> {
+class connection final : public sdps::session,
+                         public call_watch,
+                         public std::enable_shared_from_this<connection> {
  public:
   connection(asio::ip::tcp::socket socket, std::uint64_t id, chain& modules, const connection_limits& limits,
              const std::string& banner, stderr_log& server_log, const listener_policy& policy);
@@ -94,6 +97,10 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   std::optional<identity>& login() override { return login_; }
   void drop_slot(const void* owner) override;
 
+  // call_watch: the commands' module calls, bounded by the watchdog.
+  void call_started(const module_instance& l) override;
+  bool call_ended() override;
+
  protected:
   std::shared_ptr<void>& slot_storage(const void* owner) override;
   std::shared_ptr<void>* find_slot_storage(const void* owner) override;
@@ -106,7 +113,19 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   awaitable<line_reader::status> next_input();
   /// STLS accepted: drops unread input, runs the handshake.
   awaitable<void> begin_tls();
+  /// The session's one timer: the idle timer (RFC 1939's autologout) and
+  /// the time limit of a reply body's read(), both kept lazily: activity
+  /// and reads only note times, and the timer wakes at the earliest moment
+  /// something may be due, so a command costs no timer system call.
   awaitable<void> watchdog();
+  /// A module call (a command's, or a body read()) overran its instance's
+  /// time limit: ends the session at once. The client gets the replies
+  /// queued before and -ERR [SYS/TEMP] (for a body read, only if nothing
+  /// of its reply went out yet; else just the closed connection). The call
+  /// runs on; the session ends for good when it returns.
+  awaitable<void> call_overrun();
+  /// Makes the watchdog wake by `when` (no system call if it already will).
+  void watch(std::chrono::steady_clock::time_point when);
   /// Reads the PROXY header a listed balancer must send before the
   /// greeting, within the time limit; takes its client address. Returns
   /// false, having logged why and closed the session, if none came.
@@ -123,10 +142,31 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   awaitable<bool> send(dispatch_result result);
   awaitable<void> flush();
   void append_status(const response& r);
-  void rearm_idle_timer() { idle_.expires_after(limits_.idle_timeout); }
+  /// Activity: the idle timer starts again (a note, not a timer call).
+  void rearm_idle_timer() { last_active_ = std::chrono::steady_clock::now(); }
 
   client_stream stream_;
+  /// The watchdog's timer (see watchdog()).
   asio::steady_timer idle_;
+  std::chrono::steady_clock::time_point last_active_;
+  /// While a module call or a body read() runs: when it must have
+  /// returned, whose it is, and whether its overrun answers -ERR whatever
+  /// was sent of the reply (a command) or only if nothing was (a read).
+  std::chrono::steady_clock::time_point call_deadline_ = std::chrono::steady_clock::time_point::max();
+  const module_instance* calling_ = nullptr;
+  bool answer_overrun_ = false;
+  /// The shortest time limit in the chain: while commands keep coming the
+  /// watchdog wakes at least this often, so a read's deadline is never
+  /// earlier than its next wake (no timer call per read).
+  std::chrono::milliseconds shortest_limit_{std::chrono::seconds(60)};
+  /// A call overran its time limit (call_overrun() ran).
+  bool overran_ = false;
+  /// flush() is writing (call_overrun() must not write beside it).
+  bool writing_ = false;
+  /// Where the reply being sent begins in out_, and whether part of it
+  /// has been written already.
+  std::size_t reply_start_ = 0;
+  bool reply_flushed_ = false;
   asio::steady_timer login_deadline_;
   const listener_policy& policy_;
   std::uint64_t id_;
@@ -145,7 +185,6 @@ class connection final : public sdps::session, public std::enable_shared_from_th
   bool tls_requested_ = false;
   bool first_read_ = true;
   std::string out_;
-  std::vector<char> chunk_;
   pop3_state state_ = pop3_state::authorization;
   bool authenticated_pending_ = false;
   bool closed_ = false;

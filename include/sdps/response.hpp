@@ -22,11 +22,15 @@ namespace sdps {
 /// message never has to be held in memory and a slow client slows the
 /// reading (backpressure). Lines must end in CRLF; the core adds the
 /// dot-stuffing and the terminating "." line, and supplies a final CRLF if
-/// the body does not end with one. Each read() is bounded by the owning
-/// module's time limit; a read that throws or times out closes the
-/// connection (a multi-line reply cannot be turned into -ERR half way),
-/// and a read that timed out is waited for before the session's
-/// `disconnect` event, as for any late call (see module::on_command()).
+/// the body does not end with one. The core offers big spans (up to 256
+/// KiB; just enough for the whole body when size() is known): fill as much
+/// as is cheap, and return 0 without I/O once at the end. Each read() is
+/// bounded by the owning module's time limit; a read that throws or times
+/// out closes the connection (a multi-line reply cannot be turned into
+/// -ERR half way; one that times out before any of the reply went out is
+/// answered -ERR [SYS/TEMP]), and a read that timed out is waited for
+/// before the session's `disconnect` event, as for any late call (see
+/// module::on_command()).
 class body_source {
  public:
   virtual ~body_source() = default;

@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 namespace sdps::spoolstore {
@@ -244,9 +246,50 @@ maildrop_lock::~maildrop_lock() {
     ::unlink(user_file_.c_str());
     ::close(user_fd_);
   }
-  // Closing the files releases the flocks.
+  // Closing the files releases the flocks (a shared one when its last
+  // holder in this process lets go).
+  host_shared_.reset();
   if (host_fd_ >= 0) ::close(host_fd_);
   if (folder_fd_ >= 0) ::close(folder_fd_);
+}
+
+class shared_lock_file {
+ public:
+  shared_lock_file(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~shared_lock_file();
+  shared_lock_file(const shared_lock_file&) = delete;
+  shared_lock_file& operator=(const shared_lock_file&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+namespace {
+
+/// The shared flocks this process holds, by lock file path: one open file
+/// for all the holders of each.
+struct shared_locks {
+  std::mutex mutex;
+  std::map<std::string, std::weak_ptr<shared_lock_file>, std::less<>> held;
+};
+
+shared_locks& process_shared_locks() {
+  static shared_locks* table = new shared_locks;  // never destroyed: locks may outlive static destruction order
+  return *table;
+}
+
+}  // namespace
+
+shared_lock_file::~shared_lock_file() {
+  auto& table = process_shared_locks();
+  std::lock_guard<std::mutex> guard(table.mutex);
+  // Closed under the mutex: a holder arriving now either shares this file
+  // (before) or opens and flocks its own (after the flock is gone).
+  ::close(fd_);
+  const auto it = table.held.find(path_);
+  if (it != table.held.end() && it->second.expired()) table.held.erase(it);
 }
 
 namespace {
@@ -291,6 +334,33 @@ take_result take_file(const std::filesystem::path& file, int how, int& fd, std::
   }
   error = "lock file " + file.string() + " keeps being replaced";
   return take_result::failed;
+}
+
+// Takes `file` shared (LOCK_SH) for one more holder in this process:
+// joins the open file that already holds it if there is one (and it is
+// still what the name leads to), else opens and flocks it as take_file.
+take_result take_shared(const std::filesystem::path& file, std::shared_ptr<shared_lock_file>& held,
+                        std::string& error) {
+  auto& table = process_shared_locks();
+  // Declared before the guard, so that if it is the last holder of a
+  // stale file, that file's destructor (which takes the mutex) runs after
+  // the guard is gone.
+  std::shared_ptr<shared_lock_file> existing;
+  std::lock_guard<std::mutex> guard(table.mutex);
+  const std::string key = file.string();
+  if (const auto it = table.held.find(key); it != table.held.end()) {
+    existing = it->second.lock();
+    if (existing && still_named(existing->fd(), file)) {
+      held = std::move(existing);
+      return take_result::acquired;
+    }
+  }
+  int fd = -1;
+  const take_result result = take_file(file, LOCK_SH, fd, error);
+  if (result != take_result::acquired) return result;
+  held = std::make_shared<shared_lock_file>(fd, key);
+  table.held[key] = held;
+  return take_result::acquired;
 }
 
 }  // namespace
@@ -376,8 +446,17 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
       fallback = true;
     }
     int host_fd = -1, user_fd = -1;
+    std::shared_ptr<shared_lock_file> host_shared;
+    auto let_go = [&] {
+      if (user_fd >= 0) ::close(user_fd);
+      if (host_fd >= 0) ::close(host_fd);
+      host_shared.reset();
+      host_fd = user_fd = -1;
+    };
     if (!fallback) {
-      switch (take_file(locks / "host", user.empty() ? LOCK_EX : LOCK_SH, host_fd, attempt.note)) {
+      const take_result taken = user.empty() ? take_file(locks / "host", LOCK_EX, host_fd, attempt.note)
+                                             : take_shared(locks / "host", host_shared, attempt.note);
+      switch (taken) {
         case take_result::acquired: break;
         case take_result::in_use: { give_up(outcome::in_use); return attempt; }
         case take_result::no_space: fallback = true; break;
@@ -387,39 +466,60 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
     if (!fallback && !user.empty()) {
       switch (take_file(locks / ("user=" + encoded), LOCK_EX, user_fd, attempt.note)) {
         case take_result::acquired: break;
-        case take_result::in_use: { give_up(outcome::in_use, host_fd); return attempt; }
+        case take_result::in_use: { let_go(); give_up(outcome::in_use); return attempt; }
         case take_result::no_space: fallback = true; break;
         case take_result::failed:
           attempt.error = attempt.note;
           attempt.note.clear();
-          { give_up(outcome::failed, host_fd); return attempt; }
+          { let_go(); give_up(outcome::failed); return attempt; }
       }
     }
     if (fallback) {
-      // No inode to spare: the whole host, exclusively, on HOST/ itself.
-      // Everyone else holds it shared, so this excludes every login of the
-      // host on this punt and no other.
-      if (host_fd >= 0) ::close(host_fd);
+      // No inode to spare: the whole host, exclusively, on HOST/ itself
+      // (every login holds it shared while it takes its locks) and on
+      // locks/host if that exists (every login holds it once it has its
+      // locks). That excludes every login of the host on this punt and no
+      // other.
+      let_go();
       code = flock_retry(folder_fd, LOCK_EX);
       if (code == EWOULDBLOCK) { give_up(outcome::in_use); return attempt; }
       if (code != 0) {
         attempt.error = "cannot lock " + folder.string() + ": " + std::strerror(code);
         { give_up(outcome::failed); return attempt; }
       }
+      const auto host_file = locks / "host";
+      host_fd = open_retry(host_file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+      if (host_fd >= 0) {
+        code = flock_retry(host_fd, LOCK_EX);
+        if (code == EWOULDBLOCK) { let_go(); give_up(outcome::in_use); return attempt; }
+        if (code != 0) {
+          attempt.error = "cannot lock " + host_file.string() + ": " + std::strerror(code);
+          { let_go(); give_up(outcome::failed); return attempt; }
+        }
+      }
       attempt.note += "; holding the whole host's folder instead";
       attempt.result = outcome::acquired;
-      attempt.lock = std::make_unique<maildrop_lock>(folder_fd, -1, -1, std::filesystem::path());
+      attempt.lock = std::make_unique<maildrop_lock>(folder_fd, host_fd);
       return attempt;
     }
+    // Held: HOST/ has done its part (it kept a fallback holder out while
+    // these were taken, and a fallback starting now meets locks/host).
+    ::close(folder_fd);
     attempt.note.clear();
     attempt.result = outcome::acquired;
     attempt.lock = std::make_unique<maildrop_lock>(
-        folder_fd, host_fd, user_fd, user.empty() ? std::filesystem::path() : locks / ("user=" + encoded));
+        host_fd, std::move(host_shared), user_fd, user.empty() ? std::filesystem::path() : locks / ("user=" + encoded));
     return attempt;
   }
   attempt.error = "spool folder " + folder.string() + " keeps being replaced";
   return attempt;
 }
+
+namespace {
+/// What open() reads in one go: the envelope header and, for most
+/// messages, the whole message.
+constexpr std::size_t first_read = 64 * 1024;
+}  // namespace
 
 std::unique_ptr<message_file> message_file::open(const std::filesystem::path& file) {
   const int fd = open_retry(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -433,7 +533,8 @@ std::unique_ptr<message_file> message_file::open(const std::filesystem::path& fi
   if (!S_ISREG(st.st_mode)) fail("not a message file:", file, EBADMSG);
   m->file_size_ = static_cast<std::uint64_t>(st.st_size);
   m->read_ = (st.st_mode & S_IXUSR) != 0;
-  std::string head(std::min<std::uint64_t>(max_envelope_block, m->file_size_), '\0');
+  std::string& head = m->head_;
+  head.resize(static_cast<std::size_t>(std::min<std::uint64_t>(first_read, m->file_size_)));
   std::size_t got = 0;
   while (got < head.size()) {
     const ssize_t n = ::pread(fd, head.data() + got, head.size() - got, static_cast<off_t>(got));
@@ -443,7 +544,7 @@ std::unique_ptr<message_file> message_file::open(const std::filesystem::path& fi
     got += static_cast<std::size_t>(n);
   }
   head.resize(got);
-  auto parsed = parse_envelope(head);
+  auto parsed = parse_envelope(std::string_view(head).substr(0, max_envelope_block));
   if (!parsed) fail("damaged envelope header in", file, EBADMSG);
   m->envelope_ = std::move(parsed->envelope);
   m->body_offset_ = parsed->body_offset;
@@ -452,6 +553,15 @@ std::unique_ptr<message_file> message_file::open(const std::filesystem::path& fi
 }
 
 message_file::~message_file() { ::close(fd_); }
+
+void message_file::set_read_flag() {
+  if (read_) return;
+  struct stat st;
+  int rc = ::fstat(fd_, &st);
+  if (rc == 0 && !(st.st_mode & S_IXUSR)) rc = ::fchmod(fd_, (st.st_mode & 07777) | S_IXUSR);
+  if (rc != 0) fail("cannot set the read flag of", path_, errno);
+  read_ = true;
+}
 
 std::uint64_t message_file::retr_size() const {
   return return_path_line(envelope_.from).size() + (file_size_ - body_offset_);
@@ -465,21 +575,42 @@ void message_file::rewind(std::optional<std::uint64_t> body_lines) {
 }
 
 std::size_t message_file::read(std::span<char> buffer) {
-  if (buffer.empty()) return 0;
+  std::size_t filled = 0;
   if (prefix_sent_ < prefix_.size()) {
     const std::size_t n = prefix_.copy(buffer.data(), buffer.size(), prefix_sent_);
     prefix_sent_ += n;
-    return n;
+    filled = n;
   }
-  if (top_.done()) return 0;
-  for (;;) {
-    const ssize_t n =
-        ::pread(fd_, buffer.data(), buffer.size(), static_cast<off_t>(body_offset_ + offset_));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("cannot read message", path_, errno);
-    offset_ += static_cast<std::uint64_t>(n);
-    return top_.accept(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+  const std::uint64_t message_size = file_size_ - body_offset_;
+  while (filled < buffer.size() && !top_.done() && offset_ < message_size) {
+    char* const into = buffer.data() + filled;
+    const std::size_t room = static_cast<std::size_t>(
+        std::min<std::uint64_t>(buffer.size() - filled, message_size - offset_));
+    std::size_t n = 0;
+    const std::uint64_t at = body_offset_ + offset_;
+    if (at < head_.size()) {
+      // What open() read already.
+      n = head_.copy(into, room, static_cast<std::size_t>(at));
+    } else {
+      ssize_t got;
+      do got = ::pread(fd_, into, room, static_cast<off_t>(at));
+      while (got < 0 && errno == EINTR);
+      if (got < 0) fail("cannot read message", path_, errno);
+      if (got == 0) {
+        // Shorter than it was at open (changed by hand): the end.
+        offset_ = message_size;
+        break;
+      }
+      n = static_cast<std::size_t>(got);
+    }
+    offset_ += n;
+    const std::size_t kept = top_.accept(std::string_view(into, n));
+    filled += kept;
+    if (kept < n) break;
   }
+  // The head is not needed once the stream is past it.
+  if (!head_.empty() && body_offset_ + offset_ >= head_.size()) std::string().swap(head_);
+  return filled;
 }
 
 std::optional<bool> read_flag(const std::filesystem::path& file) {

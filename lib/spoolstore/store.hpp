@@ -87,30 +87,43 @@ listing list_messages(const std::filesystem::path& root, std::string_view host, 
 std::vector<entry> scan(const std::filesystem::path& root, std::string_view host, std::string_view user,
                         logger* log);
 
+/// A shared flock (LOCK_SH) on one lock file, held by one open file for
+/// every holder in this process (lock_maildrop's user logins share
+/// `locks/host` so): the file is closed, and the flock released, when the
+/// last holder lets go. Thread-safe.
+class shared_lock_file;
+
 /// A held maildrop lock: flocks on open files, released by the destructor
 /// (or by the process's death).
 class maildrop_lock {
  public:
-  /// `folder_fd`: HOST/ itself, flocked shared (exclusive in the
-  /// no-space fallback); `user_file`: the path of `user_fd`'s file, which
-  /// the destructor removes while it still holds the flock.
-  maildrop_lock(int folder_fd, int host_fd, int user_fd, std::filesystem::path user_file)
-      : folder_fd_(folder_fd), host_fd_(host_fd), user_fd_(user_fd), user_file_(std::move(user_file)) {}
+  /// A usual lock: `host_fd` (locks/host, exclusive: a host login) or
+  /// `host_shared` (locks/host, shared: a user login) and `user_fd`
+  /// (locks/user=USER, exclusive), whose file `user_file` the destructor
+  /// removes while it still holds the flock.
+  maildrop_lock(int host_fd, std::shared_ptr<shared_lock_file> host_shared, int user_fd,
+                std::filesystem::path user_file)
+      : host_fd_(host_fd), host_shared_(std::move(host_shared)), user_fd_(user_fd), user_file_(std::move(user_file)) {}
+  /// The no-space fallback: HOST/ itself held exclusively (`folder_fd`),
+  /// and locks/host exclusively too when it exists (`host_fd`, or -1).
+  maildrop_lock(int folder_fd, int host_fd) : folder_fd_(folder_fd), host_fd_(host_fd) {}
   /// The lock of a host with no folder on this punt: nothing is held, and
   /// the maildrop is empty for the whole session (no_folder()).
-  maildrop_lock() = default;
+  maildrop_lock() : no_folder_(true) {}
   ~maildrop_lock();
   maildrop_lock(const maildrop_lock&) = delete;
   maildrop_lock& operator=(const maildrop_lock&) = delete;
 
   /// The host had no folder at lock time: list nothing, whatever arrives.
-  bool no_folder() const { return folder_fd_ < 0; }
+  bool no_folder() const { return no_folder_; }
 
  private:
   int folder_fd_ = -1;
   int host_fd_ = -1;
+  std::shared_ptr<shared_lock_file> host_shared_;
   int user_fd_ = -1;
   std::filesystem::path user_file_;
+  bool no_folder_ = false;
 };
 
 /// Result of lock_maildrop().
@@ -125,21 +138,30 @@ struct lock_attempt {
 /// - a missing HOST/ is created (mode 0700); when that fails for lack of
 ///   space (ENOSPC, EDQUOT), the maildrop is empty: acquired, nothing
 ///   created, nothing held (maildrop_lock::no_folder(), note says so);
-/// - otherwise HOST/ itself is flocked shared, then a host login (empty
-///   `user`) takes HOST/locks/host exclusively, a user login takes it
-///   shared and HOST/locks/user=USER exclusively, creating locks/ and the
-///   files on demand;
+/// - otherwise HOST/ itself is flocked shared while the locks are taken
+///   (so a login holding the whole host in the fallback below excludes
+///   this one), then a host login (empty `user`) takes HOST/locks/host
+///   exclusively, a user login takes it shared and HOST/locks/user=USER
+///   exclusively, creating locks/ and the files on demand; HOST/ is let
+///   go once they are held. A held lock costs a host login one open file
+///   and a user login one, plus one per host shared by all of this
+///   process's user logins of that host;
 /// - when locks/ or a lock file cannot be created for lack of space
 ///   (ENOSPC, EDQUOT), HOST/ is flocked exclusively instead (note says
-///   so): that excludes every other login of the host, and needs no inode.
-/// Each call opens its own files, so two calls conflict even within one
-/// process. A lock file that its last holder removed between open and
-/// flock is noticed (fstat against stat) and opened afresh. A missing ROOT
-/// is created only when `create_punt` (ensure_host_dir's rule).
+///   so), and locks/host too if it exists: that excludes every other
+///   login of the host, and needs no inode.
+/// Two calls conflict as two processes' would, also within one process
+/// (the shared flock on locks/host is counted per holder). A lock file
+/// that its last holder removed between open and flock is noticed (fstat
+/// against stat) and opened afresh. A missing ROOT is created only when
+/// `create_punt` (ensure_host_dir's rule).
 lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
                            bool create_punt = false);
 
 /// An open message file: its envelope, read flag, and the RETR stream.
+/// Opening reads the file's first block (envelope header and, for a
+/// small message, all of it) in one read; the stream serves what that
+/// read brought before reading on.
 class message_file {
  public:
   /// Opens `file`. Null if it does not exist (SMTP took it). Throws
@@ -151,8 +173,13 @@ class message_file {
   message_file& operator=(const message_file&) = delete;
 
   const envelope_header& envelope() const { return envelope_; }
-  /// The persistent read flag, as it was when the file was opened.
+  /// The persistent read flag, as it was when the file was opened (or
+  /// set through set_read_flag()).
   bool read_flag() const { return read_; }
+  /// Sets the read flag through this open file (no second open), unless
+  /// it is set. The file may have left the spool meanwhile: harmless.
+  /// Throws io_error.
+  void set_read_flag();
   /// Octets RETR sends: Return-Path line + stored message.
   std::uint64_t retr_size() const;
 
@@ -160,9 +187,9 @@ class message_file {
   /// Return-Path line, then the stored message; with `body_lines`, only
   /// the header and that many body lines (TOP).
   void rewind(std::optional<std::uint64_t> body_lines);
-  /// Fills a prefix of `buffer` with the next octets of the stream; 0 at
-  /// the end. Reads the file piece by piece (never all of it). Throws
-  /// io_error on a read error.
+  /// Fills as much of `buffer` as the stream has left; 0 at the end (known
+  /// from the file's size: no read for it). Reads the file piece by piece
+  /// (never all of it at once). Throws io_error on a read error.
   std::size_t read(std::span<char> buffer);
 
  private:
@@ -174,10 +201,12 @@ class message_file {
   std::uint64_t body_offset_ = 0;
   std::uint64_t file_size_ = 0;
   bool read_ = false;
+  /// The file's first octets, as open() read them.
+  std::string head_;
   // stream state
   std::string prefix_;
   std::size_t prefix_sent_ = 0;
-  std::uint64_t offset_ = 0;
+  std::uint64_t offset_ = 0;  // into the stored message (after the envelope)
   top_filter top_{std::nullopt};
 };
 

@@ -12,11 +12,12 @@ namespace {
 class file_body final : public body_source {
  public:
   /// `whole`: the stream is the whole message (RETR), not a TOP cut.
-  file_body(std::unique_ptr<message_file> file, std::string punt, bool whole)
+  file_body(std::shared_ptr<message_file> file, std::string punt, bool whole)
       : file_(std::move(file)), punt_(std::move(punt)), whole_(whole) {}
 
   awaitable<std::size_t> read(std::span<char> buffer) override {
     // Page-cache reads of one chunk: short enough for the event loop.
+    // (No suspension: the core's read costs no more than the copy.)
     try {
       co_return file_->read(buffer);
     } catch (const io_error& e) {
@@ -31,7 +32,7 @@ class file_body final : public body_source {
   }
 
  private:
-  std::unique_ptr<message_file> file_;
+  std::shared_ptr<message_file> file_;
   std::string punt_;
   bool whole_;
 };
@@ -124,13 +125,22 @@ awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t ind
     log_.warning("punt ", punt_, ": ", path.filename().string(), " holds ", opened->retr_size(),
                  " octets to send, its name says ", infos_[index].size, " (changed by hand?)");
   opened->rewind(body_lines);
-  co_return std::make_unique<file_body>(std::move(opened), punt_, !body_lines);
+  std::shared_ptr<message_file> shared(std::move(opened));
+  // RETR marks the message read right after this: through this same open
+  // file, not a second open.
+  retrieved_ = shared;
+  retrieved_index_ = index;
+  co_return std::make_unique<file_body>(std::move(shared), punt_, !body_lines);
 }
 
 awaitable<void> local_maildrop::mark_read(std::size_t index) {
   try {
-    if (set_read_flag(file(index)))
+    if (const auto opened = retrieved_.lock(); opened && retrieved_index_ == index) {
+      opened->set_read_flag();
       if (const auto seen = known_.find(index); seen != known_.end()) seen->second.read = true;
+    } else if (set_read_flag(file(index))) {
+      if (const auto seen = known_.find(index); seen != known_.end()) seen->second.read = true;
+    }
   } catch (const io_error& e) {
     log_.error("punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot set the read flag of message " + infos_[index].uidl);

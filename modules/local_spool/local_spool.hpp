@@ -64,6 +64,9 @@ class local_maildrop final : public sdps::maildrop {
   /// still has an answer after SMTP takes a message. By message index;
   /// only messages RETR, TOP or *ENV opened (nothing per message at login).
   std::unordered_map<std::size_t, sdps::envelope> known_;
+  /// The file retrieve() opened last, while its body is being sent.
+  std::weak_ptr<message_file> retrieved_;
+  std::size_t retrieved_index_ = 0;
   server_context& server_;
   logger& log_;
 };

@@ -330,7 +330,7 @@ class Server:
     """One running sdpsd. Stopped by Site.close() whatever happens."""
 
     def __init__(self, site: "Site", listen: Sequence[str], extra_args: Sequence[str], env: dict | None,
-                 *, listen_tls: Sequence[str] = ()):
+                 *, listen_tls: Sequence[str] = (), preexec=None):
         self.site = site
         self.log_path = site.root / f"sdpsd.{len(site.servers)}.log"
         self.log_file = open(self.log_path, "wb")
@@ -341,7 +341,8 @@ class Server:
             args += ["--listen-tls", address]
         args += list(extra_args)
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                        preexec_fn=preexec)
         self.pid = self.process.pid
         self.returncode: int | None = None
         self.endpoints: list[tuple[str, int]] = []
@@ -590,8 +591,9 @@ class Site:
     # -- servers
 
     def start(self, listen: Sequence[str] = ("127.0.0.1:0",), extra_args: Sequence[str] = (),
-              env: dict | None = None) -> Server:
-        return Server(self, listen, extra_args, env)
+              env: dict | None = None, preexec=None) -> Server:
+        """`preexec` runs in the child before sdpsd starts (resource limits)."""
+        return Server(self, listen, extra_args, env, preexec=preexec)
 
     def close(self) -> None:
         errors = []

@@ -38,3 +38,31 @@ TEST_CASE("a body starting with a dot") { CHECK(stuff({".\r\n"}) == "..\r\n.\r\n
 TEST_CASE("bare LF lines are stuffed too, so no lenient client sees a terminator") {
   CHECK(stuff({"a\n.\nb\n"}) == "a\n..\nb\n.\r\n");
 }
+
+TEST_CASE("stuffing does not depend on where the body is cut into pieces") {
+  // Dots, CRs and LFs dense enough that piece edges fall between CR and
+  // LF, just before a line-leading dot, and inside runs of dots.
+  std::string body;
+  std::uint32_t seed = 12345;
+  auto next = [&seed] { return seed = seed * 1103515245u + 12345u; };
+  const char alphabet[] = {'.', '.', '\r', '\n', 'a', 'b', ' '};
+  for (int i = 0; i < 20000; ++i) body += alphabet[(next() >> 16) % sizeof alphabet];
+  std::string expected;
+  bool line_start = true;
+  for (char c : body) {
+    if (line_start && c == '.') expected += '.';
+    expected += c;
+    line_start = c == '\n';
+  }
+  if (!line_start) expected += "\r\n";
+  expected += ".\r\n";
+  for (std::size_t piece : {1u, 2u, 3u, 5u, 64u, 4096u, 20000u}) {
+    CAPTURE(piece);
+    dot_stuffer stuffer;
+    std::string out;
+    for (std::size_t at = 0; at < body.size(); at += piece)
+      stuffer.append(std::string_view(body).substr(at, piece), out);
+    stuffer.finish(out);
+    CHECK(out == expected);
+  }
+}

@@ -189,6 +189,60 @@ TEST_CASE("a hand-written message file streams as RETR and TOP want it") {
   CHECK(message_file::open(root / "sample" / "01732650000123499.00000000000000aa,s=1,u=fred") == nullptr);
 }
 
+TEST_CASE("a message file streams the same in any piece size, past the first read of the file") {
+  temp_dir dir;
+  const auto folder = dir.path() / "sample";
+  std::filesystem::create_directories(folder);
+  // About 200 KiB: longer than what opening the file reads, with a header
+  // of about 70 KiB so that TOP's cut also falls past it.
+  std::string header, body;
+  for (int i = 0; i < 1000; ++i) header += "X-Filler-" + std::to_string(10000 + i) + ": " + std::string(60, 'h') + "\r\n";
+  std::vector<std::string> lines;
+  for (int i = 0; i < 400; ++i) lines.push_back((i % 3 ? "" : ".") + std::string(static_cast<std::size_t>(i * 37 % 700), 'b'));
+  for (const auto& l : lines) body += l + "\r\n";
+  const std::string stored = header + "\r\n" + body;
+  const auto file = folder / "01732650000123456.00000000000000aa,s=1,u=fred";
+  write_text(file, "SDPS-Spool: 1\r\nEnvelope-From: <a@example.com>\r\nEnvelope-To: <fred@sample.demon.co.uk>\r\n\r\n" +
+                       stored);
+  auto m = message_file::open(file);
+  REQUIRE(m);
+  const std::string expected = "Return-Path: <a@example.com>\r\n" + stored;
+  CHECK(m->retr_size() == expected.size());
+  for (std::size_t piece : {1ul, 7ul, 4096ul, 65536ul, 65537ul, 300000ul}) {
+    CAPTURE(piece);
+    CHECK(read_all(*m, std::nullopt, piece) == expected);
+    for (std::uint64_t k : {0ul, 1ul, 2ul, 150ul, 399ul, 400ul, 401ul}) {
+      CAPTURE(k);
+      std::string top = "Return-Path: <a@example.com>\r\n" + header + "\r\n";
+      for (std::size_t i = 0; i < std::min<std::uint64_t>(k, lines.size()); ++i) top += lines[i] + "\r\n";
+      CHECK(read_all(*m, k, piece) == top);
+    }
+  }
+  // A buffer is filled whole while the message lasts (one read per piece).
+  m->rewind(std::nullopt);
+  std::vector<char> big(100000);
+  CHECK(m->read(std::span<char>(big)) == big.size());
+}
+
+TEST_CASE("the read flag is set through the open file, which may have left the spool") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto file = root / "sample" / "01732650000123456.00000000000000aa,s=219,u=fred";
+  ::chmod(file.c_str(), 0600);
+  auto m = message_file::open(file);
+  REQUIRE(m);
+  CHECK_FALSE(m->read_flag());
+  m->set_read_flag();
+  CHECK(m->read_flag());
+  CHECK(read_flag(file) == std::optional<bool>(true));
+  std::filesystem::remove(file);
+  auto gone = message_file::open(root / "sample" / "01732650000123458.00000000000000cc,s=62,u=jim");
+  REQUIRE(gone);
+  std::filesystem::remove(root / "sample" / "01732650000123458.00000000000000cc,s=62,u=jim");
+  gone->set_read_flag();  // no error: the file is simply gone
+  CHECK(gone->read_flag());
+}
+
 TEST_CASE("an open message file keeps streaming after SMTP removes it") {
   temp_dir dir;
   const auto root = copy_fixture(dir);
@@ -319,6 +373,40 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     auto third = lock_maildrop(root, "sample", "fred");
     CHECK(third.result == outcome::in_use);
     ::close(early);
+  }
+  SECTION("user logins of one host share one open file for locks/host; HOST/ is not held") {
+    auto open_files = [] {
+      std::size_t n = 0;
+      for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+      return n;
+    };
+    const std::size_t before = open_files();
+    std::vector<lock_attempt> users;
+    for (int i = 0; i < 10; ++i) {
+      users.push_back(lock_maildrop(root, "sample", "user" + std::to_string(i)));
+      REQUIRE(users.back().result == outcome::acquired);
+    }
+    CHECK(open_files() - before == 10 + 1);  // one each, and one shared
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+    // The shared flock lasts until the last user lets go.
+    while (users.size() > 1) users.pop_back();
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+    users.clear();
+    CHECK(open_files() == before);
+    auto host = lock_maildrop(root, "sample", "");
+    REQUIRE(host.result == outcome::acquired);
+    CHECK(open_files() - before == 1);
+    // HOST/ itself is free once the locks are held ...
+    const int folder = ::open((root / "sample").c_str(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(folder >= 0);
+    CHECK(::flock(folder, LOCK_EX | LOCK_NB) == 0);
+    // ... and a login meeting it held (a login holding the whole host in
+    // the no-space fallback) is refused, a user login as a host login.
+    host.lock.reset();
+    CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+    ::close(folder);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::acquired);
   }
   SECTION("lock files live under locks/ and are no messages") {
     auto held = lock_maildrop(root, "sample", "fred");
