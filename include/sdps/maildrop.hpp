@@ -55,7 +55,8 @@ struct removal_result {
 /// in arrival order (index = number - 1), plus the session's marks.
 ///
 /// The marks (deleted, LAST) are plain data here so that the commands,
-/// extensions and merge modules share one view. All calls on the event loop.
+/// extensions and merge modules share one view. All calls on the
+/// session's event loop.
 class maildrop {
  public:
   virtual ~maildrop() = default;

@@ -16,7 +16,7 @@ namespace sdps::commands {
 /// maildrop_source before it in the chain, or of the one its `source:`
 /// setting names.
 ///
-/// Every call runs on the event loop; the instance keeps no per-session
+/// Every call runs on the session's event loop; the instance keeps no per-session
 /// state of its own (the maildrop holds the session's marks).
 class commands_module final : public sdps::module {
  public:

@@ -26,7 +26,7 @@ namespace sdps::local {
 using namespace sdps::spoolstore;
 
 /// One session's snapshot of one punt: the message files of its login
-/// found at open(), in arrival order. All calls on the event loop.
+/// found at open(), in arrival order. All calls on the session's event loop.
 class local_maildrop final : public sdps::maildrop {
  public:
   /// `folder` is ROOT/HOST; `files` come from list_messages(). `server`

@@ -22,7 +22,7 @@ namespace sdps::lock {
 ///   PASS that took them fails later in the chain (`command_failed`), at
 ///   quit (before the QUIT reply) and at disconnect.
 ///
-/// Runs on the event loop; its only per-session state is the list of locks
+/// Runs on the session's event loop; its only per-session state is the list of locks
 /// held, in a session slot.
 class lock_module final : public sdps::module {
  public:

@@ -14,7 +14,7 @@ namespace sdps::merge {
 /// One session's maildrop made of the maildrops of several punts: every
 /// message of every part, numbered oldest first (arrival, then UIDL, then
 /// the parts' order). Reads and marks go to the part holding the message.
-/// All calls on the event loop.
+/// All calls on the session's event loop.
 class merged_maildrop final : public maildrop {
  public:
   struct part {

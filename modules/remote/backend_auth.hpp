@@ -35,7 +35,7 @@ namespace sdps::backend {
 ///   already checked the customer's password.
 ///
 /// Per-session state (the challenge, whether XAUTH succeeded) is in a
-/// session slot. All calls on the event loop.
+/// session slot. All calls on the session's event loop.
 class backend_auth final : public sdps::module {
  public:
   /// Reads `secret` (a file, see backend_proto::backend_secret::load), `punt`

@@ -22,7 +22,7 @@ namespace sdps::backend {
 ///   (backend_proto::format_update), and the session ends.
 ///
 /// It reads the maildrop of the nearest maildrop_source before it (or the
-/// one `source:` names). No per-session state. All calls on the event loop.
+/// one `source:` names). No per-session state. All calls on the session's event loop.
 class backend_listing final : public sdps::module {
  public:
   explicit backend_listing(module_config& config);

@@ -23,7 +23,7 @@ namespace sdps::remote {
 /// One session's snapshot of one punt, as the back end listed it at login.
 /// LIST, STAT and UIDL need nothing more; RETR, TOP and *ENV go to the back
 /// end over the session's link, and the removals at QUIT too. All calls on
-/// the event loop.
+/// the session's event loop.
 class remote_maildrop final : public sdps::maildrop {
  public:
   remote_maildrop(std::string punt, std::shared_ptr<backend_link> link, std::vector<listing_entry> listing,
