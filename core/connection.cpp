@@ -571,7 +571,16 @@ awaitable<bool> connection::send(dispatch_result result) {
         if (n == 0) break;
         n = std::min(n, want);
         body_octets_ += n;
-        stuffer.append(std::string_view(chunk.get(), n), out_);
+        const std::string_view piece(chunk.get(), n);
+        if (n >= limits_.flush_threshold && stuffer.verbatim(piece)) {
+          // A big piece with no line to stuff goes out from where it was
+          // read: no copy through out_.
+          co_await flush();
+          co_await write_out(asio::buffer(piece));
+          stuffer.passed(piece);
+          continue;
+        }
+        stuffer.append(piece, out_);
         if (out_.size() >= limits_.flush_threshold) co_await flush();
       }
     }
@@ -583,18 +592,23 @@ awaitable<bool> connection::send(dispatch_result result) {
 
 awaitable<void> connection::flush() {
   if (out_.empty() || closed_) co_return;
+  co_await write_out(asio::buffer(out_));
+  out_.clear();
+}
+
+awaitable<void> connection::write_out(asio::const_buffer data) {
+  if (closed_) co_return;
   reply_flushed_ = true;
   writing_ = true;
   try {
-    co_await stream_.write(asio::buffer(out_));
+    co_await stream_.write(data);
   } catch (...) {
     writing_ = false;
     throw;
   }
   writing_ = false;
-  process_metrics().sent(out_.size());
+  process_metrics().sent(data.size());
   rearm_idle_timer();
-  out_.clear();
 }
 
 }  // namespace sdps::core

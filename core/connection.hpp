@@ -141,6 +141,9 @@ class connection final : public sdps::session,
   /// Queues a reply (streaming its body); returns false if it asked to close.
   awaitable<bool> send(dispatch_result result);
   awaitable<void> flush();
+  /// Writes `data` to the client (flush()'s write, also used for a body
+  /// piece sent straight from its read buffer).
+  awaitable<void> write_out(asio::const_buffer data);
   void append_status(const response& r);
   /// Activity: the idle timer starts again (a note, not a timer call).
   void rearm_idle_timer() { last_active_ = std::chrono::steady_clock::now(); }

@@ -34,6 +34,25 @@ class dot_stuffer {
     out.append(run, end);
     at_line_start_ = end[-1] == '\n';
   }
+  /// Whether append() would copy `chunk` unchanged: no line in it starts
+  /// with a dot. Such a chunk may be sent as it is, then passed().
+  bool verbatim(std::string_view chunk) const {
+    if (chunk.empty()) return true;
+    if (at_line_start_ && chunk.front() == '.') return false;
+    const char* p = chunk.data();
+    const char* const end = p + chunk.size();
+    for (;;) {
+      const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+      if (!lf) return true;
+      p = static_cast<const char*>(lf) + 1;
+      if (p == end) return true;
+      if (*p == '.') return false;
+    }
+  }
+  /// Notes a verbatim() chunk sent without append().
+  void passed(std::string_view chunk) {
+    if (!chunk.empty()) at_line_start_ = chunk.back() == '\n';
+  }
   /// Ends the body: a CRLF if the last line lacked one, then ".\r\n".
   void finish(std::string& out) {
     if (!at_line_start_) out.append("\r\n");

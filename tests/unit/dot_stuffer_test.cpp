@@ -66,3 +66,37 @@ TEST_CASE("stuffing does not depend on where the body is cut into pieces") {
     CHECK(out == expected);
   }
 }
+
+TEST_CASE("verbatim() is true exactly when append() would copy a piece unchanged") {
+  // Mixed pieces, some clean and some not, sent either way (the direct
+  // path the connection takes for big clean pieces): same stream as
+  // stuffing everything.
+  std::uint32_t seed = 777;
+  auto next = [&seed] { return seed = seed * 1103515245u + 12345u; };
+  const char alphabet[] = {'.', '\r', '\n', 'a', 'b', 'c', 'd', 'e', 'f', ' '};
+  for (int round = 0; round < 200; ++round) {
+    std::string body;
+    const int length = 1 + static_cast<int>((next() >> 16) % 400);
+    for (int i = 0; i < length; ++i) body += alphabet[(next() >> 16) % sizeof alphabet];
+    const std::size_t piece = 1 + (next() >> 16) % 40;
+    dot_stuffer all, mixed;
+    std::string expected, out;
+    for (std::size_t at = 0; at < body.size(); at += piece) {
+      const std::string_view p = std::string_view(body).substr(at, piece);
+      all.append(p, expected);
+      std::string alone;
+      dot_stuffer probe = mixed;
+      probe.append(p, alone);
+      CHECK(mixed.verbatim(p) == (alone == p));
+      if (mixed.verbatim(p)) {
+        out.append(p);
+        mixed.passed(p);
+      } else {
+        mixed.append(p, out);
+      }
+    }
+    all.finish(expected);
+    mixed.finish(out);
+    CHECK(out == expected);
+  }
+}
