@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
+
+import bench_pop3
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,10 +54,7 @@ def parse_args():
 
 
 ARGS = parse_args()
-os.environ["SDPS_BUILD_DIR"] = str(Path(ARGS.build_dir).resolve())
-os.environ.setdefault("SDPS_SOURCE_DIR", str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "blackbox"))
-sys.dont_write_bytecode = True
+bench_pop3.use_build_tree(ARGS.build_dir)
 
 from frontend_harness import FrontEndSite  # noqa: E402
 from sdps_harness import SANITIZE, Site, binary, message  # noqa: E402
@@ -66,43 +64,17 @@ PASSWORD = "bench password"
 
 # ---------------------------------------------------------------- clients
 
-class Client:
+class Client(bench_pop3.Client):
     """A minimal POP3 client: replies read straight off the socket."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-        self.line()
-
-    def line(self) -> bytes:
-        while True:
-            end = self.buf.find(b"\r\n")
-            if end >= 0:
-                out = bytes(self.buf[:end])
-                del self.buf[:end + 2]
-                return out
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self.buf += chunk
-
-    def ok(self, command: str) -> bytes:
-        self.sock.sendall(command.encode() + b"\r\n")
-        reply = self.line()
-        if not reply.startswith(b"+OK"):
-            raise RuntimeError(f"{command.split()[0]}: {reply!r}")
-        return reply
+    RECV = 65536
 
     def multi(self, command: str) -> int:
         """A multi-line command; returns the octets of its body as sent."""
         self.ok(command)
         total = 0
         while len(self.buf) < 3:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self.buf += chunk
+            self.fill()
         if self.buf.startswith(b".\r\n"):      # an empty body
             del self.buf[:3]
             return 0
@@ -116,10 +88,7 @@ class Client:
             keep = min(len(self.buf), 4)
             total += len(self.buf) - keep
             del self.buf[:len(self.buf) - keep]
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self.buf += chunk
+            self.fill(1 << 20)
 
     def close(self) -> None:
         self.sock.close()

@@ -37,11 +37,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import bench_pop3
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,10 +57,7 @@ def parse_args():
 
 
 ARGS = parse_args()
-os.environ["SDPS_BUILD_DIR"] = str(Path(ARGS.build_dir).resolve())
-os.environ.setdefault("SDPS_SOURCE_DIR", str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "blackbox"))
-sys.dont_write_bytecode = True
+bench_pop3.use_build_tree(ARGS.build_dir)
 
 from sdps_harness import SANITIZE, Site, binary  # noqa: E402
 
@@ -101,33 +99,10 @@ def write_spool(site: Site, count: int, seed: int) -> tuple[list[str], int]:
     return uidls, total
 
 
-class Client:
+class Client(bench_pop3.Client):
     """A minimal POP3 client reading replies straight off the socket."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-        self.line()
-
-    def line(self) -> bytes:
-        while True:
-            end = self.buf.find(b"\r\n")
-            if end >= 0:
-                out = bytes(self.buf[:end])
-                del self.buf[:end + 2]
-                return out
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self.buf += chunk
-
-    def ok(self, command: str) -> bytes:
-        self.sock.sendall(command.encode() + b"\r\n")
-        reply = self.line()
-        if not reply.startswith(b"+OK"):
-            raise RuntimeError(f"{command.split()[0]}: {reply!r}")
-        return reply
+    TIMEOUT = 60.0
 
     def body(self) -> bytes:
         """The rest of a multi-line reply, up to (without) the final dot line."""
@@ -142,10 +117,7 @@ class Client:
                 del self.buf[:end + 5]
                 return out
             searched = max(0, len(self.buf) - 4)
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self.buf += chunk
+            self.fill()
 
     def close(self) -> None:
         try:

@@ -467,9 +467,9 @@ class Sdps:
 
 # ------------------------------------------------------------ Dovecot
 
-DOVECOT_CONF = """\
-# written by bench/vs_dovecot.py: Dovecot's POP3 server with its shipped
-# defaults, except where a throwaway unprivileged instance needs otherwise.
+# The parts of a Dovecot config both benchmarks write (vs_dovecot_loadgen.py
+# too): one str.format over the assembled template fills every field.
+DOVECOT_CONF_HEAD = """\
 instance_name = sdps-bench-dovecot
 base_dir = {root}/run
 state_dir = {root}/state
@@ -487,9 +487,9 @@ first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:{root}/mail/%u
 pop3_uidl_format = %08Xu%08Xv
-# every session process talks to the stats and log services: room for all
-default_client_limit = {client_limit}
+"""
 
+DOVECOT_CONF_USERS = """
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
@@ -498,7 +498,9 @@ userdb {{
   driver = passwd-file
   args = username_format=%u {root}/passwd
 }}
+"""
 
+DOVECOT_CONF_LOGIN = """\
 service pop3-login {{
   inet_listener pop3 {{
     address = 127.0.0.1
@@ -507,11 +509,19 @@ service pop3-login {{
   inet_listener pop3s {{
     port = 0
   }}
-{login_extra}}}
-service pop3 {{
-  process_limit = {process_limit}
-{pop3_extra}}}
 """
+
+DOVECOT_CONF = (
+    "# written by bench/vs_dovecot.py: Dovecot's POP3 server with its shipped\n"
+    "# defaults, except where a throwaway unprivileged instance needs otherwise.\n"
+    + DOVECOT_CONF_HEAD
+    + "# every session process talks to the stats and log services: room for all\n"
+    "default_client_limit = {client_limit}\n"
+    + DOVECOT_CONF_USERS + "\n" + DOVECOT_CONF_LOGIN
+    + "{login_extra}}}\n"
+    "service pop3 {{\n"
+    "  process_limit = {process_limit}\n"
+    "{pop3_extra}}}\n")
 
 
 def free_port() -> int:
@@ -586,6 +596,11 @@ class Dovecot:
             os.chown(dirpath, self.uid, self.gid)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), self.uid, self.gid)
+        self.launch()
+
+    def launch(self) -> None:
+        """Runs Dovecot with the config written; returns once it greets on
+        self.port."""
         self.log_path = self.root / "dovecot.stderr"
         self.log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen([self.binary, "-F", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
@@ -1088,31 +1103,48 @@ def main() -> int:
         if other_cpus > 0.1 * (os.cpu_count() or 1):
             print(f"WARNING: the machine was busy (other processes kept {other_cpus:.2f} of {os.cpu_count()} "
                   "CPUs busy): the timings are noisy; re-run when it is quiet")
-        for name, srv in servers.items():
-            found = srv.problems()
-            print(f"{name} log: " + (f"{len(found)} warning/error line(s), first: {found[0]}" if found
-                                     else "no warnings or errors"))
+        print_problems(servers)
         print(f"ran in {time.monotonic() - started:.0f} s")
         return 0
-    except (BenchError, OSError, subprocess.SubprocessError) as e:
-        log(f"FAILED: {type(e).__name__ + ': ' if not isinstance(e, BenchError) else ''}{e}")
-        if dovecot is not None and dovecot.process is not None:
-            log(dovecot.logs())
-        return 1
-    except KeyboardInterrupt:
+    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
+        return failed(e, dovecot)
+    finally:
+        clean_up((sdps, dovecot), tmp, args.keep)
+
+
+def print_problems(servers: dict) -> None:
+    """One line a server: its log's warnings and errors, or that there were none."""
+    for name, srv in servers.items():
+        found = srv.problems()
+        print(f"{name} log: " + (f"{len(found)} warning/error line(s), first: {found[0]}" if found
+                                 else "no warnings or errors"))
+
+
+def failed(e: BaseException, dovecot) -> int:
+    """Logs why a run stopped (and Dovecot's logs, when it was running);
+    returns main's exit code: 130 for an interrupt, 1 otherwise."""
+    if isinstance(e, KeyboardInterrupt):
         log("interrupted")
         return 130
-    finally:
-        for srv in (sdps, dovecot):
-            if srv is not None:
-                try:
-                    srv.stop()
-                except Exception as e:          # keep cleaning up
-                    log(f"stopping {type(srv).__name__}: {e}")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"FAILED: {type(e).__name__ + ': ' if not isinstance(e, BenchError) else ''}{e}")
+    if dovecot is not None and dovecot.process is not None:
+        log(dovecot.logs())
+    return 1
+
+
+def clean_up(servers, tmp: Path, keep: bool) -> None:
+    """Stops the servers that were made, whatever happened, and removes the
+    temp folder unless asked to keep it."""
+    for srv in servers:
+        if srv is not None:
+            try:
+                srv.stop()
+            except Exception as e:          # keep cleaning up
+                log(f"stopping {type(srv).__name__}: {e}")
+    if keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def source_revision() -> str:

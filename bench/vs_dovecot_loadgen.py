@@ -45,7 +45,6 @@ import os
 import platform
 import random
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -138,26 +137,11 @@ class Sdps(vd.Sdps):
         return [line for line in super().problems() if "hashes have 2 different costs" not in line]
 
 
-DOVECOT_CONF = """\
-# written by bench/vs_dovecot_loadgen.py: Dovecot's POP3 server in its
-# high-performance tuning, as a throwaway instance in a temp folder.
-instance_name = sdps-bench-dovecot
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = 1
-first_valid_gid = 1
-mail_location = maildir:{root}/mail/%u
-pop3_uidl_format = %08Xu%08Xv
+DOVECOT_CONF = (
+    "# written by bench/vs_dovecot_loadgen.py: Dovecot's POP3 server in its\n"
+    "# high-performance tuning, as a throwaway instance in a temp folder.\n"
+    + vd.DOVECOT_CONF_HEAD
+    + """\
 # room for every session process in the log, stats, anvil and auth services
 default_client_limit = {client_limit}
 service auth {{
@@ -170,25 +154,9 @@ auth_cache_negative_ttl = 1 hour
 # a cache hit still verifies the password against the cached hash: in
 # auth-worker processes (on every core) rather than the one auth process
 auth_cache_verify_password_with_worker = yes
-
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {root}/passwd
-}}
-
+""" + vd.DOVECOT_CONF_USERS + """
 # high-performance login: login processes serve many connections
-service pop3-login {{
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
+""" + vd.DOVECOT_CONF_LOGIN + """\
   service_count = 0
   process_min_avail = {ncpu}
   process_limit = {login_processes}
@@ -202,7 +170,7 @@ service pop3 {{
   client_limit = {pop3_clients}
   process_limit = {pop3_processes}
 }}
-{extra}"""
+{extra}""")
 
 
 class Dovecot(vd.Dovecot):
@@ -250,24 +218,8 @@ class Dovecot(vd.Dovecot):
             os.chown(dirpath, self.uid, self.gid)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), self.uid, self.gid)
-        self.log_path = self.root / "dovecot.stderr"
-        self.log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen([self.binary, "-F", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                        stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + vd.TIMEOUT
-        import socket
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    if s.recv(512).startswith(b"+OK"):
-                        set_autogroup_nice(self.pid)
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise BenchError("Dovecot did not start:\n" + self.logs())
+        self.launch()
+        set_autogroup_nice(self.pid)
 
     def restart(self, cost: str = "") -> None:
         self.stop()
@@ -771,34 +723,16 @@ def main() -> int:
         if other_cpus > 0.1 * NCPU:
             print(f"WARNING: the machine was busy (other processes kept {other_cpus:.2f} of {NCPU} CPUs busy): "
                   "the timings are noisy; re-run when it is quiet")
-        for name, srv in servers.items():
-            found = srv.problems()
-            print(f"{name} log: " + (f"{len(found)} warning/error line(s), first: {found[0]}" if found
-                                     else "no warnings or errors"))
+        vd.print_problems(servers)
         print(f"ran in {time.monotonic() - started:.0f} s")
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "runs": gen.runs, "idle": idle,
                                                    "other_cpus": other_cpus}, indent=1, default=str))
         return 0
-    except (BenchError, OSError, subprocess.SubprocessError) as e:
-        log(f"FAILED: {type(e).__name__ + ': ' if not isinstance(e, BenchError) else ''}{e}")
-        if dovecot is not None and dovecot.process is not None:
-            log(dovecot.logs())
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
+        return vd.failed(e, dovecot)
     finally:
-        for srv in (sdps, dovecot):
-            if srv is not None:
-                try:
-                    srv.stop()
-                except Exception as e:          # keep cleaning up
-                    log(f"stopping {type(srv).__name__}: {e}")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        vd.clean_up((sdps, dovecot), tmp, args.keep)
 
 
 if __name__ == "__main__":
