@@ -20,6 +20,7 @@ Python 3 standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -461,6 +463,15 @@ def shipped_chain() -> list[dict[str, str]]:
     return entries
 
 
+def slow_chain(timeout: str, delay: str) -> list[dict[str, str]]:
+    """The shipped chain with tests/fixtures' fixture_slow module (each call
+    takes `delay`, under a `timeout` limit) just before `commands`."""
+    chain = shipped_chain()
+    at = next(i for i, e in enumerate(chain) if e["module"] == "commands")
+    chain.insert(at, {"module": "fixture_slow", "timeout": timeout, "delay": delay})
+    return chain
+
+
 class Site:
     """A temporary installation: config file, spools, host database.
 
@@ -623,3 +634,57 @@ def wait_until(predicate, timeout: float = TIMEOUT, interval: float = 0.05, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def login_when_possible(server, user: str, password: str, **kwargs):
+    """A session logged in as `user`, retrying while the login is refused
+    (e.g. the maildrop's lock not yet released); kwargs go to connect()."""
+    def attempt():
+        c = server.connect(**kwargs)
+        c.ok(f"USER {user}")
+        if c.cmd(f"PASS {password}").startswith("+OK"):
+            return c
+        c.close()
+        return None
+    return wait_until(attempt, 5 * SLOW, 0.1, f"a login as {user}")
+
+
+
+def retr_under_way(server, user: str, password: str, timeout: float):
+    """A session, with a small receive buffer, that has sent RETR 1 and read
+    its +OK and the message's first line: the rest is still to come."""
+    c = server.connect(timeout=timeout, rcvbuf=4096)
+    c.login(user, password)
+    c.send("RETR 1")
+    assert c.reply().startswith("+OK")
+    c.line_bytes()
+    return c
+
+def timed_login(server, user: str, password: str, **kwargs) -> float:
+    """Seconds from connecting to logged in (the session then QUITs);
+    kwargs go to session()."""
+    started = time.monotonic()
+    c = server.session(user, password, **kwargs)
+    took = time.monotonic() - started
+    c.quit()
+    return took
+
+
+@contextlib.contextmanager
+def attackers(server, attack, count: int = 100, timeout: float = 120):
+    """`count` connections, each worked by attack(connection, stop) in a
+    daemon thread while the block runs; then `stop` is set, the
+    connections aborted and the threads joined."""
+    stop = threading.Event()
+    conns = [server.connect(timeout=timeout) for _ in range(count)]
+    threads = [threading.Thread(target=attack, args=(c, stop), daemon=True) for c in conns]
+    for t in threads:
+        t.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        for c in conns:
+            c.abort()
+        for t in threads:
+            t.join(5)

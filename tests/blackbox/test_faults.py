@@ -22,7 +22,9 @@ import pytest
 
 from conftest import POP_PW
 from frontend_harness import FrontEndSite
-from sdps_harness import SLOW, TIMEOUT, ProtocolError, Site, binary, message, returned, wait_until
+from sdps_harness import (SLOW, TIMEOUT, ProtocolError, Site, attackers, binary, message, retr_under_way,
+                          returned, timed_login, wait_until)
+from sdps_harness import login_when_possible as harness_login_when_possible
 
 SECOND_ADDRESS = "127.0.0.2"
 
@@ -35,14 +37,7 @@ def subject_of(data: bytes) -> bytes:
 
 
 def login_when_possible(server, user="sample", password=POP_PW, **kwargs):
-    def attempt():
-        c = server.connect(**kwargs)
-        c.ok(f"USER {user}")
-        if c.cmd(f"PASS {password}").startswith("+OK"):
-            return c
-        c.close()
-        return None
-    return wait_until(attempt, 5 * SLOW, 0.1, f"a login as {user}")
+    return harness_login_when_possible(server, user, password, **kwargs)
 
 
 # ---------------------------------------------------------------- kill -9 during UPDATE
@@ -177,11 +172,7 @@ def test_a_backend_stopped_mid_retr_blocks_no_other_session_and_loses_nothing(fe
     fe.deliver("jim@other.demon.co.uk", data=small, punt="docklands")
     server = fe.start()
     other = server.session("other", POP_PW)
-    c = server.connect(timeout=READ_TIMEOUT + 10 * SLOW, rcvbuf=4096)
-    c.login("sample", POP_PW)
-    c.send("RETR 1")
-    assert c.reply().startswith("+OK")
-    c.line_bytes()
+    c = retr_under_way(server, "sample", POP_PW, timeout=READ_TIMEOUT + 10 * SLOW)
     with fe.stopped(fe.backends["finchley"]):
         # Another customer's session, on the other back end, goes on as if
         # nothing happened: well inside the read timeout it would otherwise wait.
@@ -276,19 +267,13 @@ def test_wrong_passwords_with_a_fail_delay_delay_only_themselves(sample):
     server = sample.start()
 
     def good_login():
-        started = time.monotonic()
-        c = server.session("sample", POP_PW, source=SECOND_ADDRESS, timeout=120)
-        took = time.monotonic() - started
-        c.quit()
-        return took
+        return timed_login(server, "sample", POP_PW, source=SECOND_ADDRESS, timeout=120)
 
     good_login()
     baseline = min(good_login() for _ in range(2))
-    stop = threading.Event()
-    attackers = [server.connect(timeout=120) for _ in range(100)]
     refused = []
 
-    def attack(c):
+    def attack(c, stop):
         try:
             while not stop.is_set():
                 c.send(b"USER sample\r\nPASS wrong")
@@ -297,10 +282,7 @@ def test_wrong_passwords_with_a_fail_delay_delay_only_themselves(sample):
         except (ProtocolError, OSError):
             pass
 
-    threads = [threading.Thread(target=attack, args=(c,), daemon=True) for c in attackers]
-    for t in threads:
-        t.start()
-    try:
+    with attackers(server, attack):
         time.sleep(1.0)
         took = good_login()
         wrong = server.connect(source=SECOND_ADDRESS, timeout=120)
@@ -309,12 +291,6 @@ def test_wrong_passwords_with_a_fail_delay_delay_only_themselves(sample):
         wrong.err("PASS wrong")
         wrong_took = time.monotonic() - started
         wrong.close()
-    finally:
-        stop.set()
-        for c in attackers:
-            c.abort()
-        for t in threads:
-            t.join(5)
     assert refused and all(r == "-ERR [AUTH] invalid login" for r in refused), refused[:3]
     assert took < 2 * baseline + 0.5 * SLOW, f"good login took {took:.2f}s, alone {baseline:.2f}s"
     assert wrong_took >= 2.0, f"a wrong password was refused after {wrong_took:.2f}s, before its fail delay"

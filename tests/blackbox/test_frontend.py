@@ -24,8 +24,9 @@ import pytest
 
 from conftest import POP_PW
 from frontend_harness import FrontEndSite, substitute, write_secret
-from sdps_harness import (SLOW, SOURCE_DIR, TIMEOUT, Pop3, ProtocolError, Site, binary, message, returned,
-                          wait_until)
+from sdps_harness import (SLOW, SOURCE_DIR, TIMEOUT, Pop3, ProtocolError, Site, binary, message, retr_under_way,
+                          returned, wait_until)
+from sdps_harness import login_when_possible as harness_login_when_possible
 
 READ_TIMEOUT = 2 * SLOW          # the front end's read_timeout in these tests, seconds
 
@@ -62,14 +63,7 @@ def by_punt(c):
 
 
 def login_when_possible(server, user="sample"):
-    def attempt():
-        c = server.connect()
-        c.ok(f"USER {user}")
-        if c.cmd(f"PASS {POP_PW}").startswith("+OK"):
-            return c
-        c.close()
-        return None
-    return wait_until(attempt, 5 * SLOW, 0.1, f"a login as {user}")
+    return harness_login_when_possible(server, user, POP_PW)
 
 
 def run_sdpsd_check(config):
@@ -390,11 +384,7 @@ def test_a_backend_stopped_in_the_middle_of_a_message_cannot_hang_the_client(fe)
     big = message(subject="big", body="".join(f".line {i} of a long message\n" for i in range(200_000)))
     fe.deliver("fred@sample.demon.co.uk", data=big, punt="finchley")
     server = fe.start()
-    c = server.connect(timeout=READ_TIMEOUT + 10 * SLOW, rcvbuf=4096)
-    c.login("sample", POP_PW)
-    c.send("RETR 1")
-    assert c.reply().startswith("+OK")
-    c.line_bytes()
+    c = retr_under_way(server, "sample", POP_PW, timeout=READ_TIMEOUT + 10 * SLOW)
     with fe.stopped(fe.backends["finchley"]):
         started = time.monotonic()
         with pytest.raises(ProtocolError, match="closed"):

@@ -3,13 +3,12 @@
 everyone else."""
 
 import socket
-import threading
 import time
 
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import SLOW, TIMEOUT, ProtocolError, wait_until
+from sdps_harness import SLOW, TIMEOUT, ProtocolError, attackers, timed_login, wait_until
 
 SECOND_ADDRESS = "127.0.0.2"   # loopback is 127/8: a second client address
 
@@ -133,19 +132,12 @@ def test_wrong_passwords_from_many_connections_do_not_delay_a_good_login(sample)
     server = sample.start()
 
     def good_login():
-        started = time.monotonic()
-        c = server.session("sample", POP_PW, source=SECOND_ADDRESS, timeout=120)
-        took = time.monotonic() - started
-        c.quit()
-        return took
+        return timed_login(server, "sample", POP_PW, source=SECOND_ADDRESS, timeout=120)
 
     good_login()                       # warm up
     baseline = min(good_login() for _ in range(2))
 
-    stop = threading.Event()
-    attackers = [server.connect(timeout=120) for _ in range(100)]
-
-    def attack(c):
+    def attack(c, stop):
         try:
             while not stop.is_set():
                 c.send(b"USER sample\r\nPASS wrong")
@@ -155,18 +147,9 @@ def test_wrong_passwords_from_many_connections_do_not_delay_a_good_login(sample)
         except (ProtocolError, OSError):
             pass
 
-    threads = [threading.Thread(target=attack, args=(c,), daemon=True) for c in attackers]
-    for t in threads:
-        t.start()
-    try:
+    with attackers(server, attack):
         time.sleep(1.0)                # the attack's checks are queued by now
         took = good_login()
-    finally:
-        stop.set()
-        for c in attackers:
-            c.abort()
-        for t in threads:
-            t.join(5)
     # Its own hash (two at most: the pool has two threads, the attacker
     # holds at most one), not a queue of a hundred.
     assert took < 2 * baseline + 0.5 * SLOW, f"good login took {took:.2f}s, alone {baseline:.2f}s"

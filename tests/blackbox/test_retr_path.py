@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import SLOW, TIMEOUT, Pop3, binary, shipped_chain, wait_until
+from sdps_harness import SLOW, TIMEOUT, Pop3, binary, slow_chain, wait_until
 
 SENDER = "alice@example.com"
 RETURN_PATH = f"Return-Path: <{SENDER}>\r\n".encode()
@@ -161,13 +161,6 @@ def test_a_20_mib_message_arrives_octet_for_octet(sample):
     assert status == f"+OK {len(RETURN_PATH) + len(stored)} octets".encode()
     assert hashlib.sha256(unstuff(sent)).hexdigest() == expected
     c.quit()
-
-
-def slow_chain(timeout: str, delay: str):
-    chain = shipped_chain()
-    at = next(i for i, e in enumerate(chain) if e["module"] == "commands")
-    chain.insert(at, {"module": "fixture_slow", "timeout": timeout, "delay": delay})
-    return chain
 
 
 SLOW_SITE = dict(chain=slow_chain("300ms", "2s"), top={"module_path": f"[{binary('').parent / 'tests' / 'fixtures'}]"})

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import SLOW, TIMEOUT, Pop3, ProtocolError, binary, message, shipped_chain, wait_until
+from sdps_harness import SLOW, TIMEOUT, Pop3, ProtocolError, binary, message, slow_chain, wait_until
 
 
 def fill(site, count):
@@ -157,13 +157,6 @@ def test_pass_refused_after_lock_releases_the_locks_at_once(sample):
 
 
 # ---------------------------------------------------------------- a module call past its time limit
-
-def slow_chain(timeout: str, delay: str):
-    chain = shipped_chain()
-    at = next(i for i, e in enumerate(chain) if e["module"] == "commands")
-    chain.insert(at, {"module": "fixture_slow", "timeout": timeout, "delay": delay})
-    return chain
-
 
 @pytest.mark.site_options(chain=slow_chain("300ms", "2s"),
                           top={"module_path": f"[{binary('').parent / 'tests' / 'fixtures'}]"})
