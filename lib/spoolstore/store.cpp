@@ -72,17 +72,28 @@ void sync_dir(const std::filesystem::path& dir) {
   if (rc != 0 && code != EINVAL && code != EROFS) fail("cannot sync folder", dir, code);
 }
 
+namespace {
+
+/// Checks that the punt folder `root` is there, creating it only when
+/// `create_punt` says so. True when it was created. Throws io_error.
+bool reach_punt(const std::filesystem::path& root, bool create_punt) {
+  struct stat st;
+  if (::stat(root.c_str(), &st) == 0) return false;
+  if (errno != ENOENT) fail("cannot reach punt folder", root, errno);
+  // Not created behind the caller's back: a punt folder that vanished is
+  // more likely an unmounted file system than an empty spool.
+  if (!create_punt) fail("punt folder is missing:", root, ENOENT);
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) fail("cannot create punt folder", root, ec.value());
+  return true;
+}
+
+}  // namespace
+
 void ensure_host_dir(const std::filesystem::path& root, std::string_view host, const char* sub, bool create_punt) {
   const auto folder = host_dir(root, host);
-  struct stat st;
-  if (::stat(root.c_str(), &st) != 0) {
-    if (errno != ENOENT) fail("cannot reach punt folder", root, errno);
-    // Not created behind the caller's back: a punt folder that vanished is
-    // more likely an unmounted file system than an empty spool.
-    if (!create_punt) fail("punt folder is missing:", root, ENOENT);
-    std::error_code ec;
-    std::filesystem::create_directories(root, ec);
-    if (ec) fail("cannot create punt folder", root, ec.value());
+  if (reach_punt(root, create_punt)) {
     try {
       sync_dir(root.parent_path().empty() ? std::filesystem::path(".") : root.parent_path());
     } catch (const io_error&) {
@@ -376,14 +387,7 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
       encoded = encode_user(user);
       if (encoded.size() > 3 * max_local_part) throw std::invalid_argument("user name too long for a lock file");
     }
-    struct stat st;
-    if (::stat(root.c_str(), &st) != 0) {
-      if (errno != ENOENT) fail("cannot reach punt folder", root, errno);
-      if (!create_punt) fail("punt folder is missing:", root, ENOENT);
-      std::error_code ec;
-      std::filesystem::create_directories(root, ec);
-      if (ec) fail("cannot create punt folder", root, ec.value());
-    }
+    reach_punt(root, create_punt);
   } catch (const std::exception& e) {
     attempt.error = e.what();
     return attempt;
