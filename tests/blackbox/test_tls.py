@@ -19,10 +19,15 @@ from pathlib import Path
 import pytest
 
 from conftest import DIALUP_IP, DIALUP_PW, POP_PW
-from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, Pop3, crlf, message
+from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, Pop3, crlf, message, wait_until
 
 MAKE_CERT = SOURCE_DIR / "scripts" / "make-test-cert"
 
+
+
+def implicit_tls_ready(server) -> None:
+    """Waits until `server` logs its implicit-TLS listener."""
+    wait_until(lambda: "(implicit TLS)" in server.log(), what="the implicit-TLS listener")
 
 def make_pki(folder: Path) -> Path:
     subprocess.run([str(MAKE_CERT), str(folder)], check=True, capture_output=True)
@@ -45,9 +50,7 @@ def start(site, pki, *, tls_listener=True, **top):
     extra = ["--listen-tls", "127.0.0.1:0"] if tls_listener else []
     server = site.start(extra_args=extra)
     if tls_listener:
-        deadline = time.monotonic() + TIMEOUT
-        while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        implicit_tls_ready(server)
     return server
 
 
@@ -157,9 +160,7 @@ def test_handshake_time_limit(sample, pki):
     sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
                                     f"handshake_timeout: 500ms}}"})
     server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
-    deadline = time.monotonic() + TIMEOUT
-    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    implicit_tls_ready(server)
     c = Pop3(ports(server)[1], greeting=False)
     c.expect_closed(within=5)
 
@@ -221,9 +222,7 @@ def test_intermediate_ciphers_by_default_and_the_ciphers_setting(sample, pki):
     sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
                                     f"ciphers: \"{cbc}\"}}"})
     other = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
-    deadline = time.monotonic() + TIMEOUT
-    while "(implicit TLS)" not in other.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    implicit_tls_ready(other)
     _, secure = ports(other)
     assert handshake(secure, pki, ciphers=cbc) == cbc
     assert handshake(secure, pki, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") is None
@@ -236,9 +235,7 @@ def test_tls_1_1_is_refused_even_where_the_ciphers_would_allow_it(sample, pki):
     sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
                                     f"ciphers: \"DEFAULT:@SECLEVEL=0\"}}"})
     server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
-    deadline = time.monotonic() + TIMEOUT
-    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    implicit_tls_ready(server)
     _, secure = ports(server)
     assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_2) is not None
     assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0") is None
@@ -365,9 +362,7 @@ def test_login_timeout_closes_a_client_stuck_in_the_handshake(sample, pki, how):
     sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
                                     f"handshake_timeout: 60s}}", "login_timeout": "2s"})
     server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
-    deadline = time.monotonic() + TIMEOUT
-    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    implicit_tls_ready(server)
     plain, secure = ports(server)
     started = time.monotonic()
     if how == "implicit":
@@ -388,9 +383,7 @@ def test_login_timeout_is_not_extended_by_the_handshake_or_an_auth_continuation(
     the handshake or the continuation began."""
     sample.write_config(top=tls_top(pki, login_timeout="4s"))
     server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
-    deadline = time.monotonic() + TIMEOUT
-    while "(implicit TLS)" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    implicit_tls_ready(server)
     _, secure = ports(server)
     started = time.monotonic()
     sock = socket.create_connection(("127.0.0.1", secure), timeout=TIMEOUT)
