@@ -15,6 +15,9 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <unordered_set>
+
+#include <sodium.h>
 
 namespace sdps::spoolstore {
 
@@ -248,20 +251,16 @@ std::vector<entry> scan(const std::filesystem::path& root, std::string_view host
   return out;
 }
 
-maildrop_lock::~maildrop_lock() {
-  // A user's lock file goes with its last holder: removed while the flock
-  // is still held, so whoever opened it meanwhile either finds it locked
-  // or, flocking it after this close, sees that the name now leads
-  // elsewhere (lock_maildrop's fstat/stat check) and opens it afresh.
-  if (user_fd_ >= 0) {
-    ::unlink(user_file_.c_str());
-    ::close(user_fd_);
-  }
-  // Closing the files releases the flocks (a shared one when its last
-  // holder in this process lets go).
-  host_shared_.reset();
-  if (host_fd_ >= 0) ::close(host_fd_);
-  if (folder_fd_ >= 0) ::close(folder_fd_);
+std::uint64_t user_lock_byte(std::string_view encoded_user) {
+  // Unkeyed, so that every process (and version) finds the same byte;
+  // crypto_generichash needs no sodium_init() (that only picks a faster
+  // implementation of the same function).
+  std::array<unsigned char, crypto_generichash_BYTES_MIN> digest{};
+  crypto_generichash(digest.data(), digest.size(), reinterpret_cast<const unsigned char*>(encoded_user.data()),
+                     encoded_user.size(), nullptr, 0);
+  std::uint64_t byte = 0;
+  for (int i = 7; i >= 0; --i) byte = (byte << 8) | digest[static_cast<std::size_t>(i)];
+  return byte & ((std::uint64_t{1} << 62) - 1);
 }
 
 class shared_lock_file {
@@ -272,10 +271,62 @@ class shared_lock_file {
   shared_lock_file& operator=(const shared_lock_file&) = delete;
   int fd() const { return fd_; }
 
+  /// Write-locks `byte` for one user login, without waiting: 0 when held
+  /// now; EWOULDBLOCK when a login of this process holds it (recorded
+  /// here: the kernel never sets one open file's locks against each
+  /// other) or another process does (the kernel says so); else an errno.
+  int take_user(std::uint64_t byte);
+  /// Unlocks a byte that take_user() took.
+  void release_user(std::uint64_t byte);
+
  private:
+  int set_byte(std::uint64_t byte, short type) const {
+    struct flock range {};
+    range.l_type = type;
+    range.l_whence = SEEK_SET;
+    range.l_start = static_cast<off_t>(byte);
+    range.l_len = 1;
+    int rc;
+    do rc = ::fcntl(fd_, F_OFD_SETLK, &range);
+    while (rc != 0 && errno == EINTR);
+    if (rc == 0) return 0;
+    return errno == EAGAIN || errno == EACCES ? EWOULDBLOCK : errno;
+  }
+
   int fd_;
   std::string path_;
+  std::mutex users_mutex_;
+  std::unordered_set<std::uint64_t> users_;  // the bytes this open file holds
 };
+
+int shared_lock_file::take_user(std::uint64_t byte) {
+  // The record and the kernel's lock change together, under the mutex, so
+  // that two threads never both find a byte free.
+  std::lock_guard<std::mutex> guard(users_mutex_);
+  if (users_.contains(byte)) return EWOULDBLOCK;
+  const int code = set_byte(byte, F_WRLCK);
+  if (code == 0) users_.insert(byte);
+  return code;
+}
+
+void shared_lock_file::release_user(std::uint64_t byte) {
+  std::lock_guard<std::mutex> guard(users_mutex_);
+  // An unlock fails only for a bad descriptor or range, neither of which
+  // this file can have; the record goes regardless.
+  set_byte(byte, F_UNLCK);
+  users_.erase(byte);
+}
+
+maildrop_lock::~maildrop_lock() {
+  // The user's byte first: the shared file may close below, and another
+  // holder of it must not find the byte still recorded.
+  if (host_shared_) host_shared_->release_user(user_byte_);
+  // Closing the files releases the flocks (a shared one when its last
+  // holder in this process lets go).
+  host_shared_.reset();
+  if (host_fd_ >= 0) ::close(host_fd_);
+  if (folder_fd_ >= 0) ::close(folder_fd_);
+}
 
 namespace {
 
@@ -385,7 +436,7 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
     folder = host_dir(root, host);
     if (!user.empty()) {
       encoded = encode_user(user);
-      if (encoded.size() > 3 * max_local_part) throw std::invalid_argument("user name too long for a lock file");
+      if (encoded.size() > 3 * max_local_part) throw std::invalid_argument("user name too long");
     }
     reach_punt(root, create_punt);
   } catch (const std::exception& e) {
@@ -449,13 +500,12 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
       attempt.note = "cannot create folder " + locks.string() + ": " + std::strerror(errno);
       fallback = true;
     }
-    int host_fd = -1, user_fd = -1;
+    int host_fd = -1;
     std::shared_ptr<shared_lock_file> host_shared;
     auto let_go = [&] {
-      if (user_fd >= 0) ::close(user_fd);
       if (host_fd >= 0) ::close(host_fd);
       host_shared.reset();
-      host_fd = user_fd = -1;
+      host_fd = -1;
     };
     if (!fallback) {
       const take_result taken = user.empty() ? take_file(locks / "host", LOCK_EX, host_fd, attempt.note)
@@ -467,15 +517,14 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
         case take_result::failed: attempt.error = attempt.note; attempt.note.clear(); { give_up(outcome::failed); return attempt; }
       }
     }
+    const std::uint64_t user_byte = user.empty() ? 0 : user_lock_byte(encoded);
     if (!fallback && !user.empty()) {
-      switch (take_file(locks / ("user=" + encoded), LOCK_EX, user_fd, attempt.note)) {
-        case take_result::acquired: break;
-        case take_result::in_use: { let_go(); give_up(outcome::in_use); return attempt; }
-        case take_result::no_space: fallback = true; break;
-        case take_result::failed:
-          attempt.error = attempt.note;
-          attempt.note.clear();
-          { let_go(); give_up(outcome::failed); return attempt; }
+      // The user's byte of the shared file: no file, no descriptor of its own.
+      code = host_shared->take_user(user_byte);
+      if (code == EWOULDBLOCK) { let_go(); give_up(outcome::in_use); return attempt; }
+      if (code != 0) {
+        attempt.error = "cannot lock " + (locks / "host").string() + " for user " + encoded + ": " + std::strerror(code);
+        { let_go(); give_up(outcome::failed); return attempt; }
       }
     }
     if (fallback) {
@@ -511,8 +560,10 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
     ::close(folder_fd);
     attempt.note.clear();
     attempt.result = outcome::acquired;
-    attempt.lock = std::make_unique<maildrop_lock>(
-        host_fd, std::move(host_shared), user_fd, user.empty() ? std::filesystem::path() : locks / ("user=" + encoded));
+    if (user.empty())
+      attempt.lock = std::make_unique<maildrop_lock>(host_fd);
+    else
+      attempt.lock = std::make_unique<maildrop_lock>(std::move(host_shared), user_byte);
     return attempt;
   }
   attempt.error = "spool folder " + folder.string() + " keeps being replaced";

@@ -7,8 +7,9 @@
 /// Layout under a punt's root (docs/spool.md has the full story):
 ///   ROOT/HOST/UIDL,s=SIZE,u=USER   one file per message and recipient
 ///   ROOT/HOST/tmp/                 deliveries in progress
-///   ROOT/HOST/locks/host           flock: exclusive = host login, shared = user logins
-///   ROOT/HOST/locks/user=USER      flock: exclusive = that user's login
+///   ROOT/HOST/locks/host           flock: exclusive = host login, shared = user logins;
+///                                  and one byte per user (user_lock_byte), write-locked
+///                                  with an open file description lock = that user's login
 
 #include "spoolstore/format.hpp"
 
@@ -87,23 +88,36 @@ listing list_messages(const std::filesystem::path& root, std::string_view host, 
 std::vector<entry> scan(const std::filesystem::path& root, std::string_view host, std::string_view user,
                         logger* log);
 
+/// The byte of `locks/host` that a user login write-locks, for a user
+/// name as encode_user() gives it: the first 8 octets of its unkeyed
+/// BLAKE2b-128 digest (libsodium's crypto_generichash), read
+/// little-endian, with the top two bits cleared (0 to 2^62 - 1). Part of
+/// the spool format (docs/spool.md, Locks): every process sharing a spool
+/// must compute the same byte. Two users with the same byte exclude each
+/// other; one user always has one byte.
+std::uint64_t user_lock_byte(std::string_view encoded_user);
+
 /// A shared flock (LOCK_SH) on one lock file, held by one open file for
 /// every holder in this process (lock_maildrop's user logins share
 /// `locks/host` so): the file is closed, and the flock released, when the
-/// last holder lets go. Thread-safe.
+/// last holder lets go. Through that same open file its holders write-lock
+/// their user bytes (open file description locks, F_OFD_SETLK), which it
+/// also records, since the kernel never sets two locks of one open file
+/// against each other. Thread-safe.
 class shared_lock_file;
 
-/// A held maildrop lock: flocks on open files, released by the destructor
-/// (or by the process's death).
+/// A held maildrop lock: flocks on open files, or a user's byte of the
+/// shared `locks/host`, released by the destructor (or by the process's
+/// death).
 class maildrop_lock {
  public:
-  /// A usual lock: `host_fd` (locks/host, exclusive: a host login) or
-  /// `host_shared` (locks/host, shared: a user login) and `user_fd`
-  /// (locks/user=USER, exclusive), whose file `user_file` the destructor
-  /// removes while it still holds the flock.
-  maildrop_lock(int host_fd, std::shared_ptr<shared_lock_file> host_shared, int user_fd,
-                std::filesystem::path user_file)
-      : host_fd_(host_fd), host_shared_(std::move(host_shared)), user_fd_(user_fd), user_file_(std::move(user_file)) {}
+  /// A host login: `host_fd` (locks/host, exclusive), its own open file.
+  explicit maildrop_lock(int host_fd) : host_fd_(host_fd) {}
+  /// A user login: `host_shared` (locks/host, shared) and, through it, the
+  /// user's byte `user_byte` (write-locked; the destructor unlocks it
+  /// before letting go of `host_shared`). No open file of its own.
+  maildrop_lock(std::shared_ptr<shared_lock_file> host_shared, std::uint64_t user_byte)
+      : host_shared_(std::move(host_shared)), user_byte_(user_byte) {}
   /// The no-space fallback: HOST/ itself held exclusively (`folder_fd`),
   /// and locks/host exclusively too when it exists (`host_fd`, or -1).
   maildrop_lock(int folder_fd, int host_fd) : folder_fd_(folder_fd), host_fd_(host_fd) {}
@@ -121,8 +135,7 @@ class maildrop_lock {
   int folder_fd_ = -1;
   int host_fd_ = -1;
   std::shared_ptr<shared_lock_file> host_shared_;
-  int user_fd_ = -1;
-  std::filesystem::path user_file_;
+  std::uint64_t user_byte_ = 0;
   bool no_folder_ = false;
 };
 
@@ -141,19 +154,20 @@ struct lock_attempt {
 /// - otherwise HOST/ itself is flocked shared while the locks are taken
 ///   (so a login holding the whole host in the fallback below excludes
 ///   this one), then a host login (empty `user`) takes HOST/locks/host
-///   exclusively, a user login takes it shared and HOST/locks/user=USER
-///   exclusively, creating locks/ and the files on demand; HOST/ is let
-///   go once they are held. A held lock costs a host login one open file
-///   and a user login one, plus one per host shared by all of this
-///   process's user logins of that host;
-/// - when locks/ or a lock file cannot be created for lack of space
+///   exclusively, a user login takes it shared and write-locks the user's
+///   byte of it (user_lock_byte of encode_user(user)), creating locks/ and
+///   the file on demand; HOST/ is let go once they are held. A held lock
+///   costs a host login one open file, and a user login none of its own:
+///   all of this process's user logins of a host share one open file;
+/// - when locks/ or locks/host cannot be created for lack of space
 ///   (ENOSPC, EDQUOT), HOST/ is flocked exclusively instead (note says
 ///   so), and locks/host too if it exists: that excludes every other
 ///   login of the host, and needs no inode.
 /// Two calls conflict as two processes' would, also within one process
-/// (the shared flock on locks/host is counted per holder). A lock file
-/// that its last holder removed between open and flock is noticed (fstat
-/// against stat) and opened afresh. A missing ROOT is created only when
+/// and across threads (the shared flock on locks/host is counted per
+/// holder; the user bytes its open file holds are recorded beside it). A
+/// lock file replaced between open and flock is noticed (fstat against
+/// stat) and opened afresh. A missing ROOT is created only when
 /// `create_punt` (ensure_host_dir's rule).
 lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view host, std::string_view user,
                            bool create_punt = false);

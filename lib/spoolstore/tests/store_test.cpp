@@ -11,10 +11,13 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
 
@@ -324,10 +327,11 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     fred.lock.reset();
     CHECK(lock_maildrop(root, "sample", "").result == outcome::acquired);
   }
-  SECTION("odd user names get safe lock file names") {
+  SECTION("odd user names lock as any other, and make no file") {
     auto odd = lock_maildrop(root, "sample", "a/../b");
     REQUIRE(odd.result == outcome::acquired);
-    CHECK(std::filesystem::exists(root / "sample" / "locks" / "user=a%2F..%2Fb"));
+    CHECK(lock_maildrop(root, "sample", "A/../B").result == outcome::in_use);
+    CHECK(files_in(root / "sample" / "locks") == std::vector<std::string>{"host"});
   }
   SECTION("a punt that cannot hold locks fails, it is not 'in use'") {
     write_text(root / "file", "not a folder");
@@ -348,31 +352,42 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     CHECK(std::filesystem::is_directory(root / "new" / "punt"));
     CHECK(std::filesystem::is_directory(root / "new" / "punt" / "sample"));
   }
-  SECTION("a user's lock file goes when its holder lets go, the host's stays") {
+  SECTION("user logins make no file of their own; locks/host stays") {
     auto fred = lock_maildrop(root, "sample", "fred");
     REQUIRE(fred.result == outcome::acquired);
-    CHECK(std::filesystem::exists(root / "sample" / "locks" / "user=fred"));
-    fred.lock.reset();
-    CHECK_FALSE(std::filesystem::exists(root / "sample" / "locks" / "user=fred"));
-    CHECK(std::filesystem::exists(root / "sample" / "locks" / "host"));
     for (int i = 0; i < 50; ++i) CHECK(lock_maildrop(root, "sample", "junk" + std::to_string(i)).result == outcome::acquired);
     CHECK(files_in(root / "sample" / "locks") == std::vector<std::string>{"host"});
+    fred.lock.reset();
+    CHECK(files_in(root / "sample" / "locks") == std::vector<std::string>{"host"});
+    // Files an older version left behind are no lock any more.
+    write_text(root / "sample" / "locks" / "user=jim", "");
+    CHECK(lock_maildrop(root, "sample", "jim").result == outcome::acquired);
   }
-  SECTION("a lock file removed between open and flock is opened afresh") {
-    // What a racing session sees: it opened user=fred, the holder removed
-    // it and let go; its flock succeeds on a file nobody else can find.
-    auto fred = lock_maildrop(root, "sample", "fred");
-    REQUIRE(fred.result == outcome::acquired);
-    const auto path = root / "sample" / "locks" / "user=fred";
-    const int early = ::open(path.c_str(), O_RDWR);
-    REQUIRE(early >= 0);
-    fred.lock.reset();  // unlinks, then unlocks
-    CHECK(::flock(early, LOCK_EX | LOCK_NB) == 0);  // an orphan: locking it excludes nobody
-    auto again = lock_maildrop(root, "sample", "fred");
-    CHECK(again.result == outcome::acquired);  // a fresh file, not the orphan
-    auto third = lock_maildrop(root, "sample", "fred");
-    CHECK(third.result == outcome::in_use);
-    ::close(early);
+  SECTION("a user login holds its byte of locks/host, as docs/spool.md says") {
+    // Another owner of a lock on fred's byte: a classic record lock of
+    // this process through its own open file (which conflicts with the
+    // sessions' open file description locks, unlike classic locks of one
+    // process among themselves).
+    // jim keeps the sessions' open file of locks/host open throughout:
+    // this process closing any file of it would drop its classic lock.
+    auto jim = lock_maildrop(root, "sample", "jim");
+    REQUIRE(jim.result == outcome::acquired);
+    const int fd = ::open((root / "sample" / "locks" / "host").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    struct flock byte {};
+    byte.l_type = F_WRLCK;
+    byte.l_whence = SEEK_SET;
+    byte.l_start = 3376544970729442226;  // user_lock_byte("fred")
+    byte.l_len = 1;
+    REQUIRE(::fcntl(fd, F_SETLK, &byte) == 0);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "sample", "Fred").result == outcome::in_use);
+    CHECK(lock_maildrop(root, "sample", "sheila").result == outcome::acquired);
+    // ... and the other way round: jim's byte is taken.
+    byte.l_start = 1754622957020777912;  // user_lock_byte("jim")
+    CHECK(::fcntl(fd, F_SETLK, &byte) != 0);
+    ::close(fd);
+    CHECK(lock_maildrop(root, "sample", "fred").result == outcome::acquired);
   }
   SECTION("user logins of one host share one open file for locks/host; HOST/ is not held") {
     auto open_files = [] {
@@ -386,7 +401,7 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
       users.push_back(lock_maildrop(root, "sample", "user" + std::to_string(i)));
       REQUIRE(users.back().result == outcome::acquired);
     }
-    CHECK(open_files() - before == 10 + 1);  // one each, and one shared
+    CHECK(open_files() - before == 1);  // one shared by all, none each
     CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
     // The shared flock lasts until the last user lets go.
     while (users.size() > 1) users.pop_back();
@@ -415,6 +430,160 @@ TEST_CASE("locks: a host login excludes everyone, user logins exclude the same u
     CHECK(scan(root, "sample", "", &log).empty());
     CHECK(log.size() == 0);
   }
+}
+
+namespace {
+
+/// Another process taking maildrop locks: a forked child that runs
+/// lock_maildrop on command, so that the kernel decides, not this
+/// process's record of its own locks. Fork it before this process holds
+/// a lock in the same spool: the child starts with a copy of this
+/// process's open files, and a lock file it inherited would be shared
+/// with this process rather than a file of its own.
+class other_process {
+ public:
+  explicit other_process(const std::filesystem::path& root) {
+    int down[2], up[2];
+    REQUIRE(::pipe(down) == 0);
+    REQUIRE(::pipe(up) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::close(down[1]);
+      ::close(up[0]);
+      serve(root, down[0], up[1]);
+      ::_exit(0);  // no destructors: they belong to the parent's objects
+    }
+    ::close(down[0]);
+    ::close(up[1]);
+    to_ = down[1];
+    from_ = up[0];
+  }
+  ~other_process() {
+    ::close(to_);  // the child ends at the end of its input, letting go of all
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    ::close(from_);
+  }
+  other_process(const other_process&) = delete;
+  other_process& operator=(const other_process&) = delete;
+
+  /// lock_maildrop(root, host, user) there, kept until unlock():
+  /// 'a' acquired, 'u' in use, 'f' failed.
+  char lock(const std::string& host, const std::string& user) { return ask("L " + host + " " + user + "\n"); }
+  void unlock(const std::string& host, const std::string& user) { ask("U " + host + " " + user + "\n"); }
+
+ private:
+  char ask(const std::string& command) {
+    REQUIRE(::write(to_, command.data(), command.size()) == static_cast<ssize_t>(command.size()));
+    char answer = 0;
+    REQUIRE(::read(from_, &answer, 1) == 1);
+    return answer;
+  }
+
+  static void serve(const std::filesystem::path& root, int in, int out) {
+    std::map<std::string, std::unique_ptr<maildrop_lock>> held;
+    std::string line;
+    char c;
+    while (::read(in, &c, 1) == 1) {
+      if (c != '\n') {
+        line += c;
+        continue;
+      }
+      const auto space = line.find(' ', 2);
+      const std::string host = line.substr(2, space - 2), user = line.substr(space + 1);
+      char answer = 'f';
+      if (line[0] == 'L') {
+        auto attempt = lock_maildrop(root, host, user);
+        answer = attempt.result == lock_attempt::outcome::acquired ? 'a'
+                 : attempt.result == lock_attempt::outcome::in_use ? 'u'
+                                                                   : 'f';
+        if (attempt.lock) held[host + " " + user] = std::move(attempt.lock);
+      } else {
+        held.erase(host + " " + user);
+        answer = 'a';
+      }
+      line.clear();
+      if (::write(out, &answer, 1) != 1) return;
+    }
+  }
+
+  pid_t pid_ = -1;
+  int to_ = -1;
+  int from_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("locks hold between processes: a user's byte, the host's flock") {
+  temp_dir dir;
+  const auto root = dir.path();
+  using outcome = lock_attempt::outcome;
+  std::filesystem::create_directories(root / "sample");
+  other_process other(root);
+
+  REQUIRE(other.lock("sample", "fred") == 'a');
+  CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);  // nothing recorded here
+  CHECK(lock_maildrop(root, "sample", "FRED").result == outcome::in_use);
+  auto jim = lock_maildrop(root, "sample", "jim");
+  REQUIRE(jim.result == outcome::acquired);
+  CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);
+  // That refused host login opened and closed a file of its own on
+  // locks/host: jim's byte is held all the same (it belongs to the open
+  // file description, not to the process as a classic record lock would).
+  CHECK(other.lock("sample", "jim") == 'u');
+  CHECK(other.lock("sample", "") == 'u');
+  other.unlock("sample", "fred");
+  auto fred = lock_maildrop(root, "sample", "fred");
+  CHECK(fred.result == outcome::acquired);
+  CHECK(other.lock("sample", "fred") == 'u');
+  CHECK(other.lock("sample", "sheila") == 'a');
+  fred.lock.reset();
+  jim.lock.reset();
+  CHECK(other.lock("sample", "fred") == 'a');
+  CHECK(lock_maildrop(root, "sample", "").result == outcome::in_use);  // its users hold the host shared
+  other.unlock("sample", "fred");
+  other.unlock("sample", "sheila");
+  // A host login there excludes every login here, and the other way round.
+  REQUIRE(other.lock("sample", "") == 'a');
+  CHECK(lock_maildrop(root, "sample", "fred").result == outcome::in_use);
+  other.unlock("sample", "");
+  auto host = lock_maildrop(root, "sample", "");
+  REQUIRE(host.result == outcome::acquired);
+  CHECK(other.lock("sample", "fred") == 'u');
+  CHECK(other.lock("sample", "") == 'u');
+}
+
+TEST_CASE("a user logging in on several threads at once gets one lock") {
+  temp_dir dir;
+  const auto root = dir.path();
+  std::filesystem::create_directories(root / "sample");
+  for (int round = 0; round < 20; ++round) {
+    constexpr int threads = 6;
+    std::vector<lock_attempt> attempts(threads);
+    std::vector<std::thread> running;
+    for (int i = 0; i < threads; ++i)
+      running.emplace_back([&, i] { attempts[static_cast<std::size_t>(i)] = lock_maildrop(root, "sample", "fred"); });
+    for (auto& t : running) t.join();
+    const auto won = std::count_if(attempts.begin(), attempts.end(), [](const lock_attempt& a) {
+      return a.result == lock_attempt::outcome::acquired;
+    });
+    const auto refused = std::count_if(attempts.begin(), attempts.end(), [](const lock_attempt& a) {
+      return a.result == lock_attempt::outcome::in_use;
+    });
+    REQUIRE(won == 1);
+    REQUIRE(refused == threads - 1);
+  }
+}
+
+TEST_CASE("the user lock byte is fixed by the spool format") {
+  // BLAKE2b-128 of the encoded name, first 8 octets little-endian, top two
+  // bits cleared: Python's
+  // int.from_bytes(hashlib.blake2b(b"fred", digest_size=16).digest()[:8], "little") & (2**62 - 1)
+  CHECK(user_lock_byte("fred") == 3376544970729442226u);
+  CHECK(user_lock_byte("jim") == 1754622957020777912u);
+  CHECK(user_lock_byte("a%2F..%2Fb") == 769807474120123673u);
+  CHECK(user_lock_byte("") == 53462486982715082u);
 }
 
 TEST_CASE("stale temporary files are swept, fresh ones kept") {
