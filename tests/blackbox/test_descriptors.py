@@ -11,6 +11,7 @@ from conftest import POP_PW
 from sdps_harness import wait_until
 
 SESSIONS = 200
+HOSTS = 5
 
 
 def open_files(pid: int) -> int:
@@ -26,36 +27,34 @@ def soft_nofile(pid: int) -> tuple[str, str]:
 
 
 @pytest.mark.site_options(top={"max_sessions": "1000", "max_sessions_per_address": "0"})
-def test_idle_logged_in_sessions_hold_at_most_three_descriptors_each(sample):
-    sample.add_host("other", pop3="other pw")
+def test_an_idle_user_session_holds_one_descriptor_plus_one_per_host_and_punt(sample):
+    hosts = ["sample"] + [f"other{i}" for i in range(HOSTS - 1)]
+    for host in hosts[1:]:
+        sample.add_host(host, pop3=POP_PW)
     sample.deliver("fred@sample.demon.co.uk", data=b"Subject: one\r\n\r\nhello\r\n")
     server = sample.start()
-    # Every punt's lock files exist once a first session has come and gone.
-    first = server.connect()
-    first.login("other", "other pw")
-    first.quit()
-    with server.connect() as c:
-        c.login("fred+sample", POP_PW)
-        c.quit()
+    # Every host's folder and lock file exist once a first session has come
+    # and gone; then nothing is held.
+    for host in hosts:
+        server.session(f"fred+{host}", POP_PW).quit()
     before = open_files(server.pid)
     sessions = []
     try:
-        # User logins of one host: each holds its socket and its own lock
-        # file on each of the two punts; the host's shared lock file on each
-        # punt is one for all of them.
+        # User logins spread over the hosts: each holds its socket only; on
+        # each punt, the host's lock file is one open file for all of that
+        # host's user sessions (they lock a byte of it each).
         for i in range(SESSIONS):
-            c = server.connect()
-            c.login(f"user{i}+sample", POP_PW)
-            sessions.append(c)
+            sessions.append(server.session(f"user{i}+{hosts[i % HOSTS]}", POP_PW))
         user_growth = open_files(server.pid) - before
-        assert user_growth <= 3 * SESSIONS + 2, f"{SESSIONS} user sessions hold {user_growth} descriptors"
-        # A host login: its socket and one lock file per punt.
+        shared = len(sample.punts) * HOSTS
+        assert user_growth <= SESSIONS + shared + 2, \
+            f"{SESSIONS} user sessions of {HOSTS} hosts hold {user_growth} descriptors"
         for c in sessions:
             c.quit()
         wait_until(lambda: open_files(server.pid) <= before, what="the sessions' descriptors to be closed")
-        host = server.connect()
-        host.login("other", "other pw")
-        assert open_files(server.pid) - before <= 3
+        # A host login: its socket and one lock file per punt.
+        host = server.session("sample", POP_PW)
+        assert open_files(server.pid) - before <= 1 + len(sample.punts)
         host.quit()
     finally:
         for c in sessions:

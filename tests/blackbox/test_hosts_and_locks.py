@@ -1,7 +1,10 @@
-"""The hosts file's mode, equal-time refusals after a cost change, lock
-files that go with their holders, and a full disk that stops no login
-(docs/operations.md, docs/spool.md)."""
+"""The hosts file's mode, equal-time refusals after a cost change, locks on
+disk (no file per user, the user's byte of locks/host, two sdpsd on one
+spool), and a full disk that stops no login (docs/operations.md,
+docs/spool.md)."""
 
+import fcntl
+import hashlib
 import os
 import shutil
 import statistics
@@ -106,9 +109,27 @@ def test_unknown_hosts_take_as_long_as_wrong_passwords_after_a_cost_change(site)
     c.close()
 
 
-# ---------------------------------------------------------------- lock files
+# ---------------------------------------------------------------- locks on disk
 
-def test_lock_files_of_users_go_with_their_sessions(sample):
+def user_lock_byte(encoded_user: str) -> int:
+    """The byte of locks/host a user login write-locks (docs/spool.md, Locks)."""
+    digest = hashlib.blake2b(encoded_user.encode(), digest_size=16).digest()
+    return int.from_bytes(digest[:8], "little") & (2**62 - 1)
+
+
+def in_use(server, user):
+    c = server.connect()
+    c.ok(f"USER {user}")
+    reply = c.cmd(f"PASS {POP_PW}")
+    if reply.startswith("+OK"):
+        c.quit()                                         # its locks go before the +OK
+        return False
+    c.close()
+    assert reply.startswith("-ERR [IN-USE]"), f"{user}: {reply!r}"
+    return True
+
+
+def test_user_logins_leave_no_lock_files(sample):
     sample.deliver("fred@sample.demon.co.uk", data=message(), punt="finchley")
     server = sample.start()
     for i in range(30):
@@ -117,10 +138,61 @@ def test_lock_files_of_users_go_with_their_sessions(sample):
     for i in range(5):                                   # dropped, not quit
         server.session(f"gone{i}+sample", POP_PW).abort()
     time.sleep(0.5 * SLOW)
-    locks = sample.punt_dir("finchley") / "sample" / "locks"
-    assert sorted(p.name for p in locks.iterdir()) == ["host", "user=fred"]
+    for punt in sample.punts:
+        locks = sample.punt_dir(punt) / "sample" / "locks"
+        assert sorted(p.name for p in locks.iterdir()) == ["host"]
     held.quit()
-    assert sorted(p.name for p in locks.iterdir()) == ["host"]
+    for punt in sample.punts:
+        assert sorted(p.name for p in (sample.punt_dir(punt) / "sample" / "locks").iterdir()) == ["host"]
+
+
+def test_a_users_lock_is_the_documented_byte_of_the_hosts_lock_file(sample):
+    server = sample.start()
+    server.session("fred+sample", POP_PW).quit()         # makes locks/host on every punt
+    host_file = sample.punt_dir("docklands") / "sample" / "locks" / "host"
+    fd = os.open(host_file, os.O_RDWR)
+    try:
+        # A record lock of this process on fred's byte, as another sdpsd's
+        # session of fred would hold it.
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, user_lock_byte("fred"))
+        assert in_use(server, "fred+sample")
+        assert in_use(server, "FRED@sample.demon.co.uk")
+        assert not in_use(server, "jim+sample")
+        with server.session("jim+sample", POP_PW) as jim:
+            with pytest.raises(OSError):                 # jim's byte is held by sdpsd
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, user_lock_byte("jim"))
+            jim.quit()
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, user_lock_byte("fred"))
+        assert not in_use(server, "fred+sample")
+    finally:
+        os.close(fd)
+
+
+def test_two_sdpsd_on_one_spool_exclude_each_other(sample):
+    a, b = sample.start(), sample.start()
+    fred = a.session("fred+sample", POP_PW)
+    assert in_use(b, "fred+sample")
+    assert in_use(b, "Fred@sample.demon.co.uk")
+    assert in_use(b, "sample")
+    jim = b.session("jim+sample", POP_PW)                # other users: no conflict
+    assert in_use(a, "jim+sample")
+    assert in_use(a, "sample")
+    fred.quit()
+    assert in_use(b, "sample")                           # jim still in
+    fred = b.session("fred+sample", POP_PW)
+    assert in_use(a, "fred+sample")
+    fred.quit()
+    jim.quit()
+    host = b.session("sample", POP_PW)
+    assert in_use(a, "fred+sample")
+    assert in_use(a, "sample")
+    host.quit()
+    a.session("fred+sample", POP_PW).quit()
+    # A killed sdpsd's locks die with it.
+    fred = a.session("fred+sample", POP_PW)
+    a.kill()
+    assert not in_use(b, "fred+sample")
+    fred.close()
 
 
 def test_a_host_with_no_folder_logs_in_to_an_empty_maildrop(sample):

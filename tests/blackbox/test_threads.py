@@ -117,13 +117,14 @@ def test_a_second_server_on_the_same_port_fails_instead_of_sharing_it(server):
 # ---------------------------------------------------------------- locks across threads
 
 @pytest.mark.site_options(top={"threads": LOOPS, "log_level": "debug", "max_sessions_per_address": 0})
-def test_concurrent_logins_to_one_host_on_several_threads_one_gets_the_maildrop(sample):
+@pytest.mark.parametrize("login", ["sample", "fred+sample"])
+def test_concurrent_logins_to_one_maildrop_on_several_threads_one_gets_it(sample, login):
     deliver(sample, 3)
     server = sample.start()
     for round_ in range(3):
         clients = [server.connect() for _ in range(16)]
         for c in clients:
-            c.ok("USER sample")
+            c.ok(f"USER {login}")
         # Every PASS is sent before any reply is read.
         for c in clients:
             c.send(f"PASS {POP_PW}")
@@ -137,6 +138,27 @@ def test_concurrent_logins_to_one_host_on_several_threads_one_gets_the_maildrop(
         clients[replies.index(winners[0])].quit()
         for c in clients:
             c.close()
+    assert len(loops_used(server)) >= 2, "the sessions all landed on one loop: nothing was tested"
+
+
+@pytest.mark.site_options(top={"threads": LOOPS, "log_level": "debug", "max_sessions_per_address": 0})
+def test_concurrent_logins_of_different_users_of_one_host_all_get_theirs(sample):
+    server = sample.start()
+    server.session("sample", POP_PW).quit()            # the host's folders exist
+    for round_ in range(3):
+        clients = [server.connect() for _ in range(16)]
+        for i, c in enumerate(clients):
+            c.ok(f"USER user{i}+sample")
+        for c in clients:
+            c.send(f"PASS {POP_PW}")
+        replies = [c.reply() for c in clients]
+        assert all(r.startswith("+OK") for r in replies), f"round {round_}: {replies}"
+        # ... and each holds its own: a second login of any of them is refused.
+        with server.connect() as second:
+            second.ok("USER user7+sample")
+            assert second.cmd(f"PASS {POP_PW}").startswith("-ERR [IN-USE]")
+        for c in clients:
+            c.quit()
     assert len(loops_used(server)) >= 2, "the sessions all landed on one loop: nothing was tested"
 
 
