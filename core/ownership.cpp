@@ -158,8 +158,10 @@ void check_descriptor_limit(const server_config& config, stderr_log& log) {
     ::setrlimit(RLIMIT_NOFILE, &limit);
     ::getrlimit(RLIMIT_NOFILE, &limit);
   }
-  // A session holds its socket, and in a front end one link per punt,
-  // plus a spool file while a message is read.
+  // A session holds its socket, plus a spool file while a message is read,
+  // and per punt a back-end link (front end) or, for a host login, a lock
+  // file: the worst case is counted. (A user login shares its lock file
+  // with the host's other user logins: docs/spool.md, Locks.)
   const std::size_t punts = config.globals->has("punts") ? config.globals->child("punts")->keys().size() : 1;
   const rlim_t needed = static_cast<rlim_t>(config.max_sessions * (2 + punts) + 64);
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed)

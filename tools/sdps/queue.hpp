@@ -51,7 +51,7 @@ std::vector<std::string> spooled_hosts(const site& s);
 
 /// The flush lock of a host: an exclusive flock on PUNT/HOST/locks/flush
 /// in each punt that has a HOST folder, taken without waiting in punt-name
-/// order. Separate from the POP3 locks (locks/host, locks/user=...).
+/// order. Separate from the POP3 locks (locks/host).
 class flush_lock {
  public:
   enum class outcome { acquired, busy, failed };
