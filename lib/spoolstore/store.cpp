@@ -252,9 +252,9 @@ std::vector<entry> scan(const std::filesystem::path& root, std::string_view host
 }
 
 std::uint64_t user_lock_byte(std::string_view encoded_user) {
-  // Unkeyed, so that every process (and version) finds the same byte;
-  // crypto_generichash needs no sodium_init() (that only picks a faster
-  // implementation of the same function).
+  // Unkeyed, so that every process (and version) finds the same byte.
+  static const bool sodium_ready = sodium_init() >= 0;
+  if (!sodium_ready) throw std::runtime_error("libsodium failed to initialise");
   std::array<unsigned char, crypto_generichash_BYTES_MIN> digest{};
   crypto_generichash(digest.data(), digest.size(), reinterpret_cast<const unsigned char*>(encoded_user.data()),
                      encoded_user.size(), nullptr, 0);
@@ -432,11 +432,13 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
   lock_attempt attempt;
   std::filesystem::path folder;
   std::string encoded;
+  std::uint64_t user_byte = 0;
   try {
     folder = host_dir(root, host);
     if (!user.empty()) {
       encoded = encode_user(user);
       if (encoded.size() > 3 * max_local_part) throw std::invalid_argument("user name too long");
+      user_byte = user_lock_byte(encoded);
     }
     reach_punt(root, create_punt);
   } catch (const std::exception& e) {
@@ -517,7 +519,6 @@ lock_attempt lock_maildrop(const std::filesystem::path& root, std::string_view h
         case take_result::failed: attempt.error = attempt.note; attempt.note.clear(); { give_up(outcome::failed); return attempt; }
       }
     }
-    const std::uint64_t user_byte = user.empty() ? 0 : user_lock_byte(encoded);
     if (!fallback && !user.empty()) {
       // The user's byte of the shared file: no file, no descriptor of its own.
       code = host_shared->take_user(user_byte);
