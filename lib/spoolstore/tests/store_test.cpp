@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <barrier>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -554,26 +555,32 @@ TEST_CASE("locks hold between processes: a user's byte, the host's flock") {
   CHECK(other.lock("sample", "") == 'u');
 }
 
-TEST_CASE("a user logging in on several threads at once gets one lock") {
+TEST_CASE("a user logging in on several threads at once gets one lock, other users theirs") {
   temp_dir dir;
   const auto root = dir.path();
   std::filesystem::create_directories(root / "sample");
   for (int round = 0; round < 20; ++round) {
-    constexpr int threads = 6;
-    std::vector<lock_attempt> attempts(threads);
+    // Threads 0-3 log in as fred, 4-7 as users of their own; all hold
+    // their locks until every attempt is made, then let go at once.
+    constexpr int threads = 8, freds = 4;
+    std::vector<lock_attempt::outcome> results(threads);
+    std::barrier all_tried(threads);
     std::vector<std::thread> running;
     for (int i = 0; i < threads; ++i)
-      running.emplace_back([&, i] { attempts[static_cast<std::size_t>(i)] = lock_maildrop(root, "sample", "fred"); });
+      running.emplace_back([&, i] {
+        auto attempt = lock_maildrop(root, "sample", i < freds ? "fred" : "user" + std::to_string(i));
+        results[static_cast<std::size_t>(i)] = attempt.result;
+        all_tried.arrive_and_wait();
+      });
     for (auto& t : running) t.join();
-    const auto won = std::count_if(attempts.begin(), attempts.end(), [](const lock_attempt& a) {
-      return a.result == lock_attempt::outcome::acquired;
-    });
-    const auto refused = std::count_if(attempts.begin(), attempts.end(), [](const lock_attempt& a) {
-      return a.result == lock_attempt::outcome::in_use;
-    });
+    const auto won = std::count(results.begin(), results.begin() + freds, lock_attempt::outcome::acquired);
+    const auto refused = std::count(results.begin(), results.begin() + freds, lock_attempt::outcome::in_use);
     REQUIRE(won == 1);
-    REQUIRE(refused == threads - 1);
+    REQUIRE(refused == freds - 1);
+    REQUIRE(std::count(results.begin() + freds, results.end(), lock_attempt::outcome::acquired) == threads - freds);
   }
+  // Every lock went with its thread.
+  CHECK(lock_maildrop(root, "sample", "").result == lock_attempt::outcome::acquired);
 }
 
 TEST_CASE("the user lock byte is fixed by the spool format") {
