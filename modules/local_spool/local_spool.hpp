@@ -83,6 +83,7 @@ class local_spool final : public sdps::module, public sdps::spool, public sdps::
   /// Reads `punt`, `path` and `locking`; provides both services. Throws
   /// config_error when the punt's folder is not configured.
   explicit local_spool(module_config& config);
+  event_set events() const override { return {}; }
 
   // sdps::spool
   const std::string& punt() const override { return punt_; }
