@@ -46,6 +46,7 @@ import platform
 import random
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -227,6 +228,50 @@ class Dovecot(vd.Dovecot):
 
 
 # ------------------------------------------------------------ the load generator
+
+class Bound:
+    """sdps-bound (bench/bound/sdps_bound.cpp) on sdps's spool: the least a
+    server must do per session on it, measured as the two servers are (full
+    sessions only). Its figures are the limit sdpsd can approach on this
+    machine, as an in-memory responder is the limit for any server."""
+
+    def __init__(self, binary: Path, sdps_root: Path):
+        self.binary = binary
+        self.punts = [sdps_root / "var" / "spool" / p for p in ("finchley", "docklands")]
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = vd.free_port()
+        cmd = [str(self.binary), "--port", str(self.port)]
+        for punt in self.punts:
+            cmd += ["--punt", str(punt)]
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + vd.TIMEOUT
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+                    if c.recv(64).startswith(b"+OK"):
+                        set_autogroup_nice(self.process.pid)
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise BenchError(f"sdps-bound did not start on port {self.port}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def problems(self) -> list[str]:
+        return []
+
 
 class Loadgen:
     def __init__(self, binary: Path, tmp: Path, one_address: bool):
@@ -485,14 +530,16 @@ def main() -> int:
     tmp_fs = file_system(tmp)
     log(f"working in {tmp} ({tmp_fs})")
     os.chmod(tmp, 0o755)                 # Dovecot's unprivileged processes walk into it
-    sdps = dovecot = None
+    sdps = dovecot = bound = None
     try:
         build = vd.find_build(args.build_dir)
         loadgen_bin = build / "bin" / "sdps-loadgen"
-        if not loadgen_bin.is_file():
-            log(f"building sdps-loadgen in {build}")
-            if subprocess.run(["cmake", "--build", str(build), "--target", "sdps-loadgen"]).returncode != 0:
-                raise BenchError("building sdps-loadgen failed")
+        bound_bin = build / "bin" / "sdps-bound"
+        for tool in (loadgen_bin, bound_bin):
+            if not tool.is_file():
+                log(f"building {tool.name} in {build}")
+                if subprocess.run(["cmake", "--build", str(build), "--target", tool.name]).returncode != 0:
+                    raise BenchError(f"building {tool.name} failed")
         log(f"sdps build: {build}")
         set_autogroup_nice("self")           # the load generator runs in this session
         dovecot = Dovecot(tmp / "dovecot", max_sessions=args.idle_sessions, pop3_clients=args.dovecot_pop3_clients)
@@ -568,6 +615,11 @@ def main() -> int:
         sdps.start()
         dovecot.start()
         servers = {"sdps": sdps, "dovecot": dovecot}
+        # The limit: full sessions only, on sdps's own spool (host logins
+        # need no password check there)
+        bound = Bound(bound_bin, sdps.root)
+        bound.start()
+        full_servers = {**servers, "limit": bound}
         log(f"sdpsd pid {sdps.pid} on 127.0.0.1:{sdps.port}; Dovecot {version} pid {dovecot.pid} "
             f"on 127.0.0.1:{dovecot.port}")
         expected_big = len(vd.returned(big))
@@ -579,6 +631,9 @@ def main() -> int:
             c.quit()
             gen.run(srv, f"{name} check", "full", files["full"], "--clients", str(min(8, nfull)),
                     "--seconds", "0.5", "--warmup", "0", "--expect-messages", str(args.messages))
+            if name == "sdps":
+                gen.run(bound, "limit check", "full", files["full"], "--clients", str(min(8, nfull)),
+                        "--seconds", "0.5", "--warmup", "0", "--expect-messages", str(args.messages))
             for n in bigdrops:
                 gen.run(srv, f"{name} check d{n}", "bigdrop", files[f"d{n}"], "--runs", "1",
                         "--expect-messages", str(n), "--timeout", "300")
@@ -591,7 +646,7 @@ def main() -> int:
         log("both servers hold the same messages")
 
         gen.runs.clear()
-        other_all = vd.OtherLoad(servers)
+        other_all = vd.OtherLoad(full_servers)
         s = f"{args.seconds:g}"
         results: dict[tuple, list[dict]] = {}
 
@@ -601,7 +656,7 @@ def main() -> int:
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd} of {args.rounds}")
             for n in clients:
-                for name, srv in servers.items():
+                for name, srv in full_servers.items():
                     add((name, "full", n), gen.run(srv, f"{name} full, {n} clients", "full", files["full"],
                                                    "--clients", str(n), "--seconds", s,
                                                    "--expect-messages", str(args.messages)))
@@ -629,6 +684,7 @@ def main() -> int:
                                                       "--timeout", "300"))
         other_cpus = other_all.cpus()
         other_runs = [r["other_cpus"] for r in gen.runs]
+        bound.stop()
 
         # -- idle sessions, on freshly started servers
         idle = {}
@@ -700,7 +756,17 @@ def main() -> int:
         print()
         for n in clients:
             print(f"full sessions/s per round, {n} client(s): " + "; ".join(
-                f"{k} " + ", ".join(f"{r['rate']:.0f}" for r in results[(k, 'full', n)]) for k in servers))
+                f"{k} " + ", ".join(f"{r['rate']:.0f}" for r in results[(k, 'full', n)]) for k in full_servers))
+        print("the limit on this spool (sdps-bound: per session only the lock and one directory pass per punt, "
+              "per command one recv and one send, per RETR one open, read and close):")
+        for n in clients:
+            limit = med(results[("limit", "full", n)], "rate")
+            ours, theirs = med(results[("sdps", "full", n)], "rate"), med(results[("dovecot", "full", n)], "rate")
+            limit_cpu = med([{"x": 1e3 * r["server_cpu_s"] / max(1, r["sessions"])}
+                             for r in results[("limit", "full", n)]], "x")
+            print(f"  {n} client(s): limit {limit:.0f} full sessions/s ({limit_cpu:.2f} ms server CPU per session); "
+                  f"sdps {100 * ours / limit:.0f}% of it, Dovecot {100 * theirs / limit:.0f}%; "
+                  f"the limit is {limit / theirs:.2f}x Dovecot")
         print("RETR MB/s per round: " + "; ".join(
             f"{k} " + ", ".join(f"{r['mb_per_s']:.0f}" for r in results[(k, 'retr')]) for k in servers))
         gen_busy = [100 * r["client_cpu_s"] / args.seconds for r in gen.runs if "client_cpu_s" in r
@@ -732,7 +798,7 @@ def main() -> int:
     except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
         return vd.failed(e, dovecot)
     finally:
-        vd.clean_up((sdps, dovecot), tmp, args.keep)
+        vd.clean_up((bound, sdps, dovecot), tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,7 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
   // given back before the client hears -ERR; latest first, as unwinding.
   for (auto it = passed.rbegin(); it != passed.rend(); ++it) {
     const module_instance* l = *it;
+    if (!l->events.contains(event::command_failed)) continue;
     auto outcome = co_await guarded(*l, *s, to_string(event::command_failed),
                                     call_event(s, l->object.get(), event::command_failed), watch);
     if (outcome.overran) co_return dispatch_result{overrun_error(), l, nullptr, true};
@@ -164,6 +165,7 @@ awaitable<dispatch_result> chain::dispatch(std::shared_ptr<session> s, command c
 awaitable<event_outcome> chain::fire(std::shared_ptr<session> s, event e) {
   event_outcome out;
   for (const auto& l : links_) {
+    if (!l->events.contains(e)) continue;
     auto outcome = co_await guarded(*l, *s, to_string(e), call_event(s, l->object.get(), e), nullptr);
     if (outcome.late) {
       if (e != event::disconnect) {

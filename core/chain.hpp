@@ -23,6 +23,7 @@ struct module_instance {
   std::chrono::milliseconds timeout{};
   std::unique_ptr<sdps::module> object;
   std::vector<command_spec> specs;
+  event_set events = event_set::all();  // what object->events() said
   std::unique_ptr<stderr_log> log;
 };
 

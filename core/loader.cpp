@@ -154,6 +154,7 @@ std::unique_ptr<chain> build_chain(const server_config& config, server_context& 
       if (!l->object) throw config_error("create returned nothing");
       entry.options->refuse_unread(entry.instance);
       l->specs = l->object->commands();
+      l->events = l->object->events();
     } catch (const config_error& e) {
       const std::string text = e.what();
       // Errors from settings already carry file:line and the instance.

@@ -36,6 +36,9 @@ class xhello final : public sdps::module {
     co_return sdps::verdict::answer(sdps::response::ok(greeting_ + " (" + cmd.name + " answered by xhello)"));
   }
 
+  // Only `connect` reaches on_event: every other event costs nothing.
+  sdps::event_set events() const override { return {sdps::event::connect}; }
+
   sdps::awaitable<sdps::verdict> on_event(sdps::session& s, sdps::event e) override {
     if (e == sdps::event::connect) {
       const auto address = s.remote_endpoint().address().to_string();

@@ -21,7 +21,8 @@
 /// 3: sessions run on several event loop threads at once (`threads:`):
 ///    module instances are shared between threads and must be thread-safe
 ///    (docs/modules.md); metrics::counter() and counter_handle.
-#define SDPS_ABI_VERSION 3
+/// 4: module::events() (the events an instance is called for).
+#define SDPS_ABI_VERSION 4
 
 #define SDPS_STR2_(x) #x
 #define SDPS_STR_(x) SDPS_STR2_(x)

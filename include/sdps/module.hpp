@@ -33,6 +33,7 @@
 #include <sdps/settings.hpp>
 
 #include <chrono>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,6 +88,27 @@ enum class event {
 };
 
 const char* to_string(event e);
+
+/// A set of events: what module::events() returns.
+class event_set {
+ public:
+  /// The empty set.
+  constexpr event_set() = default;
+  constexpr event_set(std::initializer_list<event> events) {
+    for (const event e : events) bits_ |= bit(e);
+  }
+  /// Every event, also any added to `event` later.
+  static constexpr event_set all() {
+    event_set s;
+    s.bits_ = ~0u;
+    return s;
+  }
+  constexpr bool contains(event e) const { return (bits_ & bit(e)) != 0; }
+
+ private:
+  static constexpr unsigned bit(event e) { return 1u << static_cast<unsigned>(e); }
+  unsigned bits_ = 0;
+};
 
 /// A module's answer to a command or event: pass it on to the next module,
 /// or answer it (which ends the chain). "Stopping" a command is answering
@@ -244,6 +266,13 @@ class module {
 
   /// The commands this instance takes part in. Called once, after create().
   virtual std::vector<command_spec> commands() const { return {}; }
+
+  /// The events on_event() is called for. Called once, after create().
+  /// Every event by default; an instance that overrides on_event() for a
+  /// few events, or not at all, names them (`return {};` for none): every
+  /// call costs the session a coroutine and a timer, several times a
+  /// session for each instance in the chain.
+  virtual event_set events() const { return event_set::all(); }
 
   /// Called after every instance exists, in chain order, on the main thread,
   /// before any event loop runs.

@@ -65,6 +65,7 @@ class auth_module final : public sdps::module {
   explicit auth_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {}; }
   awaitable<verdict> on_command(session& s, const command& cmd) override;
   /// USER and AUTH-RESP-CODE (RFC 2449, RFC 3206).
   void capabilities(session& s, std::vector<std::string>& lines) const override;

@@ -24,6 +24,7 @@ class commands_module final : public sdps::module {
   explicit commands_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {}; }
   /// Finds the maildrop_source; throws config_error if there is none.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;

@@ -25,6 +25,7 @@ class extensions_module final : public sdps::module {
   explicit extensions_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {}; }
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
 

@@ -1,6 +1,7 @@
 #include "local_spool.hpp"
 
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <stdexcept>
 
@@ -304,7 +305,18 @@ awaitable<std::shared_ptr<sdps::maildrop>> local_spool::open(session& s) {
     return locking_ && state && state->lock && state->lock->no_folder();
   }();
   if (!no_folder) try {
-    entries = co_await list_blocking(server_, root_, login, log_);
+    // A small folder is read here (a few getdents calls from the page
+    // cache); a big one, or one that cannot be looked at, on the pool.
+    struct stat folder;
+    const bool small = ::stat(host_dir(root_, login.host).c_str(), &folder) == 0 && S_ISDIR(folder.st_mode) &&
+                       static_cast<std::uintmax_t>(folder.st_size) <= loop_listing_max;
+    if (small) {
+      entries = list_messages(root_, login.host, login.user, &log_);
+    } else {
+      entries = co_await list_blocking(server_, root_, login, log_);
+    }
+    log_.debug("session ", s.id(), ": punt ", punt_, ": listed ", entries.size(), " message(s) on ",
+               small ? "the session's loop" : "the blocking pool");
   } catch (const std::exception& e) {
     log_.error("session ", s.id(), ": punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot read the spool");

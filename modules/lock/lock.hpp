@@ -31,6 +31,7 @@ class lock_module final : public sdps::module {
 
   /// PASS in AUTHORIZATION.
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {event::command_failed, event::quit, event::disconnect}; }
   /// Finds the spools; throws config_error for an unknown or duplicate punt.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;

@@ -65,6 +65,7 @@ class merge_module final : public sdps::module, public maildrop_source {
   explicit merge_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {event::command_failed}; }
   /// Finds each spool's maildrop_source; throws config_error.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;

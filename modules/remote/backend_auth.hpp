@@ -43,6 +43,7 @@ class backend_auth final : public sdps::module {
   explicit backend_auth(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {event::connect}; }
   /// Without `punt:`, takes the punt of the one spool in the chain (a back
   /// end serves one punt); throws config_error if there is not exactly one.
   void start(const registry& services) override;

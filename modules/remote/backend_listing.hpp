@@ -28,6 +28,7 @@ class backend_listing final : public sdps::module {
   explicit backend_listing(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {}; }
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
 

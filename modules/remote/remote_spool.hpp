@@ -63,6 +63,7 @@ class remote_maildrop final : public sdps::maildrop {
 /// The module instance: one per punt in the front end's chain.
 class remote_spool final : public sdps::module, public sdps::spool, public sdps::maildrop_source {
  public:
+  event_set events() const override { return {event::quit}; }
   /// Reads `punt`, `backend`, `secret`, `connect_timeout`, `read_timeout`
   /// and `keepalive`; loads the secret; provides both services. Throws
   /// config_error.

@@ -38,6 +38,7 @@ class sasl_module final : public sdps::module {
   explicit sasl_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
+  event_set events() const override { return {}; }
   /// Refuses to start unless a password_verifier (auth) comes after it.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;

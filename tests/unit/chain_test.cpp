@@ -21,9 +21,11 @@ using journal = std::vector<std::string>;
 
 class scripted final : public sdps::module {
  public:
-  scripted(std::string name, behaviour b, std::vector<command_spec> specs, int* calls, journal* seen)
-      : name_(std::move(name)), behaviour_(b), specs_(std::move(specs)), calls_(calls), seen_(seen) {}
+  scripted(std::string name, behaviour b, std::vector<command_spec> specs, int* calls, journal* seen,
+           event_set events = event_set::all())
+      : name_(std::move(name)), behaviour_(b), specs_(std::move(specs)), calls_(calls), seen_(seen), events_(events) {}
   std::vector<command_spec> commands() const override { return specs_; }
+  event_set events() const override { return events_; }
   awaitable<verdict> on_command(session& s, const command& cmd) override {
     ++*calls_;
     switch (behaviour_) {
@@ -65,6 +67,7 @@ class scripted final : public sdps::module {
   std::vector<command_spec> specs_;
   int* calls_;
   journal* seen_;
+  event_set events_;
 };
 
 struct fixture {
@@ -76,14 +79,15 @@ struct fixture {
   journal seen;
 
   int& add(const std::string& name, behaviour b, std::vector<command_spec> specs,
-           std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+           std::chrono::milliseconds timeout = std::chrono::seconds(5), event_set events = event_set::all()) {
     calls.push_back(std::make_unique<int>(0));
     auto l = std::make_unique<core::module_instance>();
     l->module = "scripted";
     l->instance = name;
     l->timeout = timeout;
-    l->object = std::make_unique<scripted>(name, b, specs, calls.back().get(), &seen);
+    l->object = std::make_unique<scripted>(name, b, specs, calls.back().get(), &seen, events);
     l->specs = l->object->commands();
+    l->events = l->object->events();
     l->log = log.derive(name);
     links.push_back(std::move(l));
     return *calls.back();
@@ -305,4 +309,26 @@ TEST_CASE("events other than connect ignore answers and reach every module") {
   auto outcome = run(f.io, c.fire(f.session, event::disconnect));
   CHECK_FALSE(outcome.answer.has_value());
   CHECK_FALSE(outcome.late);
+}
+
+TEST_CASE("an instance hears only the events it names in events()") {
+  fixture f;
+  const auto limit = std::chrono::seconds(5);
+  f.add("all", behaviour::pass, {{"PASS", everywhere}});
+  f.add("quiet", behaviour::pass, {{"PASS", everywhere}}, limit, event_set{});
+  f.add("ending", behaviour::pass, {{"PASS", everywhere}}, limit, {event::quit, event::disconnect});
+  f.add("undoing", behaviour::pass, {{"PASS", everywhere}}, limit, {event::command_failed});
+  f.add("refusing", behaviour::refuse, {{"PASS", everywhere}}, limit, event_set{});
+  core::chain c(std::move(f.links));
+  for (const event e : {event::connect, event::authenticated, event::quit, event::disconnect})
+    run(f.io, c.fire(f.session, e));
+  CHECK(f.seen == journal{"all: event connect", "all: event authenticated", "all: event quit", "ending: event quit",
+                          "all: event disconnect", "ending: event disconnect"});
+  // command_failed goes to those of the passers that name it, latest first.
+  f.seen.clear();
+  auto result = run(f.io, c.dispatch(f.session, command{"PASS", "secret"}));
+  CHECK_FALSE(result.reply.positive);
+  CHECK(f.seen == journal{"undoing: event command_failed", "all: event command_failed"});
+  CHECK(event_set::all().contains(event::command_failed));
+  CHECK_FALSE(event_set{}.contains(event::connect));
 }

@@ -359,6 +359,31 @@ TEST_CASE("junk in the spool folder is skipped; a damaged message fails alone") 
   CHECK(f.retrieve(*drop, 2) == "Return-Path: <>\r\nSubject: a bounce, no Arrival field\r\n\r\nbody\r\n");
 }
 
+TEST_CASE("a small host folder is listed on the session's loop, a big one on the blocking pool") {
+  fixture f;
+  f.put("fred", "Subject: one\n\nfirst\n");
+  auto s = f.connect("sample");
+  REQUIRE(f.lock(*s) == lock_status::acquired);
+  CHECK(f.open(*s)->count() == 1);
+  CHECK(f.log.contains("listed 1 message(s) on the session's loop"));
+  CHECK_FALSE(f.log.contains("on the blocking pool"));
+  f.spool.unlock(*s);
+
+  // Grow the folder past loop_listing_max with entries that are not
+  // messages (skipped, and logged in a bounded summary).
+  const auto folder = host_dir(f.root(), "sample");
+  struct stat st {};
+  for (int i = 0; ::stat(folder.c_str(), &st) == 0 && static_cast<std::uintmax_t>(st.st_size) <= loop_listing_max;
+       ++i) {
+    std::filesystem::create_directory(folder / ("not-a-message-but-a-rather-long-folder-name-" + std::to_string(i)));
+    REQUIRE(i < 100000);
+  }
+  auto big = f.connect("sample");
+  REQUIRE(f.lock(*big) == lock_status::acquired);
+  CHECK(f.open(*big)->count() == 1);
+  CHECK(f.log.contains("listed 1 message(s) on the blocking pool"));
+}
+
 TEST_CASE("a 20 MiB message is streamed, not loaded whole") {
   fixture f;
   std::string big = "Subject: big\n\n";
