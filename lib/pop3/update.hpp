@@ -36,8 +36,9 @@ inline awaitable<update_outcome> run_update(session& s, std::shared_ptr<maildrop
       out.result = removal_result{0, out.marked};
     }
   }
-  s.log().info("UPDATE: ", out.result.removed, " removed, ", out.result.failed, " not removed, of ", out.marked,
-               " deleted");
+  // A QUIT that deleted nothing is in the logout line (dele=0) already.
+  s.log().log(out.marked > 0 ? log_level::info : log_level::debug, "UPDATE: ", out.result.removed, " removed, ",
+              out.result.failed, " not removed, of ", out.marked, " deleted");
   co_return out;
 }
 
