@@ -258,6 +258,11 @@ awaitable<void> connection::call_overrun() {
 
 awaitable<void> connection::login_deadline() {
   auto self = shared_from_this();
+  // Spawned (so posted) before serve() runs: a session that serve() has
+  // already closed (a client that reset at once) must not wait on a timer
+  // that close() could not cancel yet. Such a wait would hold the session,
+  // and keep its event loop from stopping at shutdown, until the deadline.
+  if (closed_ || state_ != pop3_state::authorization) co_return;
   boost::system::error_code ec;
   co_await login_deadline_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   // Cancelled by a login or by close(); commands never move the deadline,

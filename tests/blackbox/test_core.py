@@ -298,6 +298,25 @@ def test_thousand_connections_opened_and_dropped(server):
         c.close()
 
 
+@pytest.mark.site_options(top={"max_sessions_per_address": 300, "login_timeout": "1h"})
+def test_clients_that_reset_at_once_leave_nothing_waiting_at_shutdown(server):
+    """A client that resets before its greeting is written ends its session
+    before the session's login timer has started to wait: that timer must
+    not be left waiting (for login_timeout, here an hour), holding the
+    session and keeping sdpsd from stopping."""
+    for _round in range(4):
+        socks = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(50)]
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+    c = server.connect()
+    c.login("sample", POP_PW)
+    c.quit()
+    started = time.monotonic()
+    assert server.stop(timeout=10 * SLOW) == 0
+    assert time.monotonic() - started < 10 * SLOW
+
+
 # ---------------------------------------------------------------- idle timer, SIGTERM
 
 @pytest.mark.site_options(idle_timeout="2s")
