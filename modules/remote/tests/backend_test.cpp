@@ -64,21 +64,36 @@ struct backend_chain {
     h.start();
   }
 
-  /// XAUTH both ways on `s`; returns the back end's proof line.
-  std::string authenticate(const std::shared_ptr<fake_session>& s) {
+  /// Asks `s` for an XAUTH challenge: its nonce.
+  std::string challenge(const std::shared_ptr<fake_session>& s) {
     const std::string offered = h.send(s, "XAUTH");
     REQUIRE(offered.starts_with("+OK "));
-    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
-    REQUIRE(challenge);
-    CHECK(challenge->punt == "finchley");
+    const auto parsed = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
+    REQUIRE(parsed);
+    CHECK(parsed->punt == "finchley");
+    return parsed->nonce;
+  }
+
+  /// A front end's nonce and its proof for `challenge_nonce` with `key`
+  /// in `role`: what follows "XAUTH ".
+  static std::pair<std::string, std::string> answer(const std::string& key_text, backend_proto::role role,
+                                                    const std::string& challenge_nonce) {
+    const auto key = backend_proto::backend_secret::from_contents(key_text);
+    std::string nonce = backend_proto::new_nonce();
+    std::string proof = backend_proto::proof(*key, role, challenge_nonce, nonce, "finchley");
+    return {std::move(nonce), std::move(proof)};
+  }
+
+  /// XAUTH both ways on `s`; returns the back end's proof line.
+  std::string authenticate(const std::shared_ptr<fake_session>& s) {
+    const std::string challenged = challenge(s);
+    const auto [nonce, mine] = answer(secret_text, backend_proto::role::frontend, challenged);
+    const std::string reply = h.send(s, "XAUTH " + nonce + " " + mine);
+    REQUIRE(reply.starts_with("+OK "));
     const auto key = backend_proto::backend_secret::from_contents(secret_text);
-    const std::string nonce = backend_proto::new_nonce();
-    const std::string mine = backend_proto::proof(*key, backend_proto::role::frontend, challenge->nonce, nonce, "finchley");
-    const std::string answer = h.send(s, "XAUTH " + nonce + " " + mine);
-    REQUIRE(answer.starts_with("+OK "));
-    CHECK(backend_proto::verify_proof(*key, backend_proto::role::backend, challenge->nonce, nonce, "finchley",
-                               answer.substr(4, answer.size() - 6)));
-    return answer;
+    CHECK(backend_proto::verify_proof(*key, backend_proto::role::backend, challenged, nonce, "finchley",
+                                      reply.substr(4, reply.size() - 6)));
+    return reply;
   }
 };
 
@@ -191,39 +206,23 @@ TEST_CASE("a wrong proof is refused and the connection closed") {
   backend_chain b;
   SECTION("another secret") {
     auto s = b.h.connect();
-    const std::string offered = b.h.send(s, "XAUTH");
-    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
-    REQUIRE(challenge);
-    const auto other = backend_proto::backend_secret::from_contents("a different secret of 32 octets!");
-    const std::string nonce = backend_proto::new_nonce();
-    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
-                          backend_proto::proof(*other, backend_proto::role::frontend, challenge->nonce, nonce, "finchley")) ==
-          "-ERR [AUTH] XAUTH refused\r\n");
+    const auto [nonce, proof] =
+        b.answer("a different secret of 32 octets!", backend_proto::role::frontend, b.challenge(s));
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " + proof) == "-ERR [AUTH] XAUTH refused\r\n");
     CHECK(s->closed);
     CHECK(b.h.log_of("backend_auth").contains("refused"));
   }
   SECTION("the back end's own proof replayed as the front end's") {
     auto s = b.h.connect();
-    const std::string offered = b.h.send(s, "XAUTH");
-    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
-    REQUIRE(challenge);
-    const auto key = backend_proto::backend_secret::from_contents(secret_text);
-    const std::string nonce = backend_proto::new_nonce();
-    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
-                          backend_proto::proof(*key, backend_proto::role::backend, challenge->nonce, nonce, "finchley"))
-              .starts_with("-ERR [AUTH]"));
+    const auto [nonce, proof] = b.answer(secret_text, backend_proto::role::backend, b.challenge(s));
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " + proof).starts_with("-ERR [AUTH]"));
   }
   SECTION("an answer to an old challenge") {
     auto s = b.h.connect();
-    const auto key = backend_proto::backend_secret::from_contents(secret_text);
-    const std::string old = b.h.send(s, "XAUTH");
-    const auto stale = backend_proto::parse_challenge(old.substr(4, old.size() - 6));
-    REQUIRE(stale);
-    b.h.send(s, "XAUTH");  // a new challenge replaces it
-    const std::string nonce = backend_proto::new_nonce();
-    CHECK(b.h.send(s, "XAUTH " + nonce + " " +
-                          backend_proto::proof(*key, backend_proto::role::frontend, stale->nonce, nonce, "finchley"))
-              .starts_with("-ERR [AUTH]"));
+    const std::string stale = b.challenge(s);
+    b.challenge(s);  // a new challenge replaces it
+    const auto [nonce, proof] = b.answer(secret_text, backend_proto::role::frontend, stale);
+    CHECK(b.h.send(s, "XAUTH " + nonce + " " + proof).starts_with("-ERR [AUTH]"));
   }
   SECTION("an answer without a challenge, and malformed answers") {
     auto s = b.h.connect();
@@ -235,12 +234,7 @@ TEST_CASE("a wrong proof is refused and the connection closed") {
   }
   SECTION("the right proof in upper case: proofs are lower-case hex") {
     auto s = b.h.connect();
-    const std::string offered = b.h.send(s, "XAUTH");
-    const auto challenge = backend_proto::parse_challenge(offered.substr(4, offered.size() - 6));
-    REQUIRE(challenge);
-    const auto key = backend_proto::backend_secret::from_contents(secret_text);
-    const std::string nonce = backend_proto::new_nonce();
-    std::string upper = backend_proto::proof(*key, backend_proto::role::frontend, challenge->nonce, nonce, "finchley");
+    auto [nonce, upper] = b.answer(secret_text, backend_proto::role::frontend, b.challenge(s));
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     CHECK(b.h.send(s, "XAUTH " + nonce + " " + upper) == "-ERR [AUTH] XAUTH refused\r\n");
     CHECK(s->closed);
