@@ -208,3 +208,41 @@ def test_a_server_that_lies_about_sizes_fails_the_run(liar, complaint):
     assert status == 1, out
     assert r["verify_errors"] > 0, out
     assert complaint in r["errors"][0], out
+
+
+def test_the_limit_serves_sdps_spool_as_sdpsd_does(busy_site):
+    """sdps-bound (bench/bound), the benchmarks' yardstick, reads sdps's
+    spool itself: the generator verifies its full sessions, and one RETR
+    sends exactly the octets sdpsd's does."""
+    bound = binary("sdps-bound")
+    assert bound.exists(), f"sdps-bound not built in {bound.parent}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(bound), "--port", str(port), "--threads", "2"]
+    for punt in busy_site.punts:
+        cmd += ["--punt", str(busy_site.punt_dir(punt))]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        greeting = b""
+        for _ in range(int(100 * SLOW)):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+                    greeting = c.recv(64)
+                    break
+            except OSError:
+                threading.Event().wait(0.05)
+        assert greeting.startswith(b"+OK"), process.stderr
+        status, r, out = loadgen(port, "full", "--clients", "2", "--seconds", "0.5", "--warmup", "0.1",
+                                 "--expect-messages", "5", users=[("f1", "any"), ("f2", "any")])
+        assert status == 0 and r["verify_errors"] == 0 and r["sessions"] > 0, out
+        status, limit, out = loadgen(port, "retr", "--seconds", "0.3", "--warmup", "0", users=[("big", "any")])
+        assert status == 0 and limit["messages"] > 0, out
+    finally:
+        process.terminate()
+        process.wait(TIMEOUT)
+    server = busy_site.start()
+    status, r, out = loadgen(server.port, "retr", "--seconds", "0.3", "--warmup", "0", users=[("big", "pw-big")])
+    assert status == 0 and r["messages"] > 0, out
+    assert limit["octets"] // limit["messages"] == r["octets"] // r["messages"]
+    assert limit["wire_octets"] // limit["messages"] == r["wire_octets"] // r["messages"]
