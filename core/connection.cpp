@@ -556,6 +556,10 @@ awaitable<bool> connection::send(dispatch_result result) {
       const std::optional<std::uint64_t> size = body->size();
       std::size_t want = limits_.body_chunk;
       if (size && *size < want) want = static_cast<std::size_t>(*size) + 1;
+      // A small body goes out with its status line in one write: room for
+      // it, its stuffing dots (rare) and the end line, made once.
+      if (size && *size < limits_.flush_threshold)
+        out_.reserve(out_.size() + static_cast<std::size_t>(*size) + static_cast<std::size_t>(*size / 64) + 8);
       std::unique_ptr<char[]> chunk(new char[want]);
       for (;;) {
         // Closed meanwhile (shutdown, the idle timer): nothing will be sent.

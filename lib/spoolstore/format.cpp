@@ -311,9 +311,12 @@ std::optional<parsed_envelope> parse_envelope(std::string_view data) {
 }
 
 std::string return_path_line(std::string_view from) {
-  std::string line = "Return-Path: <";
+  constexpr std::string_view open = "Return-Path: <", close = ">\r\n";
+  std::string line;
+  line.reserve(open.size() + from.size() + close.size());
+  line += open;
   line += from;
-  line += ">\r\n";
+  line += close;
   return line;
 }
 

@@ -26,8 +26,12 @@ namespace {
 /// Junk entries named in the log per scan; the rest are only counted.
 constexpr std::size_t junk_named = 10;
 
+[[noreturn]] void fail(const std::string& what, std::string_view path, int code) {
+  throw io_error(what + " " + std::string(path) + ": " + std::strerror(code), code);
+}
+
 [[noreturn]] void fail(const std::string& what, const std::filesystem::path& path, int code) {
-  throw io_error(what + " " + path.string() + ": " + std::strerror(code), code);
+  fail(what, std::string_view(path.native()), code);
 }
 
 class dir_handle {
@@ -578,15 +582,19 @@ constexpr std::size_t first_read = 64 * 1024;
 }  // namespace
 
 std::unique_ptr<message_file> message_file::open(const std::filesystem::path& file) {
-  const int fd = open_retry(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  return open(file.string());
+}
+
+std::unique_ptr<message_file> message_file::open(std::string path) {
+  const int fd = open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return nullptr;
-    fail("cannot open message", file, errno);
+    fail("cannot open message", std::string_view(path), errno);
   }
-  std::unique_ptr<message_file> m(new message_file(fd, file.string()));
+  std::unique_ptr<message_file> m(new message_file(fd, std::move(path)));
   struct stat st;
-  if (::fstat(fd, &st) != 0) fail("cannot stat message", file, errno);
-  if (!S_ISREG(st.st_mode)) fail("not a message file:", file, EBADMSG);
+  if (::fstat(fd, &st) != 0) fail("cannot stat message", std::string_view(m->path_), errno);
+  if (!S_ISREG(st.st_mode)) fail("not a message file:", std::string_view(m->path_), EBADMSG);
   m->file_size_ = static_cast<std::uint64_t>(st.st_size);
   m->read_ = (st.st_mode & S_IXUSR) != 0;
   std::string& head = m->head_;
@@ -595,15 +603,17 @@ std::unique_ptr<message_file> message_file::open(const std::filesystem::path& fi
   while (got < head.size()) {
     const ssize_t n = ::pread(fd, head.data() + got, head.size() - got, static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("cannot read message", file, errno);
+    if (n < 0) fail("cannot read message", std::string_view(m->path_), errno);
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
   }
   head.resize(got);
   auto parsed = parse_envelope(std::string_view(head).substr(0, max_envelope_block));
-  if (!parsed) fail("damaged envelope header in", file, EBADMSG);
+  if (!parsed) fail("damaged envelope header in", std::string_view(m->path_), EBADMSG);
   m->envelope_ = std::move(parsed->envelope);
   m->body_offset_ = parsed->body_offset;
+  // Built once: retr_size() and every rewind() use it.
+  m->prefix_ = return_path_line(m->envelope_.from);
   m->rewind(std::nullopt);
   return m;
 }
@@ -615,16 +625,13 @@ void message_file::set_read_flag() {
   struct stat st;
   int rc = ::fstat(fd_, &st);
   if (rc == 0 && !(st.st_mode & S_IXUSR)) rc = ::fchmod(fd_, (st.st_mode & 07777) | S_IXUSR);
-  if (rc != 0) fail("cannot set the read flag of", path_, errno);
+  if (rc != 0) fail("cannot set the read flag of", std::string_view(path_), errno);
   read_ = true;
 }
 
-std::uint64_t message_file::retr_size() const {
-  return return_path_line(envelope_.from).size() + (file_size_ - body_offset_);
-}
+std::uint64_t message_file::retr_size() const { return prefix_.size() + (file_size_ - body_offset_); }
 
 void message_file::rewind(std::optional<std::uint64_t> body_lines) {
-  prefix_ = return_path_line(envelope_.from);
   prefix_sent_ = 0;
   offset_ = 0;
   top_ = top_filter(body_lines);
@@ -651,7 +658,7 @@ std::size_t message_file::read(std::span<char> buffer) {
       ssize_t got;
       do got = ::pread(fd_, into, room, static_cast<off_t>(at));
       while (got < 0 && errno == EINTR);
-      if (got < 0) fail("cannot read message", path_, errno);
+      if (got < 0) fail("cannot read message", std::string_view(path_), errno);
       if (got == 0) {
         // Shorter than it was at open (changed by hand): the end.
         offset_ = message_size;

@@ -182,6 +182,9 @@ class message_file {
   /// io_error if it cannot be read or its envelope header is damaged
   /// (code() EBADMSG).
   static std::unique_ptr<message_file> open(const std::filesystem::path& file);
+  /// The same, for a path already in one string (the hot path: no
+  /// std::filesystem::path is built).
+  static std::unique_ptr<message_file> open(std::string file);
   ~message_file();
   message_file(const message_file&) = delete;
   message_file& operator=(const message_file&) = delete;
@@ -217,8 +220,9 @@ class message_file {
   bool read_ = false;
   /// The file's first octets, as open() read them.
   std::string head_;
-  // stream state
+  /// The Return-Path line RETR sends first (built once, at open).
   std::string prefix_;
+  // stream state
   std::size_t prefix_sent_ = 0;
   std::uint64_t offset_ = 0;  // into the stored message (after the envelope)
   top_filter top_{std::nullopt};

@@ -69,6 +69,7 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
                                server_context& server, logger& log)
     : punt_(std::move(punt)),
       folder_(std::move(folder)),
+      folder_slash_(folder_.native() + '/'),
       login_(login),
       files_(std::move(files)),
       server_(server),
@@ -82,6 +83,16 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
     info.arrival = m.arrival;
     info.punt = punt_;
   }
+}
+
+std::string local_maildrop::file_text(std::size_t index) const {
+  if (index >= files_.size()) throw std::out_of_range("local_maildrop::file_text");
+  const std::string_view name = files_.file(index);
+  std::string path;
+  path.reserve(folder_slash_.size() + name.size());
+  path += folder_slash_;
+  path += name;
+  return path;
 }
 
 std::string local_maildrop::recipient_from_name(std::size_t index) const {
@@ -108,10 +119,9 @@ std::string local_maildrop::dummy(std::size_t index, std::optional<std::uint64_t
 
 awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t index,
                                                                  std::optional<std::uint64_t> body_lines) {
-  const auto path = file(index);
   std::unique_ptr<message_file> opened;
   try {
-    opened = message_file::open(path);
+    opened = message_file::open(file_text(index));
   } catch (const io_error& e) {
     log_.error("punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot read message " + infos_[index].uidl);
@@ -123,7 +133,7 @@ awaitable<std::unique_ptr<body_source>> local_maildrop::retrieve(std::size_t ind
   }
   known_[index] = sdps::envelope{opened->read_flag(), punt_, opened->envelope().from, opened->envelope().to};
   if (opened->retr_size() != infos_[index].size)
-    log_.warning("punt ", punt_, ": ", path.filename().string(), " holds ", opened->retr_size(),
+    log_.warning("punt ", punt_, ": ", files_.file(index), " holds ", opened->retr_size(),
                  " octets to send, its name says ", infos_[index].size, " (changed by hand?)");
   opened->rewind(body_lines);
   std::shared_ptr<message_file> shared(std::move(opened));
@@ -152,7 +162,7 @@ awaitable<void> local_maildrop::mark_read(std::size_t index) {
 awaitable<sdps::envelope> local_maildrop::envelope(std::size_t index) {
   std::unique_ptr<message_file> opened;
   try {
-    opened = message_file::open(file(index));
+    opened = message_file::open(file_text(index));
   } catch (const io_error& e) {
     log_.error("punt ", punt_, ": ", e.what());
     throw spool_error("punt " + punt_ + ": cannot read message " + infos_[index].uidl);

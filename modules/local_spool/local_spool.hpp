@@ -47,6 +47,8 @@ class local_maildrop final : public sdps::maildrop {
     if (index >= files_.size()) throw std::out_of_range("local_maildrop::file");
     return folder_ / files_.file(index);
   }
+  /// The same as one string, built without std::filesystem::path (RETR's path).
+  std::string file_text(std::size_t index) const;
 
  private:
   /// The dummy notice for a message that left the spool, cut for TOP.
@@ -57,6 +59,7 @@ class local_maildrop final : public sdps::maildrop {
 
   std::string punt_;
   std::filesystem::path folder_;
+  std::string folder_slash_;  // folder_ and '/', to prefix a file name
   identity login_;
   std::vector<message_info> infos_;
   listing files_;  // the file names, in the order of infos_
