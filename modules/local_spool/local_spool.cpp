@@ -86,7 +86,7 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
 }
 
 std::string local_maildrop::file_text(std::size_t index) const {
-  if (index >= files_.size()) throw std::out_of_range("local_maildrop::file_text");
+  if (index >= files_.size()) throw std::out_of_range("local_maildrop::file");
   const std::string_view name = files_.file(index);
   std::string path;
   path.reserve(folder_slash_.size() + name.size());

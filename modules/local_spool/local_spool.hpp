@@ -43,10 +43,7 @@ class local_maildrop final : public sdps::maildrop {
   awaitable<removal_result> remove_deleted() override;
 
   /// The message file behind message `index` (for tests and logs).
-  std::filesystem::path file(std::size_t index) const {
-    if (index >= files_.size()) throw std::out_of_range("local_maildrop::file");
-    return folder_ / files_.file(index);
-  }
+  std::filesystem::path file(std::size_t index) const { return file_text(index); }
   /// The same as one string, built without std::filesystem::path (RETR's path).
   std::string file_text(std::size_t index) const;
 
