@@ -26,12 +26,12 @@ namespace {
 /// Junk entries named in the log per scan; the rest are only counted.
 constexpr std::size_t junk_named = 10;
 
-[[noreturn]] void fail(const std::string& what, std::string_view path, int code) {
-  throw io_error(what + " " + std::string(path) + ": " + std::strerror(code), code);
+[[noreturn]] void fail(const std::string& what, const std::string& path, int code) {
+  throw io_error(what + " " + path + ": " + std::strerror(code), code);
 }
 
 [[noreturn]] void fail(const std::string& what, const std::filesystem::path& path, int code) {
-  fail(what, std::string_view(path.native()), code);
+  fail(what, path.native(), code);
 }
 
 class dir_handle {
@@ -589,12 +589,12 @@ std::unique_ptr<message_file> message_file::open(std::string path) {
   const int fd = open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return nullptr;
-    fail("cannot open message", std::string_view(path), errno);
+    fail("cannot open message", path, errno);
   }
   std::unique_ptr<message_file> m(new message_file(fd, std::move(path)));
   struct stat st;
-  if (::fstat(fd, &st) != 0) fail("cannot stat message", std::string_view(m->path_), errno);
-  if (!S_ISREG(st.st_mode)) fail("not a message file:", std::string_view(m->path_), EBADMSG);
+  if (::fstat(fd, &st) != 0) fail("cannot stat message", m->path_, errno);
+  if (!S_ISREG(st.st_mode)) fail("not a message file:", m->path_, EBADMSG);
   m->file_size_ = static_cast<std::uint64_t>(st.st_size);
   m->read_ = (st.st_mode & S_IXUSR) != 0;
   std::string& head = m->head_;
@@ -603,13 +603,13 @@ std::unique_ptr<message_file> message_file::open(std::string path) {
   while (got < head.size()) {
     const ssize_t n = ::pread(fd, head.data() + got, head.size() - got, static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("cannot read message", std::string_view(m->path_), errno);
+    if (n < 0) fail("cannot read message", m->path_, errno);
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
   }
   head.resize(got);
   auto parsed = parse_envelope(std::string_view(head).substr(0, max_envelope_block));
-  if (!parsed) fail("damaged envelope header in", std::string_view(m->path_), EBADMSG);
+  if (!parsed) fail("damaged envelope header in", m->path_, EBADMSG);
   m->envelope_ = std::move(parsed->envelope);
   m->body_offset_ = parsed->body_offset;
   // Built once: retr_size() and every rewind() use it.
@@ -625,7 +625,7 @@ void message_file::set_read_flag() {
   struct stat st;
   int rc = ::fstat(fd_, &st);
   if (rc == 0 && !(st.st_mode & S_IXUSR)) rc = ::fchmod(fd_, (st.st_mode & 07777) | S_IXUSR);
-  if (rc != 0) fail("cannot set the read flag of", std::string_view(path_), errno);
+  if (rc != 0) fail("cannot set the read flag of", path_, errno);
   read_ = true;
 }
 
@@ -658,7 +658,7 @@ std::size_t message_file::read(std::span<char> buffer) {
       ssize_t got;
       do got = ::pread(fd_, into, room, static_cast<off_t>(at));
       while (got < 0 && errno == EINTR);
-      if (got < 0) fail("cannot read message", std::string_view(path_), errno);
+      if (got < 0) fail("cannot read message", path_, errno);
       if (got == 0) {
         // Shorter than it was at open (changed by hand): the end.
         offset_ = message_size;

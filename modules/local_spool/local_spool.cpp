@@ -69,7 +69,6 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
                                server_context& server, logger& log)
     : punt_(std::move(punt)),
       folder_(std::move(folder)),
-      folder_slash_(folder_.native() + '/'),
       login_(login),
       files_(std::move(files)),
       server_(server),
@@ -87,10 +86,12 @@ local_maildrop::local_maildrop(std::string punt, std::filesystem::path folder, c
 
 std::string local_maildrop::file_text(std::size_t index) const {
   if (index >= files_.size()) throw std::out_of_range("local_maildrop::file");
+  const std::string& folder = folder_.native();
   const std::string_view name = files_.file(index);
   std::string path;
-  path.reserve(folder_slash_.size() + name.size());
-  path += folder_slash_;
+  path.reserve(folder.size() + 1 + name.size());
+  path += folder;
+  path += '/';
   path += name;
   return path;
 }

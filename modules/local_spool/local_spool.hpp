@@ -56,7 +56,6 @@ class local_maildrop final : public sdps::maildrop {
 
   std::string punt_;
   std::filesystem::path folder_;
-  std::string folder_slash_;  // folder_ and '/', to prefix a file name
   identity login_;
   std::vector<message_info> infos_;
   listing files_;  // the file names, in the order of infos_
