@@ -3,7 +3,7 @@
 mail, in one run: sessions per second and RETR throughput, side by side and
 as ratios. Prints figures; asserts nothing about speed.
 
-    bench/frontend_vs_embedded.py [--build-dir build] [--seconds 3] [--rounds 3]
+    bench/frontend_vs_embedded.py [--build-dir build] [--seconds 3] [--rounds 3] [--no-loadgen]
 
 Needs a build with sdpsd, sdps and the modules (scripts/demo makes one in
 build/; use a RelWithDebInfo or Release build, not the sanitizer one).
@@ -24,13 +24,21 @@ the two servers measured alternately so drift hits both alike):
                spends per session. Their ratio is the capacity of a
                front-end machine relative to an embedded one, with the
                back ends on their punts as deployed.
+  loadgen      the same comparison with the C++ load generator
+               (bench/README.md, sdps-loadgen, when the build has it): its
+               `login` workload (USER, PASS, STAT, QUIT) and `full` one
+               (every message retrieved), at the same client counts, with
+               the servers' CPU per session; a client that costs little
+               CPU of its own leaves more of the machine to the servers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +58,7 @@ def parse_args():
     p.add_argument("--messages", type=int, default=20, help="small messages per host")
     p.add_argument("--big", type=int, default=8, help="messages in the RETR throughput maildrop")
     p.add_argument("--big-size", type=int, default=1 << 20, help="octets per big message")
+    p.add_argument("--no-loadgen", action="store_true", help="skip the sdps-loadgen runs")
     return p.parse_args()
 
 
@@ -176,6 +185,22 @@ def retr_mib_per_second(port: int, count: int, seconds: float) -> float:
     return octets / (time.monotonic() - started) / (1 << 20)
 
 
+def loadgen(port: int, workload: str, clients: int, seconds: float, users: Path, pids: dict) -> tuple[float, dict]:
+    """One sdps-loadgen run: sessions per second, and each of `pids`' CPU
+    seconds per session."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cmd = [str(binary("sdps-loadgen")), "--port", str(port), "--workload", workload, "--users", str(users),
+           "--clients", str(clients), "--seconds", str(seconds), "--sources", "65000"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f"sdps-loadgen exited {proc.returncode}: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    # As vs_dovecot_loadgen.py counts it: the whole run's CPU (its warm-up
+    # included) over the sessions of the measured window, for both alike.
+    done = max(result["sessions"], 1)
+    return result["rate"], {name: (cpu_seconds(pid) - before[name]) / done for name, pid in pids.items()}
+
+
 # ---------------------------------------------------------------- the run
 
 def populate(site: Site, hosts: int) -> None:
@@ -217,6 +242,7 @@ def main() -> int:
                          "front end": {"front end": front.pid,
                                        **{f"back end {p}": b.pid for p, b in fe.backends.items()}}}
             cpu = {name: {} for name in targets}
+            loadgen_rows = []
             for port in targets.values():        # warm up: caches, first logins
                 one_session(port, "h0")
             rows = []
@@ -233,6 +259,22 @@ def main() -> int:
                     runs[name].append(retr_mib_per_second(port, ARGS.big, ARGS.seconds))
             rows.append(("RETR MiB/s, 1 client", statistics.median(runs["embedded"]),
                          statistics.median(runs["front end"])))
+            if not ARGS.no_loadgen and binary("sdps-loadgen").exists():
+                users = site.root / "loadgen-users"
+                users.write_text("".join(f"h{i} {PASSWORD}\n" for i in range(max(clients))))
+                for workload in ("login", "full"):
+                    for n in clients:
+                        rates = {name: [] for name in targets}
+                        costs = {name: [] for name in targets}
+                        for _ in range(ARGS.rounds):
+                            for name, port in targets.items():
+                                rate, cost = loadgen(port, workload, n, ARGS.seconds, users, processes[name])
+                                rates[name].append(rate)
+                                costs[name].append(cost)
+                        loadgen_rows.append((f"{workload}, {n} client{'s' if n > 1 else ''}",
+                                             {name: statistics.median(rates[name]) for name in targets},
+                                             {name: {proc: statistics.median(c[proc] for c in costs[name])
+                                                     for proc in costs[name][0]} for name in targets}))
         finally:
             for server in list(fe.paused):
                 fe.cont(server)
@@ -255,6 +297,20 @@ def main() -> int:
     print(f"front-end machine capacity vs an embedded one (embedded CPU / front-end CPU per session): "
           f"{emb / front_cpu:.2f}")
     print(f"all three processes together vs the embedded one: {emb / total:.2f}")
+    if loadgen_rows:
+        print()
+        print("sdps-loadgen (one C++ thread for every client), sessions/s and server CPU per session (microseconds):")
+        print(f"{'':22}{'embedded':>10}{'front end':>11}{'ratio':>7}   {'CPU: embedded':>14}{'front end':>11}"
+              f"{'ratio':>7}{'+ back ends':>13}")
+        for label, rate, cost in loadgen_rows:
+            emb_cpu = 1e6 * cost["embedded"]["embedded"]
+            fe_cpu = 1e6 * cost["front end"]["front end"]
+            all_cpu = 1e6 * sum(cost["front end"].values())
+            print(f"{label:22}{rate['embedded']:10.1f}{rate['front end']:11.1f}"
+                  f"{rate['front end'] / rate['embedded']:7.2f}   {emb_cpu:14.0f}{fe_cpu:11.0f}"
+                  f"{fe_cpu / emb_cpu:7.2f}{all_cpu:13.0f}")
+        print("(CPU ratio = front end / embedded: its inverse is a front-end machine's capacity; "
+              "'+ back ends' adds both back ends' CPU)")
     for name in cpu:
         if cpu[name].get("in use"):
             print(f"note: {name}: {cpu[name]['in use']} login(s) refused [IN-USE] right after the host's previous "

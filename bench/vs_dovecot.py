@@ -406,6 +406,8 @@ class Sdps:
             "  docklands: ../var/spool/docklands\n\n" + shipped_modules_section())
         self.process: subprocess.Popen | None = None
         self.port = 0
+        self.tls_port = 0                 # with `--listen-tls` in extra_args (vs_dovecot_loadgen.py)
+        self.extra_args: list[str] = []
 
     def tool(self, *args: str, data: bytes = b"") -> None:
         r = subprocess.run([str(self.build / "bin" / "sdps"), "-c", str(self.config), *args],
@@ -425,13 +427,17 @@ class Sdps:
         self.log_path = self.root / f"sdpsd.{self.starts}.log"      # one per start: read for its port
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [str(self.build / "bin" / "sdpsd"), "-c", str(self.config), "--listen", "127.0.0.1:0"],
+            [str(self.build / "bin" / "sdpsd"), "-c", str(self.config), "--listen", "127.0.0.1:0", *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + TIMEOUT
+        tls = "--listen-tls" in self.extra_args
         while time.monotonic() < deadline:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log_path.read_text(errors="replace"))
-            if m:
+            text = self.log_path.read_text(errors="replace")
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)(?!\d| \(implicit TLS\))", text)
+            t = re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", text)
+            if m and (t or not tls):
                 self.port = int(m.group(1))
+                self.tls_port = int(t.group(1)) if t else 0
                 return
             if self.process.poll() is not None:
                 break

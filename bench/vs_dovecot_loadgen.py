@@ -25,6 +25,12 @@ What it does (details in bench/README.md):
                maildrop, median of runs;
       idle     N logged-in sessions (users spread over 100 hosts), held:
                memory and descriptors per session, read from /proc;
+      TLS      with an ECDSA P-256 and then an RSA-2048 certificate (the
+               same chain for both servers, made for the run with
+               openssl): full sessions over implicit TLS at 1, 8 and 64
+               clients, new and resumed handshakes/s, server CPU per
+               session and per handshake against plaintext, and `openssl
+               speed`'s per-core rates for reference;
  4. prints every figure with its ratio, the CPU other processes used
     meanwhile, and stops both servers and removes the temp folder whatever
     happens (also on SIGINT/SIGTERM).
@@ -91,10 +97,20 @@ class Sdps(vd.Sdps):
         super().__init__(build, root, max_sessions)
         self.max_sessions = max_sessions
         self.cost = "min"
+        self.tls_pair: tuple[Path, Path] | None = None    # (chain, key): TLS rounds
         self.write_config("min")
+
+    def use_tls(self, pair: tuple[Path, Path] | None) -> None:
+        """From the next start: a `tls:` section with this chain and key and
+        an implicit-TLS listener beside the plain one (STLS offered there);
+        None: plaintext only."""
+        self.tls_pair = pair
+        self.extra_args = ["--listen-tls", "127.0.0.1:0"] if pair else []
+        self.write_config(self.cost)
 
     def write_config(self, cost: str) -> None:
         self.cost = cost
+        tls = (f"tls: {{certificate: {self.tls_pair[0]}, key: {self.tls_pair[1]}}}\n" if self.tls_pair else "")
         self.config.write_text(
             "# written by bench/vs_dovecot_loadgen.py: the embedded default (config/sdps.yaml)\n"
             "listen: [127.0.0.1:0]\n"
@@ -103,6 +119,7 @@ class Sdps(vd.Sdps):
             f"password_cost: {cost}\n"
             f"max_sessions: {self.max_sessions + 1000}\n"
             "hosts: ../var/hosts\n"
+            + tls +
             "punts:\n"
             "  finchley: ../var/spool/finchley\n"
             "  docklands: ../var/spool/docklands\n\n" + vd.shipped_modules_section())
@@ -180,6 +197,14 @@ class Dovecot(vd.Dovecot):
         self.max_sessions, self.pop3_clients = max_sessions, pop3_clients
         self.passwd_lines: list[str] = []
         self.extra: list[str] = []
+        self.tls_pair: tuple[Path, Path] | None = None    # (chain, key): TLS rounds
+        self.tls_port = 0
+
+    def use_tls(self, pair: tuple[Path, Path] | None) -> None:
+        """From the next start: `ssl = yes` with this chain and key, and a
+        pop3s listener (implicit TLS) beside the plain one (STLS offered
+        there); None: `ssl = no`, as in the plaintext rounds."""
+        self.tls_pair = pair
 
     def add_user(self, user: str, password: str, *, scheme_hash: str | None = None,
                  maildir: bool = True) -> Path:
@@ -206,11 +231,22 @@ class Dovecot(vd.Dovecot):
         self.port = vd.free_port()
         pop3_processes = self.max_sessions // max(1, self.pop3_clients) + 100
         login_processes = 64
-        self.conf.write_text(DOVECOT_CONF.format(
+        conf = DOVECOT_CONF.format(
             root=self.root, uid=self.uid, gid=self.gid, port=self.port, ncpu=NCPU,
             pop3_clients=self.pop3_clients, pop3_processes=pop3_processes, login_processes=login_processes,
             auth_clients=pop3_processes + login_processes + 100, client_limit=self.max_sessions + 1000,
-            extra="".join(f"{line}\n" for line in self.extra)))
+            extra="".join(f"{line}\n" for line in self.extra))
+        self.tls_port = 0
+        if self.tls_pair:
+            # Dovecot's TLS defaults otherwise (TLS 1.2 and 1.3, its cipher
+            # list, session tickets as OpenSSL makes them)
+            self.tls_port = vd.free_port()
+            conf = replace_once(conf, "ssl = no\n", f"ssl = yes\nssl_cert = <{self.tls_pair[0]}\n"
+                                f"ssl_key = <{self.tls_pair[1]}\n")
+            conf = replace_once(conf, "  inet_listener pop3s {\n    port = 0\n  }\n",
+                                f"  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {self.tls_port}\n"
+                                "    ssl = yes\n  }\n")
+        self.conf.write_text(conf)
         os.chown(self.root / "mail", self.uid, self.gid)
         for dirpath, dirnames, filenames in os.walk(self.root / "mail"):
             st = os.stat(dirpath)
@@ -225,6 +261,12 @@ class Dovecot(vd.Dovecot):
     def restart(self, cost: str = "") -> None:
         self.stop()
         self.start()
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:
+        raise BenchError(f"the Dovecot config template changed: {old!r} is not there once")
+    return text.replace(old, new)
 
 
 # ------------------------------------------------------------ the load generator
@@ -288,10 +330,11 @@ class Loadgen:
         return path
 
     def run(self, server, label: str, workload: str, users: Path, *args: str,
-            tolerate_failures: bool = False) -> dict:
-        """Runs one workload against `server`; returns the RESULT object with
-        the server's CPU time and the machine's other load added."""
-        cmd = [str(self.binary), "--port", str(server.port), "--workload", workload, "--users", str(users),
+            tolerate_failures: bool = False, port: int | None = None) -> dict:
+        """Runs one workload against `server` (at `port`, by default its
+        plain one); returns the RESULT object with the server's CPU time and
+        the machine's other load added."""
+        cmd = [str(self.binary), "--port", str(port or server.port), "--workload", workload, "--users", str(users),
                *self.sources, *args]
         other = vd.OtherLoad({"s": server})
         cpu0 = vd.cpu_seconds(server.pid)
@@ -395,6 +438,71 @@ def clone_spool_messages(punt_dir: Path, host: str, count: int, start_us: int) -
             out.write(data)
 
 
+# ------------------------------------------------------------ TLS
+
+CERT_KINDS = {
+    # name: (what the table calls it, `openssl req -newkey` argument and options)
+    "ecdsa": ("ECDSA P-256", ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
+    "rsa": ("RSA-2048", ["rsa:2048"]),
+}
+
+
+def make_chain(folder: Path, kind: str) -> tuple[Path, Path, Path]:
+    """A root CA, an intermediate CA and a server certificate for
+    localhost and 127.0.0.1, every key of `kind`, made with openssl for this
+    run. Returns (chain: the server certificate then the intermediate, as a
+    production site serves them; its key; the root, for clients that
+    verify)."""
+    folder.mkdir(parents=True)
+    newkey = CERT_KINDS[kind][1]
+
+    def openssl(*args: str) -> None:
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=folder)
+        if r.returncode != 0:
+            raise BenchError(f"openssl {args[0]} failed: {r.stderr.strip()}")
+
+    def extensions(name: str, text: str) -> str:
+        (folder / name).write_text(text)
+        return name
+
+    openssl("req", "-x509", "-newkey", *newkey, "-nodes", "-days", "2", "-subj", "/CN=sdps bench root",
+            "-keyout", "root.key", "-out", "root.pem")
+    openssl("req", "-newkey", *newkey, "-nodes", "-subj", "/CN=sdps bench intermediate",
+            "-keyout", "intermediate.key", "-out", "intermediate.csr")
+    openssl("x509", "-req", "-in", "intermediate.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial",
+            "-days", "2", "-out", "intermediate.pem", "-extfile",
+            extensions("intermediate.cnf", "basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                                           "keyUsage=critical,keyCertSign,cRLSign\n"))
+    openssl("req", "-newkey", *newkey, "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "intermediate.pem", "-CAkey", "intermediate.key",
+            "-CAcreateserial", "-days", "2", "-out", "leaf.pem", "-extfile",
+            extensions("leaf.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                   "extendedKeyUsage=serverAuth\n"))
+    chain = folder / "chain.pem"
+    chain.write_text((folder / "leaf.pem").read_text() + (folder / "intermediate.pem").read_text())
+    return chain, folder / "key.pem", folder / "root.pem"
+
+
+def openssl_speed(seconds: float) -> dict[str, float]:
+    """`openssl speed` on one core: ECDSA P-256 signs/s, X25519 key
+    agreements/s and RSA-2048 signs/s (empty if it cannot be run)."""
+    r = subprocess.run(["openssl", "speed", "-seconds", str(max(1, int(seconds))), "-mr", "ecdsap256", "ecdhx25519",
+                        "rsa2048"], capture_output=True, text=True, timeout=300)
+    out = {}
+    for line in r.stdout.splitlines():
+        fields = line.split(":")
+        try:
+            if fields[0] == "+F2" and fields[2] == "2048":
+                out["rsa2048_sign"] = float(fields[3])
+            elif fields[0] == "+F4" and fields[2] == "256":
+                out["p256_sign"] = float(fields[3])
+            elif fields[0] == "+F5" and fields[2] == "253":
+                out["x25519"] = float(fields[3])
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
 def raise_nofile_hard_limit(wanted: int) -> str:
     """Raises this process's open-file hard limit (inherited by both
     servers and the load generator) to `wanted` where root may; the soft
@@ -490,6 +598,10 @@ def main() -> int:
     ap.add_argument("--dovecot-setting", action="append", default=[], metavar="LINE",
                     help="a line added to Dovecot's config (repeatable), e.g. 'maildir_very_dirty_syncs = yes'")
     ap.add_argument("--no-auth", action="store_true", help="skip the Argon2id (password_cost: interactive) runs")
+    ap.add_argument("--no-tls", action="store_true", help="skip the TLS rounds")
+    ap.add_argument("--certs", default="ecdsa,rsa", help="certificate kinds for the TLS rounds (ecdsa,rsa)")
+    ap.add_argument("--handshake-clients", type=int, default=8,
+                    help="clients for the handshake runs (greeting + QUIT over TLS) (8)")
     ap.add_argument("--seed", type=int, default=1939)
     ap.add_argument("--tmp-dir", help="where the spools, maildirs and logs go (default: /dev/shm, a tmpfs, "
                     "when it has 4 GiB free; else the system's temp folder)")
@@ -507,11 +619,17 @@ def main() -> int:
         args.seconds, args.rounds, args.messages = 1.0, 1, 10
         args.clients, args.big_size, args.bigdrops = "1,8", 2 << 20, "2000"
         args.bigdrop_runs, args.idle_sessions, args.idle_hosts = 3, 200, 10
+        args.handshake_clients = min(args.handshake_clients, 8)
     try:
         clients = [int(x) for x in args.clients.split(",") if x]
         bigdrops = [int(x) for x in args.bigdrops.split(",") if x]
     except ValueError:
         ap.error("--clients and --bigdrops take numbers separated by commas")
+    certs = [] if args.no_tls else [c for c in args.certs.split(",") if c]
+    if any(c not in CERT_KINDS for c in certs):
+        ap.error(f"--certs takes {', '.join(CERT_KINDS)}")
+    if args.handshake_clients < 1:
+        ap.error("counts must be positive")
     if (not clients or min(clients) < 1 or min(bigdrops or [1]) < 1 or args.messages < 1 or args.rounds < 1
             or args.idle_sessions < 2 or args.idle_hosts < 1 or args.login_clients < 1):
         ap.error("counts must be positive")
@@ -521,7 +639,7 @@ def main() -> int:
     if args.idle_sessions + 64 > vd.resource.getrlimit(vd.resource.RLIMIT_NOFILE)[1]:
         ap.error(f"--idle-sessions {args.idle_sessions} needs more descriptors than the hard limit "
                  f"({vd.resource.getrlimit(vd.resource.RLIMIT_NOFILE)[1]}) allows the load generator")
-    nfull = max(max(clients), args.login_clients)
+    nfull = max(max(clients), args.login_clients, args.handshake_clients if certs else 1)
 
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(128 + signo))
@@ -686,6 +804,51 @@ def main() -> int:
         other_runs = [r["other_cpus"] for r in gen.runs]
         bound.stop()
 
+        # -- TLS: both servers with the same chain, one key kind at a time;
+        #    full sessions over implicit TLS, then sessions of only the
+        #    greeting and QUIT: in plaintext, over a new TLS handshake each,
+        #    over a resumed one each (the client offers its last ticket)
+        tls: dict[tuple, list[dict]] = {}
+        speed: dict[str, float] = {}
+        tls_first = len(gen.runs)
+        other_tls_cpus = 0.0
+        if certs:
+            speed = openssl_speed(1 if args.quick else 3)
+            other_tls = vd.OtherLoad(servers)
+            for kind in certs:
+                chain, key, root_ca = make_chain(tmp / "pki" / kind, kind)
+                for srv in servers.values():
+                    srv.use_tls((chain, key))
+                sdps.restart("min")
+                dovecot.restart()
+                log(f"TLS with the {CERT_KINDS[kind][0]} chain: sdps on 127.0.0.1:{sdps.tls_port}, Dovecot on "
+                    f"127.0.0.1:{dovecot.tls_port}")
+                for name, srv in servers.items():
+                    # every size verified, the chain checked against its root; implicit and STLS
+                    for mode, port in (("implicit", srv.tls_port), ("stls", srv.port)):
+                        gen.run(srv, f"{name} TLS check ({mode})", "full", files["full"], "--clients",
+                                str(min(8, nfull)), "--seconds", "0.5", "--warmup", "0", "--expect-messages",
+                                str(args.messages), "--tls", mode, "--ca", str(root_ca), port=port)
+                for rnd in range(1, args.rounds + 1):
+                    log(f"TLS ({CERT_KINDS[kind][0]}) round {rnd} of {args.rounds}")
+                    for n in clients:
+                        for name, srv in servers.items():
+                            tls.setdefault((kind, name, "full", n), []).append(gen.run(
+                                srv, f"{name} full over TLS, {n} clients", "full", files["full"], "--clients", str(n),
+                                "--seconds", s, "--expect-messages", str(args.messages), "--tls", "implicit",
+                                port=srv.tls_port))
+                    for what, extra in (("plain", []), ("new", ["--tls", "implicit", "--resume", "off"]),
+                                        ("resumed", ["--tls", "implicit", "--resume", "on"])):
+                        for name, srv in servers.items():
+                            tls.setdefault((kind, name, what), []).append(gen.run(
+                                srv, f"{name} greeting+QUIT, {what}", "handshake", files["full"],
+                                "--clients", str(args.handshake_clients), "--seconds", s, *extra,
+                                port=srv.tls_port if extra else srv.port))
+            for srv in servers.values():
+                srv.use_tls(None)
+            other_tls_cpus = other_tls.cpus()
+        tls_runs = gen.runs[tls_first:]
+
         # -- idle sessions, on freshly started servers
         idle = {}
         for name, srv in servers.items():
@@ -733,6 +896,33 @@ def main() -> int:
                      idle["dovecot"]["pss_per_session"], "B", "lower"))
         rows.append(("descriptors per idle session", idle["sdps"]["fds_per_session"],
                      idle["dovecot"]["fds_per_session"], "", "lower"))
+
+        def cpu_us(runs: list[dict]) -> float:
+            """Server CPU per session (µs), the median over the rounds."""
+            return med([{"x": 1e6 * r["server_cpu_s"] / max(1, r["sessions"])} for r in runs], "x")
+
+        def handshake_us(kind: str, name: str, what: str) -> float:
+            """Server CPU per handshake: a TLS greeting+QUIT session's less a plaintext one's."""
+            return cpu_us(tls[(kind, name, what)]) - cpu_us(tls[(kind, name, "plain")])
+
+        hc = args.handshake_clients
+        for kind in certs:
+            label = CERT_KINDS[kind][0]
+            for n in clients:
+                rows.append((f"TLS {label}: full sessions/s, {n} client{'s' if n > 1 else ''}",
+                             med(tls[(kind, "sdps", "full", n)], "rate"), med(tls[(kind, "dovecot", "full", n)], "rate"),
+                             "/s", "higher"))
+            for n in clients:
+                rows.append((f"TLS {label}: server CPU per full session, {n} client{'s' if n > 1 else ''}",
+                             cpu_us(tls[(kind, "sdps", "full", n)]), cpu_us(tls[(kind, "dovecot", "full", n)]),
+                             "us", "lower"))
+            for what in ("new", "resumed"):
+                rows.append((f"TLS {label}: {what} handshakes/s, {hc} clients (greeting + QUIT sessions)",
+                             med(tls[(kind, "sdps", what)], "rate"), med(tls[(kind, "dovecot", what)], "rate"),
+                             "/s", "higher"))
+            for what in ("new", "resumed"):
+                rows.append((f"TLS {label}: server CPU per {what} handshake (beyond a plaintext greeting + QUIT)",
+                             handshake_us(kind, "sdps", what), handshake_us(kind, "dovecot", what), "us", "lower"))
 
         print()
         print(f"sdps {sdps.build} (source at {vd.source_revision()}, sdpsd built "
@@ -786,6 +976,52 @@ def main() -> int:
                 for m in idle[name]["marks"]) +
                 f"; whole range: {fmt(idle[name]['rss_per_session_all'], 'B')} RSS and "
                 f"{idle[name]['fds_per_session_all']:.2f} fds per session")
+        if certs:
+            print("TLS: implicit TLS (POP3S), the same chain (server certificate + intermediate) for both servers, "
+                  f"made for this run; {tls_runs[0].get('protocol', '?') if tls_runs else '?'} negotiated; other "
+                  f"processes kept {other_tls_cpus:.2f} CPUs busy on average during the TLS rounds")
+            for kind in certs:
+                label = CERT_KINDS[kind][0]
+                ratios = []
+                for name in servers:
+                    per_n = [cpu_us(tls[(kind, name, "full", n)]) / max(1e-9, cpu_us(results[(name, "full", n)]))
+                             for n in clients]
+                    ratios.append(f"{name} " + " / ".join(f"{x:.2f}" for x in per_n))
+                print(f"  {label}: server CPU per full session over TLS / in plaintext, at "
+                      f"{' / '.join(map(str, clients))} clients: " + "; ".join(ratios))
+                shares = []
+                for name in servers:
+                    runs = tls[(kind, name, "resumed")]
+                    done = sum(r.get("handshakes", 0) for r in runs)
+                    resumed = sum(r.get("resumed", 0) for r in runs)
+                    new, again = handshake_us(kind, name, "new"), handshake_us(kind, name, "resumed")
+                    shares.append(f"{name} {100 * resumed / max(1, done):.0f}% of the offered sessions resumed, a "
+                                  f"resumed handshake costs {100 * again / new if new > 0 else float('nan'):.0f}% "
+                                  "of a new one")
+                print(f"  {label}: " + "; ".join(shares))
+                print(f"  {label}: full sessions/s over TLS per round: " + "; ".join(
+                    f"{name} " + ", ".join(f"{r['rate']:.0f}" for r in tls[(kind, name, "full", n)])
+                    + f" ({n} client{'s' if n > 1 else ''})" for n in clients for name in servers))
+            if speed.get("p256_sign") and speed.get("x25519"):
+                per_core = 1 / (1 / speed["p256_sign"] + 1 / speed["x25519"])
+                line = (f"  openssl speed, one core: ECDSA P-256 sign {speed['p256_sign']:,.0f}/s, X25519 "
+                        f"{speed['x25519']:,.0f}/s, RSA-2048 sign {speed.get('rsa2048_sign', 0):,.0f}/s; one sign + "
+                        f"one X25519: {per_core:,.0f}/s per core ({NCPU * per_core:,.0f}/s on {NCPU} CPUs)")
+                print(line)
+                if "ecdsa" in certs:
+                    got = med(tls[("ecdsa", "sdps", "new")], "rate")
+                    cost = handshake_us("ecdsa", "sdps", "new")
+                    own = 1e6 / cost if cost > 0 else 0
+                    print(f"  sdps, new ECDSA handshakes: {got:,.0f}/s measured ({100 * got / per_core:.0f}% of one "
+                          f"core's sign + X25519, with the generator on the same CPUs); at its server CPU per "
+                          f"handshake ({cost:,.0f} us) one core would make {own:,.0f}/s = "
+                          f"{100 * own / per_core:.0f}% of one core's sign + X25519")
+            else:
+                print("  openssl speed gave no figures")
+            tls_gen = [100 * r["client_cpu_s"] / args.seconds for r in tls_runs if "client_cpu_s" in r]
+            if tls_gen:
+                print(f"  load generator CPU in the TLS runs: median {statistics.median(tls_gen):.0f}%, "
+                      f"max {max(tls_gen):.0f}% of one core")
         if other_cpus > 0.1 * NCPU:
             print(f"WARNING: the machine was busy (other processes kept {other_cpus:.2f} of {NCPU} CPUs busy): "
                   "the timings are noisy; re-run when it is quiet")
@@ -793,7 +1029,8 @@ def main() -> int:
         print(f"ran in {time.monotonic() - started:.0f} s")
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "runs": gen.runs, "idle": idle,
-                                                   "other_cpus": other_cpus}, indent=1, default=str))
+                                                   "other_cpus": other_cpus, "openssl_speed": speed},
+                                                  indent=1, default=str))
         return 0
     except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
         return vd.failed(e, dovecot)

@@ -46,7 +46,16 @@ class address_limits {
   std::unique_ptr<ticket> admit(const asio::ip::address& address, bool& first_refusal, bool limited = true);
   /// Sessions counted for `address` now.
   std::size_t count(const asio::ip::address& address) const;
-  std::size_t max_per_address() const { return max_; }
+  std::size_t max_per_address() const {
+    std::lock_guard guard(mutex_);
+    return max_;
+  }
+  /// A new limit (SIGHUP): sessions counted stay; an address above it gets
+  /// no new one until it is below.
+  void set_max_per_address(std::size_t max) {
+    std::lock_guard guard(mutex_);
+    max_ = max;
+  }
 
   /// IPv4 clients of a dual-stack listener (::ffff:a.b.c.d) count as a.b.c.d.
   static asio::ip::address canonical(const asio::ip::address& a);

@@ -1,12 +1,14 @@
 #pragma once
-// The ordered list of module instances and the dispatch of commands and
-// events through it.
+// The chain: the module instances of the YAML list, and what the session
+// engine looks up in them per command, login stage and event. Built once
+// by the loader, read-only afterwards (every event loop reads it at once).
 
-#include "bounded.hpp"
 #include "logging.hpp"
 
+#include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -22,102 +24,68 @@ struct module_instance {
   std::string where;     // "file:line" of its YAML entry
   std::chrono::milliseconds timeout{};
   std::unique_ptr<sdps::module> object;
-  std::vector<command_spec> specs;
-  event_set events = event_set::all();  // what object->events() said
-  std::unique_ptr<stderr_log> log;
+  std::vector<command_spec> specs;  // what object->commands() said
+  event_set events;                 // what object->events() said
+  stage_set stages;                 // what object->login_stages() said
+  std::unique_ptr<logging::source_log> log;
 };
 
-/// What answered a command: the reply and the instance that wrote it
-/// (whose time limit also bounds the reply's body reads).
-struct dispatch_result {
-  response reply;
-  const module_instance* by = nullptr;
-  /// Set when a module call overran its time limit: the reply is then
-  /// -ERR [SYS/TEMP] with close, and the session must call nothing more
-  /// until this call has finished.
-  std::shared_ptr<late_call> late;
-  /// A call watched by a call_watch overran its time limit: the watch has
-  /// already ended the session (told the client and closed), and the call
-  /// has returned since. Nothing is to be sent.
-  bool overran = false;
-};
-
-/// Bounds the module calls of one session in time without a timer or a
-/// coroutine per call: the calls are awaited directly, and the watch (the
-/// connection's watchdog) keeps their deadline. A call past its deadline
-/// is still awaited to its end, so nothing else of its session runs
-/// meanwhile; the watch ends the session at the deadline itself: -ERR
-/// [SYS/TEMP] to the client and the connection closed. Event loop only.
-class call_watch {
- public:
-  /// A call of `l` starts and must return within l.timeout.
-  virtual void call_started(const module_instance& l) = 0;
-  /// The call returned (or threw); true if it overran its time limit (the
-  /// session has been ended; discard what it returned).
-  virtual bool call_ended() = 0;
-
- protected:
-  ~call_watch() = default;
-};
-
-/// What delivering an event came to.
-struct event_outcome {
-  /// `connect` only: a module's answer replacing the greeting.
-  std::optional<dispatch_result> answer;
-  /// As in dispatch_result: a call overran, the session must end. The
-  /// event reached no instance after the one that overran.
-  std::shared_ptr<late_call> late;
-};
-
-/// Dispatches commands and events in chain order. Read-only once built, so
-/// every event loop thread dispatches through the one chain; a session's
-/// calls run on that session's executor.
+/// The instances of the chain and the routes through them.
 class chain {
  public:
-  explicit chain(std::vector<std::unique_ptr<module_instance>> links);
+  /// One verb's way through the chain: the instances that declared it (and
+  /// the "*" ones), in chain order, with the states each wants it in.
+  struct route {
+    bool declared = false;  // some instance declared this verb (not "*")
+    state_mask states;      // union of the declared states
+    std::vector<std::pair<const module_instance*, state_mask>> visit;
+  };
+
+  /// `maildrop_source`: the chain's last provider of sdps::maildrop_source
+  /// and its instance (the session's maildrop is opened from it at
+  /// login), or null for a chain without one.
+  chain(std::vector<std::unique_ptr<module_instance>> links, maildrop_source* source = nullptr,
+        const module_instance* source_instance = nullptr);
   ~chain();
+  chain(const chain&) = delete;
+  chain& operator=(const chain&) = delete;
 
-  /// Sends `cmd` through the modules that declared it (and "*" modules),
-  /// in order, until one answers. Never throws: a module's exception
-  /// becomes -ERR [SYS/TEMP]; no answer becomes -ERR; a call past its time
-  /// limit becomes -ERR [SYS/TEMP] with close and sets `late`. When the
-  /// command ends in -ERR (a timeout aside), the instances that passed it
-  /// on get `event::command_failed`, latest first, before this returns.
-  /// With a `watch`, the calls are bounded by it (see call_watch) and a
-  /// call that overran gives `overran`, never `late`.
-  awaitable<dispatch_result> dispatch(std::shared_ptr<session> s, command cmd, call_watch* watch = nullptr);
-
-  /// Delivers an event to every module in order. For `connect`, the first
-  /// answer (a module replacing the greeting) ends the delivery. A call
-  /// past its time limit ends it too (`late`), except for `disconnect`:
-  /// that one waits for the late call and goes on, so that every instance
-  /// hears of the end of the session.
-  awaitable<event_outcome> fire(std::shared_ptr<session> s, event e);
+  /// The route of `verb` (upper case); an empty, undeclared route for a
+  /// verb nobody declared (the "*" instances only).
+  const route& route_for(std::string_view verb) const;
+  /// The instances taking part in login stage `s`, in chain order.
+  const std::vector<const module_instance*>& in_stage(login_stage s) const {
+    return stages_[static_cast<std::size_t>(s)];
+  }
+  /// The instances that want event `e`, in chain order.
+  const std::vector<const module_instance*>& hearing(event e) const { return events_[static_cast<std::size_t>(e)]; }
+  maildrop_source* source() const { return source_; }
+  const module_instance* source_instance() const { return source_instance_; }
 
   /// Every module's CAPA lines for this session, in chain order, without
   /// duplicates.
   std::vector<std::string> capabilities(session& s) const;
-
   /// The verbs some instance declared (not "*"), sorted.
   std::vector<std::string> verbs() const;
-
   /// SIGHUP: every instance's reload(), in chain order, on the calling
   /// thread (the first event loop's) while sessions run on the others.
   void reload();
+  /// Every instance's check(), in chain order: "instance: problem" lines.
+  std::vector<std::string> check() const;
+  /// What each instance does, one line each, for `sdpsd --check`:
+  /// "  3 lock (lock): login stage lock; events quit, disconnect".
+  std::vector<std::string> describe() const;
+
   const std::vector<std::unique_ptr<module_instance>>& links() const { return links_; }
 
  private:
-  struct route {
-    bool declared = false;  // some module declared this verb (not "*")
-    state_mask states = 0;  // union of the declared states
-    std::vector<std::pair<const module_instance*, state_mask>> visit;  // in chain order, "*" modules included
-  };
-  const route& route_for(const std::string& name) const;
-  std::ptrdiff_t position_of(const module_instance* l) const;
-
   std::vector<std::unique_ptr<module_instance>> links_;
   std::map<std::string, route, std::less<>> routes_;
   route wildcard_only_;
+  std::array<std::vector<const module_instance*>, 4> stages_;
+  std::array<std::vector<const module_instance*>, 5> events_;
+  maildrop_source* source_;
+  const module_instance* source_instance_;
 };
 
 }  // namespace sdps::core

@@ -1,7 +1,10 @@
 #pragma once
-// Reading sdps YAML files: the server's own keys and each chain entry.
+// Reading sdps YAML files: the server's own keys and each chain entry,
+// on lib/config (documents, settings, the site part every program reads).
 
-#include "networks.hpp"
+#include "base/address_prefix.hpp"
+#include "config/site.hpp"
+#include "config/yaml_settings.hpp"
 
 #include <sdps/asio.hpp>
 #include <sdps/settings.hpp>
@@ -18,53 +21,20 @@
 
 namespace sdps::core {
 
-/// settings over one YAML mapping. Records which keys were read so the
-/// loader can refuse unknown ones.
-class yaml_settings final : public sdps::settings {
- public:
-  /// `ignored` keys are consumed by the caller (module, name, timeout).
-  yaml_settings(YAML::Node node, std::filesystem::path file, std::string owner,
-                std::set<std::string> ignored = {});
+/// The settings implementation is lib/config's; the core's code names it
+/// as its own.
+using config::yaml_settings;
 
-  bool has(const std::string& key) const override;
-  std::vector<std::string> keys() const override;
-  std::string string(const std::string& key) const override;
-  std::string string_or(const std::string& key, const std::string& fallback) const override;
-  std::int64_t integer_or(const std::string& key, std::int64_t fallback) const override;
-  bool boolean_or(const std::string& key, bool fallback) const override;
-  std::chrono::milliseconds duration_or(const std::string& key,
-                                        std::chrono::milliseconds fallback) const override;
-  std::filesystem::path path(const std::string& key) const override;
-  std::filesystem::path path_or(const std::string& key,
-                                const std::filesystem::path& fallback) const override;
-  std::vector<std::string> strings_or(const std::string& key,
-                                      const std::vector<std::string>& fallback) const override;
-  std::unique_ptr<sdps::settings> child(const std::string& key) const override;
-  std::string where(const std::string& key = {}) const override;
+/// The listeners' endpoint rules: "127.0.0.1:110", "[::1]:110", "*:110"
+/// (every IPv4 address), "[::]:110", port 0 for any free port. Throws
+/// config_error with base::parse_endpoint's message.
+asio::ip::tcp::endpoint parse_listen_endpoint(const std::string& text);
 
-  /// Keys present but never read, for the unknown-key check.
-  std::vector<std::string> unread() const;
-  /// Throws config_error naming the first unread key.
-  void refuse_unread(const std::string& what) const;
-
- private:
-  YAML::Node get(const std::string& key) const;
-  [[noreturn]] void bad(const std::string& key, const std::string& expected) const;
-  YAML::Node peek(const std::string& key) const;
-
-  YAML::Node node_;
-  std::filesystem::path file_;
-  std::string owner_;
-  mutable std::set<std::string> read_;
-};
-
-/// Parses "250ms", "30s", "5m", "2h", "1d" or a bare number of seconds.
-/// Returns false on anything else.
-bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
-
-/// Parses "127.0.0.1:110", "[::1]:110", "*:110" (all IPv4), "[::]:110".
-/// Throws config_error on anything else.
-asio::ip::tcp::endpoint parse_endpoint(const std::string& text);
+/// The warning for a metrics endpoint on a non-loopback address `where`:
+/// names the risk and `metrics_allow` (`allow`, as given when
+/// `allow_given`, else its loopback default).
+std::string metrics_exposure(const asio::ip::tcp::endpoint& where, const std::vector<base::address_prefix>& allow,
+                             bool allow_given);
 
 /// A listening address and how clients there start.
 struct listener {
@@ -81,6 +51,9 @@ struct tls_config {
   /// defaults); empty: Mozilla's "intermediate" list.
   std::string ciphers;
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(30)};
+  /// How long a session ticket key seals new tickets (a ticket is valid
+  /// that long); the key before still opens them for as long again.
+  std::chrono::milliseconds ticket_key_rotation{std::chrono::hours(1)};
 };
 
 /// When USER/PASS and AUTH PLAIN are allowed (Dovecot's disable_plaintext_auth).
@@ -103,25 +76,31 @@ struct server_config {
   /// implicit-TLS listeners serve.
   std::optional<tls_config> tls;
   plaintext_policy plaintext_auth = plaintext_policy::tls_or_trusted;
-  std::vector<network> trusted_networks;
-  std::string customer_domain = "demon.co.uk";
-  std::string server_name;  // defaults to the machine's host name
+  std::vector<base::address_prefix> trusted_networks;
+  /// hosts, punts, customer_domain, server_name, user ...: what the admin
+  /// tool reads too.
+  config::site site;
   std::string banner;       // greeting text after "+OK "
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
   std::size_t max_sessions = 1000;
   /// Peers (load balancers) whose connections must begin with a PROXY
   /// protocol header, and how long they have to send it.
-  std::vector<network> proxy_protocol_from;
+  std::vector<base::address_prefix> proxy_protocol_from;
   std::chrono::milliseconds proxy_protocol_timeout{std::chrono::seconds(5)};
   /// Sessions one client address may hold at once; 0 is no limit.
   std::size_t max_sessions_per_address = 20;
   /// From connect to a successful login, whatever the client sends; 0 is none.
   std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
-  std::string user;  // drop privileges to this user after binding
-  std::string log_level = "info";
-  std::string log_format = "text";  // or "json": one JSON object per line
   /// Where to serve GET /metrics (Prometheus text format); none by default.
   std::optional<asio::ip::tcp::endpoint> metrics_listen;
+  /// The clients the metrics endpoint answers (`metrics_allow:`; default:
+  /// loopback only); others get 403.
+  std::vector<base::address_prefix> metrics_allow;
+  /// The group given the control socket (`site.control_socket`), if set.
+  std::string control_socket_group;
+  /// How often every punt is probed in the background (`sdps status`,
+  /// sdps_punt_up).
+  std::chrono::milliseconds probe_interval{std::chrono::seconds(5)};
   /// Extra folders searched for modules, before the one next to the binary.
   std::vector<std::filesystem::path> module_path;
   unsigned blocking_threads = 2;
@@ -132,7 +111,20 @@ struct server_config {
   /// The top-level mapping, for site sections that modules and the admin
   /// tool share (`hosts`, `punts`).
   std::shared_ptr<yaml_settings> globals;
+  /// The whole file as read: what a reload compares, key by key.
+  YAML::Node root;
+  /// `--listen`/`--listen-tls` replaced the file's `listen:`.
+  bool listen_from_command_line = false;
+  /// What the file allows but the admin should hear about (a metrics
+  /// endpoint on a non-loopback address): logged as warnings at start,
+  /// printed by `sdpsd --check`.
+  std::vector<std::string> warnings;
 };
+
+/// The top-level keys sdpsd itself reads, besides the site's
+/// (config::site_keys); modules may read others (a static list that the
+/// reader and `sdpsd --list-keys` share).
+extern const std::set<std::string> server_keys;
 
 /// The most `threads:` may ask for.
 inline constexpr unsigned max_threads = 256;
@@ -142,5 +134,9 @@ unsigned default_threads();
 
 /// Reads and validates FILE. Throws config_error with file and line.
 server_config load_config(const std::filesystem::path& file);
+
+/// Validates a document already read (load_config after reading the
+/// file). Throws config_error with file and line.
+server_config read_config(const config::document& doc);
 
 }  // namespace sdps::core

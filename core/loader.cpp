@@ -102,8 +102,10 @@ class instance_config final : public sdps::module_config {
   logger& log() override { return log_; }
   std::size_t position() const override { return position_; }
   void terminal() override { terminal_ = true; }
+  void declare_role(const std::string& role) override { role_ = role; }
 
   bool is_terminal() const { return terminal_; }
+  const std::string& role() const { return role_; }
   const std::vector<std::pair<std::string, bool>>& requirements() const { return requirements_; }
 
  protected:
@@ -119,19 +121,76 @@ class instance_config final : public sdps::module_config {
   logger& log_;
   service_registry& services_;
   bool terminal_ = false;
+  std::string role_;
   std::vector<std::pair<std::string, bool>> requirements_;
 };
 
+std::string where_of(const module_instance& l) { return l.where.empty() ? l.instance : l.where; }
+
 }  // namespace
 
-std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, stderr_log& log,
-                                   service_registry& services) {
+std::unique_ptr<chain> assemble_chain(std::vector<std::unique_ptr<module_instance>> links,
+                                      const requirement_list& requirements, service_registry& services,
+                                      std::size_t terminal_at) {
+  for (std::size_t i = 0; i < links.size() && i < requirements.size(); ++i) {
+    for (const auto& [id, earlier] : requirements[i]) {
+      bool found = false;
+      for (const auto& e : services.entries())
+        if (e.service == id && e.position != i && (!earlier || e.position < i)) found = true;
+      if (!found)
+        throw config_error(where_of(*links[i]) + ": module instance '" + links[i]->instance + "' (" +
+                           links[i]->module + ") needs a module providing " + id +
+                           (earlier ? " before it in the chain" : " in the chain"));
+    }
+  }
+  if (terminal_at != SIZE_MAX && terminal_at + 1 < links.size())
+    throw config_error(where_of(*links[terminal_at + 1]) + ": module instance '" + links[terminal_at + 1]->instance +
+                       "' can never run: '" + links[terminal_at]->instance +
+                       "' before it answers every command and must be last");
+  // A login must be verified before anything else of it happens: stages
+  // without a verifier would refuse every login.
+  const module_instance* staged = nullptr;
+  bool verifier = false;
+  for (const auto& l : links) {
+    if (l->stages.contains(login_stage::verify)) verifier = true;
+    if (!staged && !l->stages.empty()) staged = l.get();
+  }
+  if (staged && !verifier)
+    throw config_error(where_of(*staged) + ": module instance '" + staged->instance +
+                       "' takes part in logins, but no instance of the chain verifies them (login stage verify, "
+                       "as auth does): every login would be refused");
+  // The sessions' maildrop: the chain's last provider of it (merge after
+  // the spools it merges; a back end's one spool).
+  maildrop_source* source = nullptr;
+  std::size_t source_at = SIZE_MAX;
+  for (const auto& e : services.entries())
+    if (e.service == std::string_view(maildrop_source::service_id) && e.position < links.size() &&
+        (source_at == SIZE_MAX || e.position >= source_at)) {
+      source = static_cast<maildrop_source*>(e.object);
+      source_at = e.position;
+    }
+  const module_instance* source_instance = source ? links[source_at].get() : nullptr;
+  for (const auto& l : links) {
+    try {
+      l->object->start(services);
+    } catch (const std::exception& e) {
+      const std::string text = e.what();
+      throw config_error(text.find(l->instance) != std::string::npos
+                             ? text
+                             : where_of(*l) + ": module instance '" + l->instance + "': " + text);
+    }
+  }
+  return std::make_unique<chain>(std::move(links), source, source_instance);
+}
+
+std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, logging::source_log& log,
+                                   service_registry& services, chain_facts* facts) {
   auto dirs = config.module_path;
   for (auto& dir : default_module_dirs()) dirs.push_back(std::move(dir));
   std::vector<std::unique_ptr<module_instance>> links;
-  std::vector<std::vector<std::pair<std::string, bool>>> requirements;
+  requirement_list requirements;
   std::size_t terminal_at = SIZE_MAX;
-  std::string terminal_name;
+  std::string role, role_by;
 
   for (std::size_t i = 0; i < config.chain.size(); ++i) {
     const chain_entry& entry = config.chain[i];
@@ -150,11 +209,16 @@ std::unique_ptr<chain> build_chain(const server_config& config, server_context& 
     l->log = log.derive(entry.instance);
     instance_config ic(entry, i, server, *l->log, services);
     try {
+      // The top-level keys an instance reads are its own to reconfigure
+      // on SIGHUP.
+      if (config.globals) config.globals->attribute_reads_to(entry.instance);
       l->object.reset(file.info->create(ic));
+      if (config.globals) config.globals->attribute_reads_to({});
       if (!l->object) throw config_error("create returned nothing");
       entry.options->refuse_unread(entry.instance);
       l->specs = l->object->commands();
       l->events = l->object->events();
+      l->stages = l->object->login_stages();
     } catch (const config_error& e) {
       const std::string text = e.what();
       // Errors from settings already carry file:line and the instance.
@@ -162,41 +226,27 @@ std::unique_ptr<chain> build_chain(const server_config& config, server_context& 
     } catch (const std::exception& e) {
       throw config_error(who + ": " + e.what());
     }
-    if (ic.is_terminal() && terminal_at == SIZE_MAX) {
-      terminal_at = i;
-      terminal_name = entry.instance;
+    if (ic.is_terminal() && terminal_at == SIZE_MAX) terminal_at = i;
+    if (!ic.role().empty()) {
+      if (!role.empty() && role != ic.role())
+        throw config_error(who + ": it makes this process a " + ic.role() + ", but module instance '" + role_by +
+                           "' makes it a " + role);
+      role = ic.role();
+      role_by = entry.instance;
     }
     requirements.push_back(ic.requirements());
+    services.add_instance({l->instance, l->module, i, l->stages});
     links.push_back(std::move(l));
   }
+  if (facts) facts->role = role.empty() ? "embedded" : role;
+  // Top-level keys are the core's, the site's, or a module's (read by it
+  // as it was created): anything else is a mistake.
+  if (config.globals)
+    for (const std::string& key : config.globals->unread())
+      config.globals->fail(key, "unknown top-level setting '" + key +
+                                    "' (neither sdpsd nor a module of the chain uses it)");
 
-  if (terminal_at != SIZE_MAX && terminal_at + 1 != links.size())
-    throw config_error(config.chain[terminal_at + 1].where + ": module instance '" + config.chain[terminal_at + 1].instance +
-                       "' can never run: '" + terminal_name + "' before it answers every command and must be last");
-
-  for (std::size_t i = 0; i < links.size(); ++i) {
-    for (const auto& [id, earlier] : requirements[i]) {
-      bool found = false;
-      for (const auto& e : services.entries())
-        if (e.service == id && e.position != i && (!earlier || e.position < i)) found = true;
-      if (!found)
-        throw config_error(config.chain[i].where + ": module instance '" + links[i]->instance + "' (" +
-                           links[i]->module + ") needs a module providing " + id +
-                           (earlier ? " before it in the chain" : " in the chain"));
-    }
-  }
-
-  for (std::size_t i = 0; i < links.size(); ++i) {
-    try {
-      links[i]->object->start(services);
-    } catch (const std::exception& e) {
-      const std::string text = e.what();
-      throw config_error(text.find(links[i]->instance) != std::string::npos
-                             ? text
-                             : config.chain[i].where + ": module instance '" + links[i]->instance + "': " + text);
-    }
-  }
-  return std::make_unique<chain>(std::move(links));
+  return assemble_chain(std::move(links), requirements, services, terminal_at);
 }
 
 }  // namespace sdps::core

@@ -36,16 +36,41 @@ module_file open_module(const std::vector<std::filesystem::path>& dirs, const st
 class service_registry final : public sdps::registry {
  public:
   const std::vector<entry>& entries() const override { return entries_; }
+  const std::vector<instance_info>& instances() const override { return instances_; }
   void add(entry e) { entries_.push_back(std::move(e)); }
+  void add_instance(instance_info i) { instances_.push_back(std::move(i)); }
 
  private:
   std::vector<entry> entries_;
+  std::vector<instance_info> instances_;
 };
 
-/// Loads every module of `config`, creates the instances, checks settings,
-/// requirements and terminal placement, and starts them. Throws
-/// config_error naming the instance, file and line.
-std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, stderr_log& log,
-                                   service_registry& services);
+/// What the loader learnt beyond the chain itself.
+struct chain_facts {
+  /// "embedded", or what an instance declared (module_config::declare_role).
+  std::string role = "embedded";
+};
+
+/// What module_config::require() asked, per instance: (service id, earlier).
+using requirement_list = std::vector<std::vector<std::pair<std::string, bool>>>;
+
+/// Makes a chain of created instances (in chain order): checks their
+/// requirements (`requirements`, one list per instance), the chain's order
+/// (terminal placement, login stages), finds the chain's maildrop source
+/// (its last provider) and starts every instance. `terminal_at` is the
+/// index of the first instance that declared itself terminal, if any.
+/// What the loader and the unit tests' harness both use. Throws
+/// config_error.
+std::unique_ptr<chain> assemble_chain(std::vector<std::unique_ptr<module_instance>> links,
+                                      const requirement_list& requirements, service_registry& services,
+                                      std::size_t terminal_at = SIZE_MAX);
+
+/// Loads every module of `config`, creates the instances, checks settings
+/// (each instance's, and the top level's: a key neither the core, the
+/// site nor an instance read is refused), requirements, terminal placement
+/// and the order of the login stages, and starts them. Throws config_error
+/// naming the instance, file and line.
+std::unique_ptr<chain> build_chain(const server_config& config, server_context& server, logging::source_log& log,
+                                   service_registry& services, chain_facts* facts = nullptr);
 
 }  // namespace sdps::core

@@ -1,6 +1,6 @@
 #include "metrics.hpp"
 
-#include "version.hpp"
+#include "base/version.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -43,27 +43,20 @@ std::string with_le(const std::string& key, const std::string& le) {
 metrics_registry::metrics_registry() {
   declare("sdps_build_info", "gauge", "Version, commit and module ABI of this sdpsd; always 1.");
   set("sdps_build_info",
-      {{"version", version::number()}, {"commit", version::commit()}, {"abi", std::to_string(version::abi)}}, 1);
+      {{"version", base::version::number()}, {"commit", base::version::commit()}, {"abi", std::to_string(base::version::abi)}}, 1);
   declare("sdps_sessions_current", "gauge", "POP3 sessions open now.");
   declare("sdps_sessions_total", "counter", "POP3 sessions accepted since start.");
   declare("sdps_session_ends_total", "counter", "Sessions ended, by how they ended.");
-  declare("sdps_logins_total", "counter", "PASS commands, by result (ok, failed).");
+  declare("sdps_logins_total", "counter", "Logins (USER/PASS, AUTH), by result (ok, failed).");
   add("sdps_logins_total", {{"result", "ok"}}, 0);
   add("sdps_logins_total", {{"result", "failed"}}, 0);
-  declare("sdps_login_failures_total", "counter", "Failed logins, by reason.");
+  declare("sdps_login_failures_total", "counter", "Failed logins, by reason (the refusing login stage's words).");
   declare("sdps_commands_total", "counter", "Commands answered, by verb (verbs no module knows count as OTHER).");
   declare("sdps_sent_bytes_total", "counter", "Octets written to POP3 clients.");
   add("sdps_sent_bytes_total", {}, 0);
-  declare("sdps_punt_up", "gauge", "1 when the punt's spool or back end answered its last use, else 0.");
-  declare("sdps_backend_link_errors_total", "counter", "Failed requests and connections to a back end, by punt.");
-  declare("sdps_backend_request_seconds", "histogram", "Round-trip time of requests to a back end, by punt.",
-          {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
-  declare("sdps_auth_cache_hits_total", "counter", "Logins answered from the auth cache.");
-  declare("sdps_auth_cache_misses_total", "counter", "Logins the auth cache could not answer.");
-  add("sdps_auth_cache_hits_total", {}, 0);
-  add("sdps_auth_cache_misses_total", {}, 0);
   declare("sdps_module_timeouts_total", "counter", "Module calls that overran their timeout, by instance.");
   logins_ok_ = counter("sdps_logins_total", {{"result", "ok"}});
+  logins_failed_ = counter("sdps_logins_total", {{"result", "failed"}});
   sent_bytes_ = counter("sdps_sent_bytes_total");
 }
 
@@ -111,6 +104,11 @@ void metrics_registry::command(std::string_view verb) {
     it->second.add();
   else
     add("sdps_commands_total", {{"verb", std::string(verb)}});
+}
+
+void metrics_registry::login_failed(std::string_view reason) {
+  logins_failed_.add();
+  add("sdps_login_failures_total", {{"reason", std::string(reason)}});
 }
 
 std::string metrics_registry::label_key(const metric_labels& labels) {

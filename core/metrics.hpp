@@ -56,6 +56,8 @@ class metrics_registry final : public sdps::metrics {
   /// One command answered; `verb` as sdps_commands_total labels it.
   void command(std::string_view verb);
   void login_ok() { logins_ok_.add(); }
+  /// A login refused at some stage; `reason` is the stage's fixed words.
+  void login_failed(std::string_view reason);
   void sent(std::size_t octets) { sent_bytes_.add(static_cast<double>(octets)); }
 
  private:
@@ -82,7 +84,7 @@ class metrics_registry final : public sdps::metrics {
   std::string role_ = "embedded";
   // Resolved by the constructor, set_role() and resolve(); read-only while
   // the event loops run. Sessions count only once a role is set.
-  counter_handle sessions_total_, logins_ok_, sent_bytes_;
+  counter_handle sessions_total_, logins_ok_, logins_failed_, sent_bytes_;
   std::atomic<double>* sessions_current_ = nullptr;
   std::map<std::string, counter_handle, std::less<>> commands_, ends_;
 };

@@ -1,8 +1,9 @@
 #include "notify.hpp"
 
+#include "base/descriptor.hpp"
+
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdlib>
@@ -18,11 +19,10 @@ bool notify_socket(const std::string& socket_path, std::string_view state) {
   std::memcpy(address.sun_path, socket_path.data(), socket_path.size());
   if (socket_path[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
   const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_path.size());
-  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+  const base::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  const ssize_t sent = ::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
                                 reinterpret_cast<const sockaddr*>(&address), length);
-  ::close(fd);
   return sent == static_cast<ssize_t>(state.size());
 }
 

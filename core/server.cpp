@@ -3,16 +3,23 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/write.hpp>
 
+#include "base/account.hpp"
+#include "base/privileges.hpp"
 #include "notify.hpp"
 
+#include <algorithm>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 
+#include <fcntl.h>
 #include <pthread.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace sdps::core {
 
@@ -25,16 +32,32 @@ thread_local asio::io_context* this_loop = nullptr;
 
 server::server(server_config config)
     : config_(std::move(config)),
+      in_force_(config_text::of(config_)),
       pool_(config_.blocking_threads),
-      log_(parse_level(config_.log_level), "sdpsd"),
+      sink_(std::make_shared<logging::sink>(config_.site.log)),
+      log_(sink_, "sdpsd"),
+      max_sessions_(config_.max_sessions),
       per_address_(config_.max_sessions_per_address) {
   for (unsigned i = 0; i < std::max(config_.threads, 1u); ++i) workers_.push_back(std::make_unique<worker>(i));
   signals_ = std::make_unique<asio::signal_set>(workers_.front()->io, SIGINT, SIGTERM, SIGHUP);
-  limits_.idle_timeout = config_.idle_timeout;
-  log_.set_json(config_.log_format == "json");
-  limits_.proxy_protocol_from = config_.proxy_protocol_from;
-  limits_.proxy_header_timeout = config_.proxy_protocol_timeout;
-  limits_.login_timeout = config_.login_timeout;
+  apply_live_settings();
+}
+
+void server::apply_live_settings() {
+  auto fresh = std::make_shared<connection_settings>();
+  fresh->session.idle_timeout = config_.idle_timeout;
+  fresh->session.login_timeout = config_.login_timeout;
+  fresh->session.banner = config_.banner;
+  fresh->session.plaintext = config_.plaintext_auth;
+  fresh->session.trusted = config_.trusted_networks;
+  fresh->proxy_protocol_from = config_.proxy_protocol_from;
+  fresh->proxy_header_timeout = config_.proxy_protocol_timeout;
+  {
+    std::lock_guard guard(settings_lock_);
+    settings_ = std::move(fresh);
+  }
+  max_sessions_.store(config_.max_sessions, std::memory_order_release);
+  per_address_.set_max_per_address(config_.max_sessions_per_address);
 }
 
 server::~server() {
@@ -56,14 +79,10 @@ void server::load() {
                          " is marked 'tls: implicit' but there is no top-level 'tls:' section");
     }
   if (config_.tls) tls_ = std::make_unique<tls_credentials>(*config_.tls);
-  chain_ = build_chain(config_, *this, log_, services_);
-  // The role label of the session metrics, from what the chain does.
-  std::string role = "embedded";
-  for (const auto& l : chain_->links()) {
-    if (l->module == "remote_spool") role = "frontend";
-    if (l->module == "backend_auth") role = "backend";
-  }
-  process_metrics().set_role(role);
+  chain_facts facts;
+  chain_ = build_chain(config_, *this, log_, services_, &facts);
+  role_ = facts.role;
+  process_metrics().set_role(facts.role);
   std::vector<std::string> verbs = chain_->verbs();
   verbs.push_back("OTHER");
   process_metrics().resolve(verbs, std::vector<std::string>(std::begin(session_end::all), std::end(session_end::all)));
@@ -92,8 +111,41 @@ std::unique_ptr<asio::ip::tcp::acceptor> server::open_acceptor(asio::io_context&
   return acceptor;
 }
 
-void server::bind() {
-  for (const listener& l : config_.listen) {
+std::string server::adopt(const base::activated_socket& socket) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  ::getsockname(socket.fd, reinterpret_cast<sockaddr*>(&address), &length);
+  if (address.ss_family != AF_INET && address.ss_family != AF_INET6)
+    throw std::runtime_error("socket activation: descriptor " + std::to_string(socket.fd) + " is not a TCP socket");
+  const auto protocol = address.ss_family == AF_INET ? asio::ip::tcp::v4() : asio::ip::tcp::v6();
+  const bool implicit_tls = socket.name == "pop3s";
+  if (implicit_tls && !tls_)
+    throw config_error("socket activation: the socket named pop3s is implicit TLS, but there is no top-level 'tls:'");
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const int fd = i == 0 ? socket.fd : ::fcntl(socket.fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error("socket activation: dup: " + std::string(std::strerror(errno)));
+    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(workers_[i]->io);
+    acceptor->assign(protocol, fd);
+    workers_[i]->acceptors.push_back(std::move(acceptor));
+  }
+  auto policy = std::make_unique<listener_policy>();
+  policy->tls = tls_.get();
+  policy->implicit_tls = implicit_tls;
+  policies_.push_back(std::move(policy));
+  std::ostringstream line;
+  line << "listening on " << workers_.front()->acceptors.back()->local_endpoint() << " (from systemd"
+       << (implicit_tls ? ", implicit TLS)" : tls_ ? ", STLS offered)" : ")");
+  return line.str();
+}
+
+void server::bind(std::vector<base::activated_socket> activated) {
+  // Said once everything is bound, the control socket included: whoever
+  // waits for these lines may use all of it.
+  std::vector<std::string> listening;
+  for (const auto& socket : activated) listening.push_back(adopt(socket));
+  // Sockets from systemd replace the config's listeners.
+  const std::vector<listener> none;
+  for (const listener& l : activated.empty() ? config_.listen : none) {
     const auto& endpoint = l.endpoint;
     if (workers_.size() > 1 && endpoint.port() != 0) {
       // SO_REUSEPORT would let these sockets join a group another process
@@ -113,30 +165,35 @@ void server::bind() {
     auto policy = std::make_unique<listener_policy>();
     policy->tls = tls_.get();
     policy->implicit_tls = l.implicit_tls;
-    policy->plaintext = config_.plaintext_auth;
-    policy->trusted = &config_.trusted_networks;
-    log_.info("listening on ", bound,
-              l.implicit_tls ? " (implicit TLS)" : tls_ ? " (STLS offered)" : "");
+    std::ostringstream line;
+    line << "listening on " << bound << (l.implicit_tls ? " (implicit TLS)" : tls_ ? " (STLS offered)" : "");
+    listening.push_back(line.str());
     policies_.push_back(std::move(policy));
   }
   if (config_.metrics_listen)
     metrics_endpoint_ =
-        std::make_unique<metrics_endpoint>(workers_.front()->io, *config_.metrics_listen, process_metrics(), log_);
+        std::make_unique<metrics_endpoint>(workers_.front()->io, *config_.metrics_listen, config_.metrics_allow,
+                                           process_metrics(), log_);
+  open_control();
+  for (const std::string& line : listening) log_.info(line);
+}
+
+std::vector<std::string> server::check() const {
+  std::vector<std::string> out = base::check_readable(config_.file, "the config file (SIGHUP reads it again)");
+  if (tls_) {
+    const tls_config tls = tls_->config();
+    for (auto& line : base::check_readable(tls.certificate, "the TLS certificate (read again at SIGHUP)"))
+      out.push_back(std::move(line));
+    for (auto& line : base::check_readable(tls.key, "the TLS key (read again at SIGHUP)"))
+      out.push_back(std::move(line));
+  }
+  for (auto& line : chain_->check()) out.push_back(std::move(line));
+  return out;
 }
 
 void server::drop_privileges() {
-  if (config_.user.empty()) return;
-  errno = 0;
-  const passwd* pw = ::getpwnam(config_.user.c_str());
-  if (!pw) throw std::runtime_error("user '" + config_.user + "' does not exist");
-  if (::geteuid() != 0) {
-    if (::geteuid() == pw->pw_uid) return;
-    throw std::runtime_error("cannot switch to user '" + config_.user + "': not running as root");
-  }
-  if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0)
-    throw std::runtime_error("cannot switch to user '" + config_.user + "': " + std::strerror(errno));
-  if (::setuid(0) == 0) throw std::runtime_error("privileges were not dropped: setuid(0) still works");
-  log_.info("running as user ", config_.user);
+  if (base::become_user(config_.site.user, base::when_unprivileged::refuse))
+    log_.info("running as user ", config_.site.user);
 }
 
 int server::run() {
@@ -146,6 +203,8 @@ int server::run() {
     for (std::size_t i = 0; i < w->acceptors.size(); ++i)
       asio::co_spawn(w->io, accept_loop(*w, *w->acceptors[i], *policies_[i]), asio::detached);
   if (metrics_endpoint_) metrics_endpoint_->start();
+  if (monitor_) monitor_->start();
+  if (control_) control_->start();
   // Listeners are bound and privileges dropped: systemd (Type=notify) may
   // start what depends on us.
   notify_service_manager("READY=1\nSTATUS=serving");
@@ -185,15 +244,10 @@ void server::watch_signals() {
   signals_->async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGHUP) {
-      log_.info("SIGHUP: reloading modules");
-      // New sessions get the new certificate; open ones keep theirs.
-      if (tls_) tls_->reload(log_);
       const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now().time_since_epoch());
       notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now.count()));
-      // Here, on the first loop, while the other loops serve on: every
-      // module's reload() is thread-safe (docs/modules.md).
-      chain_->reload();
+      reload();
       notify_service_manager("READY=1\nSTATUS=serving");
       watch_signals();
       return;
@@ -203,10 +257,72 @@ void server::watch_signals() {
   });
 }
 
+void server::reload() {
+  log_.info("SIGHUP: reading ", config_.file.string(), " again and reloading the modules' files");
+  std::optional<server_config> fresh;
+  reload_plan plan;
+  try {
+    fresh = load_config(config_.file);
+    if (config_.listen_from_command_line) {
+      fresh->listen = config_.listen;
+      fresh->listen_from_command_line = true;
+    }
+    plan = plan_reload(in_force_, config_, *fresh, *chain_);
+  } catch (const std::exception& e) {
+    // config_error from the file, or an unreadable file: nothing changes.
+    log_.error("reload: ", e.what(), "; keeping the configuration in force");
+    fresh.reset();
+  }
+  std::optional<tls_config> tls;
+  if (fresh) {
+    // The lines about the change come out at the more talkative of the two
+    // log levels, so that a level raised or lowered says so.
+    logging::options during = fresh->site.log;
+    during.minimum = std::min(config_.site.log.minimum, fresh->site.log.minimum);
+    sink_->configure(during);
+    for (const std::string& line : plan.applied) log_.info("reload: applied ", line);
+    for (const std::string& line : plan.restart) log_.warning("reload: ", line);
+    if (plan.applied.empty() && plan.restart.empty()) log_.info("reload: no setting changed");
+    config_.site.log = fresh->site.log;
+    sink_->configure(config_.site.log);
+    config_.banner = fresh->banner;
+    config_.idle_timeout = fresh->idle_timeout;
+    config_.login_timeout = fresh->login_timeout;
+    config_.plaintext_auth = fresh->plaintext_auth;
+    config_.trusted_networks = fresh->trusted_networks;
+    config_.proxy_protocol_from = fresh->proxy_protocol_from;
+    config_.proxy_protocol_timeout = fresh->proxy_protocol_timeout;
+    config_.max_sessions = fresh->max_sessions;
+    config_.max_sessions_per_address = fresh->max_sessions_per_address;
+    config_.metrics_allow = fresh->metrics_allow;
+    // The endpoint accepts on this loop (the first), where SIGHUP is handled.
+    if (metrics_endpoint_) metrics_endpoint_->allow(config_.metrics_allow);
+    apply_live_settings();
+    if (config_.tls && fresh->tls) tls = fresh->tls;  // added or removed: at the next restart
+    for (auto& change : plan.module_changes) {
+      try {
+        change();
+      } catch (const std::exception& e) {
+        log_.error("reload: a module failed to apply its new settings: ", e.what());
+      }
+    }
+    in_force_ = std::move(plan.in_force);
+  }
+  // New sessions get the new certificate; open ones keep theirs.
+  if (tls_) {
+    tls_->reload(log_, tls);
+    if (tls) config_.tls = tls_->config();
+  }
+  // Here, on the first loop, while the other loops serve on: every
+  // module's reload() is thread-safe (docs/modules.md).
+  chain_->reload();
+}
+
 void server::shutdown() {
   stopping_ = true;
   notify_service_manager("STOPPING=1");
   if (metrics_endpoint_) metrics_endpoint_->close();
+  close_control();
   // Each loop closes its own acceptors and sessions: their objects belong
   // to its thread.
   for (auto& w : workers_) asio::post(w->io, [this, loop = w.get()] { close_loop(*loop); });
@@ -220,13 +336,11 @@ void server::close_loop(worker& w) {
     acceptor->close(ignored);
   }
   for (auto& [id, weak] : w.sessions)
-    if (auto c = weak.lock()) {
-      c->end_reason(session_end::shutdown);
-      c->close();
-    }
+    if (auto c = weak.lock()) c->end(session_end::shutdown);
 }
 
-std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& socket) {
+std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& socket,
+                                                     const connection_settings& settings) {
   auto refuse = [&socket](const std::string& text) {
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
@@ -236,7 +350,7 @@ std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& soc
   // loops admitting at the same moment never pass max_sessions together.
   std::size_t open = open_sessions_.load(std::memory_order_acquire);
   do {
-    if (open >= config_.max_sessions) {
+    if (open >= max_sessions_.load(std::memory_order_acquire)) {
       log_.warning("refusing a connection: ", open, " sessions open (max_sessions)");
       refuse("-ERR [SYS/TEMP] too many connections, try again later\r\n");
       return nullptr;
@@ -251,7 +365,7 @@ std::unique_ptr<address_limits::ticket> server::admit(asio::ip::tcp::socket& soc
   bool first_refusal = false;
   // A balancer's connections are limited by the client each one's PROXY
   // header names (connection::read_proxy_header rekeys the ticket).
-  const bool balancer = contains(config_.proxy_protocol_from, peer.address());
+  const bool balancer = contains(settings.proxy_protocol_from, peer.address());
   auto ticket = per_address_.admit(peer.address(), first_refusal, !balancer);
   if (!ticket) {
     session_gone();
@@ -279,7 +393,10 @@ awaitable<void> server::accept_loop(worker& w, asio::ip::tcp::acceptor& acceptor
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    auto ticket = admit(socket);
+    // What the session works under, as configured now (SIGHUP changes it
+    // for the sessions that come after).
+    auto settings = connection_defaults();
+    auto ticket = admit(socket, *settings);
     if (!ticket) {
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -294,7 +411,7 @@ awaitable<void> server::accept_loop(worker& w, asio::ip::tcp::acceptor& acceptor
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     }
     const std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    auto session = std::make_shared<connection>(std::move(socket), id, *chain_, limits_, config_.banner, log_, policy);
+    auto session = std::make_shared<connection>(std::move(socket), id, *chain_, std::move(settings), log_, policy);
     session->hold(std::move(ticket));
     w.sessions[id] = session;
     log_.debug("session ", id, " on event loop ", w.index);
@@ -303,10 +420,140 @@ awaitable<void> server::accept_loop(worker& w, asio::ip::tcp::acceptor& acceptor
         [this, &w, session, id]() -> awaitable<void> {
           co_await session->run();
           w.sessions.erase(id);
+          for (asio::steady_timer* watcher : w.end_watchers) watcher->cancel();
           session_gone();
         },
         asio::detached);
   }
+}
+
+// -- the punt probes and the control socket ----------------------------------------
+
+void server::open_control() {
+  const auto spools = services_.named<spool>();
+  if (!spools.empty())
+    monitor_ = std::make_unique<punt_monitor>(workers_.front()->io.get_executor(), spools, config_.probe_interval,
+                                              log_, process_metrics());
+  if (config_.site.control_socket.empty()) return;
+  control_socket_config c;
+  c.path = config_.site.control_socket;
+  c.group = config_.control_socket_group;
+  c.user = config_.site.user;
+  c.customer_domain = config_.site.customer_domain;
+  control_handler& handler = *this;
+  control_ = std::make_unique<control_socket>(workers_.front()->io, std::move(c), handler, monitor_.get(), log_);
+}
+
+void server::close_control() {
+  // The probes and the socket live on the first loop.
+  asio::post(workers_.front()->io, [this] {
+    if (monitor_) monitor_->stop();
+    if (control_) control_->close();
+  });
+}
+
+namespace {
+
+control::session_row row_of(connection& c) {
+  control::session_row row;
+  session_engine& session = c.session();
+  row.id = session.id();
+  if (const identity* who = session.login()) {
+    row.login = who->display();
+    row.host = who->host;
+    if (!who->host_login()) row.user = who->user;
+  }
+  std::ostringstream client;
+  client << c.remote_endpoint();
+  row.client = client.str();
+  row.tls = c.secure();
+  row.state = to_string(session.state());
+  row.since = std::chrono::duration_cast<std::chrono::seconds>(c.connected_at().time_since_epoch()).count();
+  row.sent = c.octets_sent();
+  return row;
+}
+
+}  // namespace
+
+awaitable<std::vector<control::session_row>> server::on_loop(worker& w, std::shared_ptr<const session_filter> which,
+                                                             bool kick) {
+  return asio::co_spawn(w.io, loop_sessions(&w, std::move(which), kick), asio::use_awaitable);
+}
+
+awaitable<std::vector<control::session_row>> server::loop_sessions(worker* w,
+                                                                   std::shared_ptr<const session_filter> which,
+                                                                   bool kick) {
+  // On w's own thread: its sessions are touched nowhere else.
+  std::vector<control::session_row> rows;
+  for (const auto& entry : w->sessions) {
+    const std::shared_ptr<connection> c = entry.second.lock();
+    if (!c) continue;
+    if (which && !which->matches(c->session().id(), c->session().login())) continue;
+    rows.push_back(row_of(*c));
+    if (kick) c->end(session_end::kicked);
+  }
+  co_return rows;
+}
+
+awaitable<std::vector<std::uint64_t>> server::wait_on_loop(worker& w, std::vector<std::uint64_t> ids,
+                                                           std::chrono::steady_clock::time_point deadline) {
+  return asio::co_spawn(w.io, loop_wait(&w, std::move(ids), deadline), asio::use_awaitable);
+}
+
+awaitable<std::vector<std::uint64_t>> server::loop_wait(worker* w, std::vector<std::uint64_t> ids,
+                                                        std::chrono::steady_clock::time_point deadline) {
+  // A kicked session is over once its disconnect event has run (its
+  // locks released) and it has left w->sessions.
+  asio::steady_timer wake(w->io);
+  for (;;) {
+    std::erase_if(ids, [w](std::uint64_t id) { return !w->sessions.contains(id); });
+    if (ids.empty() || std::chrono::steady_clock::now() >= deadline) co_return ids;
+    wake.expires_at(deadline);
+    w->end_watchers.push_back(&wake);
+    boost::system::error_code ignored;
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    std::erase(w->end_watchers, &wake);
+  }
+}
+
+awaitable<std::vector<control::session_row>> server::list_sessions() {
+  std::vector<control::session_row> out;
+  for (auto& w : workers_) {
+    // Once shutdown has begun a loop may have ended: nothing more is asked
+    // of the loops (stopping_ is set on this loop, before any loop is told).
+    if (stopping_) break;
+    std::shared_ptr<const session_filter> all;
+    std::vector<control::session_row> rows = co_await on_loop(*w, all, false);
+    for (auto& row : rows) out.push_back(std::move(row));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  co_return out;
+}
+
+awaitable<std::vector<control::session_row>> server::kick_sessions(session_filter which,
+                                                                   std::chrono::milliseconds wait) {
+  const auto selected = std::make_shared<const session_filter>(std::move(which));
+  // Every loop ends its sessions first; then the waits overlap.
+  std::vector<std::vector<control::session_row>> ended;
+  for (auto& w : workers_) {
+    if (stopping_) break;  // as in list_sessions()
+    ended.push_back(co_await on_loop(*w, selected, true));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::vector<control::session_row> out;
+  for (std::size_t i = 0; i < ended.size(); ++i) {
+    if (ended[i].empty()) continue;
+    std::vector<std::uint64_t> ids;
+    for (const auto& row : ended[i]) ids.push_back(row.id);
+    std::vector<std::uint64_t> left = ids;
+    if (!stopping_) left = co_await wait_on_loop(*workers_[i], ids, deadline);
+    for (auto& row : ended[i]) {
+      row.gone = std::find(left.begin(), left.end(), row.id) == left.end();
+      out.push_back(std::move(row));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  co_return out;
 }
 
 }  // namespace sdps::core

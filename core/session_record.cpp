@@ -2,7 +2,6 @@
 
 #include "metrics.hpp"
 
-#include <cstdio>
 
 namespace sdps::core {
 
@@ -22,26 +21,26 @@ void session_record::command(const std::string& verb, bool known, bool positive,
   }
 }
 
-log_fields session_record::logout_fields(const std::optional<identity>& login, bool logged_in,
-                                         const asio::ip::tcp::endpoint& remote,
-                                         const asio::ip::tcp::endpoint& local, bool tls) const {
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  char duration[32];
-  std::snprintf(duration, sizeof duration, "%.3fs", seconds);
-  const bool known = logged_in && login;
+logging::fields session_record::logout_fields(const identity* who, bool logged_in,
+                                              const asio::ip::tcp::endpoint& remote,
+                                              const asio::ip::tcp::endpoint& local, bool tls) const {
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  // A refused login's claim came from the client: made printable. (The
+  // parsers that produce identities refuse controls already; this is the
+  // log's own guard.)
   return {
-      {"login", known ? login->display() : "-"},
-      {"host", known ? login->host : "-"},
-      {"user", known && !login->user.empty() ? login->user : "-"},
-      {"rip", remote.address().to_string()},
-      {"lip", local.address().to_string()},
-      {"tls", tls ? "yes" : "no"},
-      {"retr", std::to_string(retr_) + "/" + std::to_string(retr_octets_)},
-      {"top", std::to_string(top_) + "/" + std::to_string(top_octets_)},
-      {"dele", std::to_string(dele_)},
-      {"end", how()},
-      {"duration", duration},
+      logging::text_field("login", who ? printable(who->display(), 140) : "-"),
+      logging::text_field("host", who ? printable(who->host, 80) : "-"),
+      logging::text_field("user", who && !who->user.empty() ? printable(who->user, 80) : "-"),
+      logging::text_field("auth", logged_in ? "yes" : who ? "failed" : "none"),
+      logging::text_field("rip", remote.address().to_string()),
+      logging::text_field("lip", local.address().to_string()),
+      logging::text_field("tls", tls ? "yes" : "no"),
+      logging::count_field("retr", retr_, retr_octets_),
+      logging::count_field("top", top_, top_octets_),
+      logging::number_field("dele", dele_),
+      logging::text_field("end", how()),
+      logging::seconds_field("duration", seconds),
   };
 }
 

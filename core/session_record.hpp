@@ -26,9 +26,11 @@ inline constexpr const char* reply_failed = "reply failed";
 inline constexpr const char* error = "internal error";
 inline constexpr const char* module_timeout = "module timeout";
 inline constexpr const char* closed = "closed by the server";
+/// An admin ended it (`sdps kick`, through the control socket).
+inline constexpr const char* kicked = "kicked";
 /// Every reason above (the label values of sdps_session_ends_total).
-inline constexpr const char* all[] = {quit,         update_failed, idle,  client_gone,    shutdown,
-                                      refused,      reply_failed,  error, module_timeout, closed};
+inline constexpr const char* all[] = {quit,    update_failed, idle,  client_gone,    shutdown, refused,
+                                      reply_failed, error,    module_timeout, closed, kicked};
 }  // namespace session_end
 
 /// Owned by the connection; all calls on its executor.
@@ -45,11 +47,14 @@ class session_record {
   }
   bool has_ended() const { return how_ != nullptr; }
 
-  /// The logout event's fields: login, host, user, rip, lip, tls, retr,
-  /// top, dele, end, duration.
-  log_fields logout_fields(const std::optional<identity>& login, bool logged_in,
-                           const asio::ip::tcp::endpoint& remote, const asio::ip::tcp::endpoint& local,
-                           bool tls) const;
+  /// The logout event's fields: login, host, user, auth, rip, lip, tls,
+  /// retr, top, dele, end, duration. `who` is the identity logged in, or
+  /// the one a refused login claimed (null when none was tried);
+  /// `logged_in` says which (auth=yes, auth=failed, auth=none). In JSON
+  /// the counters and the duration are numbers (retr, retr_octets, top,
+  /// top_octets, dele; duration in seconds).
+  logging::fields logout_fields(const identity* who, bool logged_in, const asio::ip::tcp::endpoint& remote,
+                           const asio::ip::tcp::endpoint& local, bool tls) const;
   const char* how() const { return how_ ? how_ : session_end::closed; }
 
  private:

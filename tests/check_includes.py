@@ -3,9 +3,12 @@
 
 The layout rule (docs/modules.md): a module includes only include/sdps/
 (the public API), lib/ and its own folder; a lib/ library only include/sdps/
-and lib/; the admin tool (tools/) no module; the core no module, library or
-tool. Unit tests (files under a tests/ folder) may also use tests/support/,
-the core, and other modules' headers to build whole chains.
+and lib/; the admin tool (tools/) only include/sdps/, lib/ and its own
+folder (no module, and not the server: it reads configs through
+lib/config); the core no module or tool (it uses lib/ as everything else
+does). Unit tests (files under a tests/ folder) may also use
+tests/support/, the core, and other modules' headers to build whole
+chains.
 
 An include names a file of this tree when some file's path ends with it
 ("spoolstore/store.hpp", "lock.hpp"); includes that name no file here
@@ -22,8 +25,10 @@ INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 
 
 def area(path):
-    """The part of the tree a file belongs to: modules/NAME, lib/NAME, or a top-level folder."""
+    """The part of the tree a file belongs to: modules/NAME (modules/spool/NAME), lib/NAME, or a top-level folder."""
     parts = path.parts
+    if parts[:2] == ("modules", "spool") and len(parts) > 3:
+        return f"modules/spool/{parts[2]}"  # each spool module is its own area
     if parts[0] in ("modules", "lib") and len(parts) > 2:
         return f"{parts[0]}/{parts[1]}"
     return parts[0]
@@ -38,9 +43,9 @@ def allowed(source):
     elif own.startswith("lib/"):
         ok = {own, "include", "lib/"}
     elif own == "tools":
-        ok = {"tools", "include", "lib/", "core"}
+        ok = {"tools", "include", "lib/"}
     elif own == "core":
-        ok = {"core", "include"}
+        ok = {"core", "include", "lib/"}
     else:
         return None  # examples, bench, tests/: not ruled here
     if is_test:

@@ -16,6 +16,14 @@
 //   idle     N sessions logged in (STAT done) and held; after each step of
 //            --steps a HELD line, then it waits for a line on stdin; at EOF
 //            it sends QUIT on every held session
+//   handshake C clients in a loop: the greeting and QUIT, nothing else (with
+//            --tls, one TLS handshake per session: handshakes/s)
+//
+// With --tls implicit (POP3S) or --tls stls every workload runs over TLS
+// (OpenSSL, on the same non-blocking sockets), with or without session
+// resumption (--resume on: each client offers the session its last
+// handshake gave it, a TLS 1.3 ticket or a TLS 1.2 session). Without --tls
+// not one call differs from the plaintext generator's.
 //
 // Output: human-readable lines beginning with '#', and one machine-readable
 // line `RESULT {json}` (for idle, also `HELD {json}` at each step).
@@ -23,6 +31,8 @@
 // failures only (-ERR replies, refused or reset connections, timeouts).
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -50,7 +60,10 @@
 
 namespace {
 
-enum class workload { full, login, retr, bigdrop, idle };
+enum class workload { full, login, retr, bigdrop, idle, handshake };
+
+// How a session gets TLS: not at all, before the greeting (POP3S), or by STLS.
+enum class tls_mode { none, implicit, stls };
 
 struct options {
   workload kind = workload::full;
@@ -66,6 +79,12 @@ struct options {
   long expect_messages = -1;
   long give_up = 100;  // idle: stop opening sessions after this many failed
   long sources = 0;  // > 0: client n connects from 127.1.0.0 + 1 + n % sources
+  long sessions = 0;  // > 0 (full, login, handshake): exactly this many sessions, then stop
+  tls_mode tls = tls_mode::none;
+  bool resume = false;        // offer the last session's ticket (or TLS 1.2 session)
+  int tls_max = TLS1_3_VERSION;
+  std::string ca;             // verify the server's certificate against this CA file
+  bool rotate = false;        // each new session takes the next login of the list
 };
 
 double now() {
@@ -111,13 +130,16 @@ std::string json_escape(std::string_view s) {
 
 // What a connection waits for next.
 enum class step {
-  connecting, greeting, user, pass, stat, uidl, uidl_body, list, list_body, retr, retr_body, quit, closing, holding
+  connecting, handshake, greeting, stls, stls_ready, user, pass, stat, uidl, uidl_body, list, list_body, retr, retr_body, quit,
+  closing, holding
 };
 
 const char* step_name(step s) {
   switch (s) {
     case step::connecting: return "connecting";
+    case step::handshake: return "the TLS handshake";
     case step::greeting: return "the greeting";
+    case step::stls: case step::stls_ready: return "the STLS reply";
     case step::user: return "the USER reply";
     case step::pass: return "the PASS reply";
     case step::stat: return "the STAT reply";
@@ -133,6 +155,8 @@ const char* step_name(step s) {
 
 struct connection {
   int fd = -1;
+  SSL* ssl = nullptr;     // TLS: set when the handshake begins; reads and writes go through it
+  bool secure = false;    // the handshake has completed
   std::uint32_t generation = 0;
   std::size_t user = 0;
   step at = step::connecting;
@@ -146,7 +170,7 @@ struct connection {
   long body = 0;          // its octets so far, unstuffed
   long wire = 0;          // its octets so far, as sent
   // times
-  double started = 0, waiting_since = 0, logged_in = 0;
+  double started = 0, waiting_since = 0, logged_in = 0, handshake_started = 0, pass_sent = 0;
   bool retr_loop = false;  // the retr workload: RETR again until the deadline
 };
 
@@ -155,9 +179,24 @@ enum class outcome { ok, verify, other };
 class loadgen {
  public:
   explicit loadgen(options o) : opt_(std::move(o)) {}
+  ~loadgen();
+  loadgen(const loadgen&) = delete;
+  loadgen& operator=(const loadgen&) = delete;
   int run();
 
  private:
+  // TLS (--tls)
+  bool make_tls_context();
+  void start_tls(std::size_t slot);
+  void continue_tls(std::size_t slot);
+  void after_greeting(std::size_t slot);
+  void login_or_quit(std::size_t slot);
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  std::string tls_error(SSL* ssl, int result) const;
+  std::string tls_json() const;
+  std::string tls_human() const;
+  long io_read(connection& c, char* into, std::size_t size, bool& again, std::string& error);
+
   // connections
   std::size_t open(std::size_t slot);
   void close_slot(std::size_t slot);
@@ -175,6 +214,8 @@ class loadgen {
 
   // workloads
   int run_sessions();
+  int run_counted_sessions();
+  int session_report(double cpu, double seconds);
   int run_retr();
   int run_bigdrop();
   int run_idle();
@@ -189,18 +230,205 @@ class loadgen {
   std::vector<std::string> first_errors_;
   std::vector<double> latencies_;  // whole sessions, seconds
   std::vector<double> login_times_, total_times_;
+  std::vector<double> pass_times_;  // PASS sent to its +OK, in the measured window
+  std::size_t next_user_ = 0;       // --rotate: the login the next session takes
   double window_start_ = 0, window_end_ = 1e300;
   bool starting_ = true;  // new sessions may start
   long held_ = 0, active_ = 0, quit_ok_ = 0, dropped_ = 0;
   double last_timeout_check_ = 0;
+  // TLS
+  SSL_CTX* tls_ = nullptr;
+  std::vector<SSL_SESSION*> tickets_;  // per slot: the session to offer next (--resume on)
+  long handshakes_ = 0, resumed_ = 0;   // completed in the measured window
+  std::vector<double> handshake_times_;  // seconds, from the ClientHello to the end
+  std::string tls_description_;         // protocol and cipher of the first handshake
 };
+
+std::string percentile_ms(std::vector<double> v, double p);
+
+// Which loadgen and slot an SSL belongs to (the new-session callback's way back).
+int slot_index = -1;
+
+loadgen::~loadgen() {
+  for (auto& c : slots_) {
+    if (c.ssl) SSL_free(c.ssl);
+  }
+  for (SSL_SESSION* s : tickets_) {
+    if (s) SSL_SESSION_free(s);
+  }
+  if (tls_) SSL_CTX_free(tls_);
+}
+
+bool loadgen::make_tls_context() {
+  tls_ = SSL_CTX_new(TLS_client_method());
+  if (!tls_) return false;
+  SSL_CTX_set_min_proto_version(tls_, TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(tls_, opt_.tls_max);
+  // A server that closes without close_notify after QUIT has still closed.
+  SSL_CTX_set_options(tls_, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // Sessions (tickets) go to on_new_session, which keeps each client's last
+  // one; OpenSSL's own client cache is not used.
+  SSL_CTX_set_session_cache_mode(tls_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(tls_, &loadgen::on_new_session);
+  if (!opt_.ca.empty()) {
+    if (SSL_CTX_load_verify_locations(tls_, opt_.ca.c_str(), nullptr) != 1) {
+      std::cerr << "sdps-loadgen: cannot load the CA file " << opt_.ca << "\n";
+      return false;
+    }
+    SSL_CTX_set_verify(tls_, SSL_VERIFY_PEER, nullptr);
+  }
+  slot_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return slot_index >= 0;
+}
+
+int loadgen::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<loadgen*>(SSL_get_app_data(ssl));
+  const auto slot = reinterpret_cast<std::uintptr_t>(SSL_get_ex_data(ssl, slot_index));
+  if (!self || !self->opt_.resume || slot >= self->tickets_.size()) return 0;
+  SSL_SESSION*& kept = self->tickets_[slot];
+  if (kept) SSL_SESSION_free(kept);
+  kept = session;  // ours now
+  return 1;
+}
+
+std::string loadgen::tls_error(SSL* ssl, int result) const {
+  const int code = SSL_get_error(ssl, result);
+  std::string why;
+  if (code == SSL_ERROR_SYSCALL) why = errno ? std::strerror(errno) : "connection closed";
+  if (const unsigned long e = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(e, text, sizeof text);
+    why = text;
+  }
+  ERR_clear_error();
+  if (why.empty()) why = "SSL error " + std::to_string(code);
+  return why;
+}
+
+// Starts the client side of a handshake on the connected socket.
+void loadgen::start_tls(std::size_t slot) {
+  connection& c = slots_[slot];
+  c.ssl = SSL_new(tls_);
+  if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1) {
+    fail(slot, outcome::other, "cannot make a TLS connection object");
+    return;
+  }
+  SSL_set_app_data(c.ssl, this);
+  SSL_set_ex_data(c.ssl, slot_index, reinterpret_cast<void*>(static_cast<std::uintptr_t>(slot)));
+  SSL_set_mode(c.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (opt_.resume && tickets_[slot]) SSL_set_session(c.ssl, tickets_[slot]);
+  c.at = step::handshake;
+  c.handshake_started = c.waiting_since = now();
+  continue_tls(slot);
+}
+
+void loadgen::continue_tls(std::size_t slot) {
+  connection& c = slots_[slot];
+  const int r = SSL_connect(c.ssl);
+  if (r != 1) {
+    const int code = SSL_get_error(c.ssl, r);
+    if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+      epoll_event ev{};
+      ev.events = code == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+      ev.data.u64 = (static_cast<std::uint64_t>(slot) << 32) | c.generation;
+      epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+      return;
+    }
+    fail(slot, outcome::other, "TLS handshake: " + tls_error(c.ssl, r));
+    return;
+  }
+  c.secure = true;
+  const double t = now();
+  if (t >= window_start_ && t < window_end_) {
+    ++handshakes_;
+    if (SSL_session_reused(c.ssl)) ++resumed_;
+    handshake_times_.push_back(t - c.handshake_started);
+  }
+  if (tls_description_.empty()) tls_description_ = std::string(SSL_get_version(c.ssl)) + " " + SSL_get_cipher_name(c.ssl);
+  const auto generation = c.generation;
+  if (opt_.tls == tls_mode::implicit) {
+    c.at = step::greeting;
+    c.waiting_since = t;
+  } else {
+    login_or_quit(slot);
+    if (c.generation != generation || c.fd < 0) return;
+  }
+  flush(slot);  // EPOLLIN (and EPOLLOUT while output waits) from now on
+  // The server's first records may already be in: read what is there.
+  if (c.generation == generation && c.fd >= 0) on_readable(slot);
+}
+
+// After the greeting (and, with STLS, the handshake): log in, or QUIT at once.
+void loadgen::login_or_quit(std::size_t slot) {
+  connection& c = slots_[slot];
+  const auto& user = opt_.users[c.user].first;
+  if (opt_.kind == workload::handshake) {
+    c.at = step::quit;
+    send(slot, "QUIT");
+  } else {
+    c.at = step::user;
+    send(slot, "USER " + user);
+  }
+}
+
+void loadgen::after_greeting(std::size_t slot) {
+  connection& c = slots_[slot];
+  if (opt_.tls == tls_mode::stls && !c.secure) {
+    c.at = step::stls;
+    send(slot, "STLS");
+    return;
+  }
+  login_or_quit(slot);
+}
+
+// One read from the connection: the socket's octets, or TLS's plaintext.
+// > 0 octets; 0 the end (EOF, or TLS close_notify); < 0 nothing now
+// (`again`) or an error (`error`).
+long loadgen::io_read(connection& c, char* into, std::size_t size, bool& again, std::string& error) {
+  const int r = SSL_read(c.ssl, into, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
+  if (r > 0) return r;
+  const int code = SSL_get_error(c.ssl, r);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    again = true;
+    return -1;
+  }
+  if (code == SSL_ERROR_ZERO_RETURN) return 0;
+  error = "TLS read: " + tls_error(c.ssl, r);
+  return -1;
+}
+
+std::string loadgen::tls_json() const {
+  if (opt_.tls == tls_mode::none) return "";
+  std::ostringstream json;
+  json.setf(std::ios::fixed);
+  json.precision(3);
+  json << ",\"tls\":\"" << (opt_.tls == tls_mode::implicit ? "implicit" : "stls") << "\",\"resume\":"
+       << (opt_.resume ? "true" : "false") << ",\"handshakes\":" << handshakes_ << ",\"resumed\":" << resumed_
+       << ",\"handshake_p50_ms\":" << percentile_ms(handshake_times_, 0.5)
+       << ",\"handshake_p99_ms\":" << percentile_ms(handshake_times_, 0.99) << ",\"protocol\":\""
+       << json_escape(tls_description_) << "\"";
+  return json.str();
+}
+
+std::string loadgen::tls_human() const {
+  if (opt_.tls == tls_mode::none) return "";
+  std::ostringstream human;
+  human << "; TLS (" << (opt_.tls == tls_mode::implicit ? "implicit" : "STLS") << ", "
+        << (tls_description_.empty() ? "no handshake" : tls_description_) << "): " << handshakes_
+        << " handshakes, " << resumed_ << " resumed" << (opt_.resume ? "" : " (resumption off)")
+        << ", handshake p50 " << percentile_ms(handshake_times_, 0.5) << " ms";
+  return human.str();
+}
 
 std::size_t loadgen::open(std::size_t slot) {
   connection& c = slots_[slot];
   const auto generation = c.generation + 1;
+  if (c.ssl) SSL_free(c.ssl);
   c = connection{};
   c.generation = generation;
-  c.user = slot % opt_.users.size();  // each client its own login: maildrops are locked
+  // Each client its own login (maildrops are locked); with --rotate each
+  // session the next one, so that no login repeats before the list ends.
+  c.user = opt_.rotate ? next_user_++ % opt_.users.size() : slot % opt_.users.size();
   c.started = c.waiting_since = now();
   c.fd = socket(opt_.host.find(':') != std::string::npos ? AF_INET6 : AF_INET,
                 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -249,6 +477,11 @@ std::size_t loadgen::open(std::size_t slot) {
 
 void loadgen::close_slot(std::size_t slot) {
   connection& c = slots_[slot];
+  if (c.ssl) {
+    SSL_free(c.ssl);  // no close_notify: clients rarely send one, and the server has closed or is closing
+    c.ssl = nullptr;
+    c.secure = false;
+  }
   if (c.fd >= 0) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
@@ -283,7 +516,17 @@ void loadgen::send(std::size_t slot, std::string_view command) {
 
 void loadgen::flush(std::size_t slot) {
   connection& c = slots_[slot];
-  while (!c.out.empty()) {
+  while (c.secure && !c.out.empty()) {
+    const int n = SSL_write(c.ssl, c.out.data(), static_cast<int>(std::min<std::size_t>(c.out.size(), 1 << 30)));
+    if (n <= 0) {
+      const int code = SSL_get_error(c.ssl, n);
+      if (code == SSL_ERROR_WANT_WRITE || code == SSL_ERROR_WANT_READ) break;
+      fail(slot, outcome::other, "TLS write: " + tls_error(c.ssl, n));
+      return;
+    }
+    c.out.erase(0, static_cast<std::size_t>(n));
+  }
+  while (!c.secure && !c.out.empty()) {
     ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN) break;
@@ -308,9 +551,17 @@ void loadgen::on_event(std::size_t slot, std::uint32_t events) {
       fail(slot, outcome::other, std::string("connect: ") + std::strerror(err));
       return;
     }
+    if (opt_.tls == tls_mode::implicit) {
+      start_tls(slot);
+      return;
+    }
     c.at = step::greeting;
     flush(slot);  // EPOLLIN only from now on
     if (c.fd < 0) return;
+  }
+  if (c.at == step::handshake) {
+    continue_tls(slot);
+    return;
   }
   if ((events & EPOLLOUT) && !c.out.empty()) {
     const auto generation = c.generation;
@@ -332,11 +583,22 @@ void loadgen::on_readable(std::size_t slot) {
       }
       if (c.in.size() - c.tail < 16 * 1024) c.in.resize(std::max<std::size_t>(c.in.size() * 2, 256 * 1024));
     }
-    ssize_t n = ::read(c.fd, c.in.data() + c.tail, c.in.size() - c.tail);
-    if (n < 0) {
-      if (errno == EAGAIN) return;
-      fail(slot, outcome::other, std::string("read: ") + std::strerror(errno));
-      return;
+    ssize_t n = 0;
+    if (c.secure) {
+      bool again = false;
+      std::string error;
+      n = io_read(c, c.in.data() + c.tail, c.in.size() - c.tail, again, error);
+      if (n < 0) {
+        if (!again) fail(slot, outcome::other, error);
+        return;
+      }
+    } else {
+      n = ::read(c.fd, c.in.data() + c.tail, c.in.size() - c.tail);
+      if (n < 0) {
+        if (errno == EAGAIN) return;
+        fail(slot, outcome::other, std::string("read: ") + std::strerror(errno));
+        return;
+      }
     }
     if (n == 0) {
       if (c.at == step::closing) {
@@ -373,6 +635,15 @@ void loadgen::on_readable(std::size_t slot) {
       const std::string_view line(from, static_cast<std::size_t>(lf - 1 - from));
       c.head = static_cast<std::size_t>(lf + 1 - base);
       if (!on_line(slot, line) || c.generation != generation) return;
+      if (c.at == step::stls_ready) {  // the STLS reply: TLS from the next octet on
+        if (c.head != c.tail) {
+          fail(slot, outcome::verify, "data after the STLS reply: " + shown({c.in.data() + c.head, c.tail - c.head}));
+          return;
+        }
+        c.head = c.tail = 0;
+        start_tls(slot);
+        return;
+      }
     }
     if (c.head == c.tail) c.head = c.tail = 0;
     if (c.at == step::holding) return;
@@ -382,7 +653,7 @@ void loadgen::on_readable(std::size_t slot) {
 // One line from the server; false when the connection is gone.
 bool loadgen::on_line(std::size_t slot, std::string_view line) {
   connection& c = slots_[slot];
-  const auto& [user, password] = opt_.users[c.user];
+  const auto& password = opt_.users[c.user].second;
   auto positive = [&](std::string_view what) {
     if (line.substr(0, 3) == "+OK") return true;
     fail(slot, outcome::other, std::string(what) + " -> " + shown(line));
@@ -395,17 +666,26 @@ bool loadgen::on_line(std::size_t slot, std::string_view line) {
       return false;
     case step::greeting:
       if (!positive("greeting")) return false;
-      c.at = step::user;
-      send(slot, "USER " + user);
+      after_greeting(slot);
       return c.fd >= 0;
+    case step::stls:
+      if (!positive("STLS")) return false;
+      c.at = step::stls_ready;
+      return true;
+    case step::handshake:
+    case step::stls_ready:
+      fail(slot, outcome::verify, "unexpected line: " + shown(line));
+      return false;
     case step::user:
       if (!positive("USER")) return false;
       c.at = step::pass;
+      c.pass_sent = now();
       send(slot, "PASS " + password);
       return c.fd >= 0;
     case step::pass:
       if (!positive("PASS")) return false;
       c.logged_in = now();
+      if (c.logged_in >= window_start_ && c.logged_in < window_end_) pass_times_.push_back(c.logged_in - c.pass_sent);
       c.at = step::stat;
       send(slot, "STAT");
       return c.fd >= 0;
@@ -428,7 +708,8 @@ bool loadgen::on_line(std::size_t slot, std::string_view line) {
       c.count = *n;
       c.octets = *m;
       switch (opt_.kind) {
-        case workload::login: c.at = step::quit; send(slot, "QUIT"); break;
+        case workload::login:
+        case workload::handshake: c.at = step::quit; send(slot, "QUIT"); break;
         case workload::retr: c.at = step::list; send(slot, "LIST"); break;
         case workload::idle: reached_hold(slot); return false;
         case workload::full:
@@ -558,6 +839,9 @@ void loadgen::start_retr(std::size_t slot) {
 
 void loadgen::finished(std::size_t slot) {
   const connection& c = slots_[slot];
+  // A session ended cleanly stays resumable: OpenSSL marks the session of an
+  // SSL freed without a shutdown as not to be resumed.
+  if (c.ssl) SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   const double t = now();
   if (t >= window_start_ && t < window_end_) {
     ++sessions_;
@@ -636,6 +920,7 @@ int loadgen::report(const std::string& json, const std::string& human) {
 }
 
 int loadgen::run_sessions() {
+  if (opt_.sessions > 0) return run_counted_sessions();
   slots_.resize(static_cast<std::size_t>(opt_.clients));
   const double t0 = now();
   window_start_ = t0 + opt_.warmup;
@@ -657,23 +942,55 @@ int loadgen::run_sessions() {
       }
     }
   }
-  const double cpu = cpu_seconds() - cpu_start;
-  const double rate = static_cast<double>(sessions_) / opt_.seconds;
+  return session_report(cpu_seconds() - cpu_start, opt_.seconds);
+}
+
+// --sessions N: N sessions from the first connect on, no warm-up; the
+// measured time is from then to the last close (for profiles: a known
+// amount of work).
+int loadgen::run_counted_sessions() {
+  slots_.resize(static_cast<std::size_t>(std::min<long>(opt_.clients, opt_.sessions)));
+  const double t0 = now();
+  const double cpu_start = cpu_seconds();
+  window_start_ = t0;
+  window_end_ = 1e300;
+  long started = 0;
+  for (std::size_t i = 0; i < slots_.size(); ++i, ++started) open(i);
+  while (active_ > 0) {
+    pump(now() + 0.1);
+    for (std::size_t i = 0; i < slots_.size() && started < opt_.sessions; ++i) {
+      if (slots_[i].fd < 0) {
+        open(i);
+        ++started;
+      }
+    }
+  }
+  return session_report(cpu_seconds() - cpu_start, std::max(1e-6, now() - t0));
+}
+
+int loadgen::session_report(double cpu, double seconds) {
+  const double rate = static_cast<double>(sessions_) / seconds;
   std::ostringstream json, human;
   json.setf(std::ios::fixed);
   json.precision(3);
-  json << "\"workload\":\"" << (opt_.kind == workload::full ? "full" : "login") << "\",\"clients\":" << opt_.clients
-       << ",\"seconds\":" << opt_.seconds << ",\"sessions\":" << sessions_ << ",\"rate\":" << rate
+  const char* name = opt_.kind == workload::full ? "full" : opt_.kind == workload::login ? "login" : "handshake";
+  json << "\"workload\":\"" << name << "\",\"clients\":" << opt_.clients
+       << ",\"seconds\":" << seconds << ",\"sessions\":" << sessions_ << ",\"rate\":" << rate
        << ",\"messages\":" << messages_ << ",\"octets\":" << octets_ << ",\"p50_ms\":" << percentile_ms(latencies_, 0.5)
        << ",\"p90_ms\":" << percentile_ms(latencies_, 0.9) << ",\"p99_ms\":" << percentile_ms(latencies_, 0.99)
-       << ",\"max_ms\":" << percentile_ms(latencies_, 1.0) << ",\"client_cpu_s\":" << cpu;
+       << ",\"max_ms\":" << percentile_ms(latencies_, 1.0) << ",\"pass_p50_ms\":" << percentile_ms(pass_times_, 0.5)
+       << ",\"pass_p99_ms\":" << percentile_ms(pass_times_, 0.99) << ",\"client_cpu_s\":" << cpu << tls_json();
   human.setf(std::ios::fixed);
   human.precision(1);
-  human << (opt_.kind == workload::full ? "full sessions" : "login+STAT sessions") << ", " << opt_.clients
-        << " client(s), " << opt_.seconds << " s: " << sessions_ << " sessions = " << rate << "/s, latency p50 "
+  human << (opt_.kind == workload::full    ? "full sessions"
+            : opt_.kind == workload::login ? "login+STAT sessions"
+                                           : "greeting+QUIT sessions")
+        << ", " << opt_.clients
+        << " client(s), " << seconds << " s: " << sessions_ << " sessions = " << rate << "/s, latency p50 "
         << percentile_ms(latencies_, 0.5) << " ms, p90 " << percentile_ms(latencies_, 0.9) << " ms, p99 "
-        << percentile_ms(latencies_, 0.99) << " ms; " << messages_ << " messages retrieved and verified; generator CPU "
-        << 100 * cpu / opt_.seconds << "%";
+        << percentile_ms(latencies_, 0.99) << " ms (PASS alone: p50 " << percentile_ms(pass_times_, 0.5) << " ms, p99 "
+        << percentile_ms(pass_times_, 0.99) << " ms); " << messages_ << " messages retrieved and verified; generator CPU "
+        << 100 * cpu / seconds << "%" << tls_human();
   return report(json.str(), human.str());
 }
 
@@ -699,12 +1016,12 @@ int loadgen::run_retr() {
   json.precision(3);
   json << "\"workload\":\"retr\",\"seconds\":" << opt_.seconds << ",\"messages\":" << messages_
        << ",\"octets\":" << octets_ << ",\"wire_octets\":" << wire_octets_ << ",\"mb_per_s\":" << mbps
-       << ",\"client_cpu_s\":" << cpu;
+       << ",\"client_cpu_s\":" << cpu << tls_json();
   human.setf(std::ios::fixed);
   human.precision(1);
   human << "RETR: " << messages_ << " message(s), " << static_cast<double>(wire_octets_) / 1e6 << " MB in "
         << opt_.seconds << " s = " << mbps << " MB/s (octets as sent, 10^6 per MB), sizes verified; generator CPU "
-        << 100 * cpu / opt_.seconds << "%";
+        << 100 * cpu / opt_.seconds << "%" << tls_human();
   if (messages_ == 0 && verify_errors_ + other_errors_ == 0) {
     fail(0, outcome::other, "no RETR completed within the measured window");
   }
@@ -799,9 +1116,21 @@ int loadgen::run() {
     std::perror("epoll_create1");
     return 4;
   }
+  if (opt_.tls != tls_mode::none) {
+    if (!make_tls_context()) {
+      ERR_print_errors_fp(stderr);
+      return 4;
+    }
+    const long slots = opt_.kind == workload::idle ? (opt_.steps.empty() ? 0 : opt_.steps.back())
+                       : opt_.kind == workload::full || opt_.kind == workload::login || opt_.kind == workload::handshake
+                           ? opt_.clients
+                           : 1;
+    tickets_.assign(static_cast<std::size_t>(slots), nullptr);
+  }
   switch (opt_.kind) {
     case workload::full:
-    case workload::login: return run_sessions();
+    case workload::login:
+    case workload::handshake: return run_sessions();
     case workload::retr: return run_retr();
     case workload::bigdrop: return run_bigdrop();
     case workload::idle: return run_idle();
@@ -810,7 +1139,7 @@ int loadgen::run() {
 }
 
 void usage(std::ostream& out) {
-  out << "usage: sdps-loadgen --port PORT --workload full|login|retr|bigdrop|idle [options]\n"
+  out << "usage: sdps-loadgen --port PORT --workload full|login|retr|bigdrop|idle|handshake [options]\n"
          "  --host ADDR            server address (127.0.0.1; an IPv6 one such as ::1 works too)\n"
          "  --user NAME:PASSWORD   a login (repeatable); or --users FILE, one 'NAME PASSWORD' a line (the password is the rest of it)\n"
          "  --clients N            concurrent sessions (full, login; logins in flight for idle) [1]\n"
@@ -823,7 +1152,15 @@ void usage(std::ostream& out) {
          "  --timeout S            longest wait for a reply [30]\n"
          "  --sources N            client n connects from 127.1.0.0 + 1 + (n mod N): N client addresses\n"
          "                         (per-address limits see N customers); IPv4 loopback only\n"
-         "Client n (session n for idle) uses login n modulo the number of logins given.\n"
+         "  --sessions N           full, login, handshake: exactly N sessions, no warm-up; timed from the\n"
+         "                         first connect to the last close (for profiles)\n"
+         "  --tls none|implicit|stls  TLS before the greeting (POP3S) or after STLS [none]\n"
+         "  --resume on|off        TLS: each client offers the session (ticket) its last handshake gave it [off]\n"
+         "  --tls-max 1.2|1.3      TLS: the highest version offered [1.3]\n"
+         "  --ca FILE              TLS: verify the server's certificate against this CA [no verification]\n"
+         "  --rotate on|off        each new session takes the next login of the list (full, login): with more\n"
+         "                         logins than sessions none repeats, so a server's auth cache is always cold [off]\n"
+         "Client n (session n for idle) uses login n modulo the number of logins given, unless --rotate.\n"
          "Exit: 0 verified, 1 a verification error, 2 bad options, 4 other failures (-ERR replies,\n"
          "refused connections, timeouts).\n";
 }
@@ -855,7 +1192,7 @@ std::optional<options> parse(int argc, char** argv) {
     if (arg == "--workload") {
       const std::pair<const char*, workload> kinds[] = {{"full", workload::full}, {"login", workload::login},
                                                         {"retr", workload::retr}, {"bigdrop", workload::bigdrop},
-                                                        {"idle", workload::idle}};
+                                                        {"idle", workload::idle}, {"handshake", workload::handshake}};
       have_kind = false;
       for (const auto& [name, kind] : kinds) {
         if (value == name) {
@@ -926,6 +1263,37 @@ std::optional<options> parse(int argc, char** argv) {
     } else if (arg == "--sources") {
       if (!(v = number(1)) || *v > 16777214) return std::nullopt;
       o.sources = static_cast<long>(*v);
+    } else if (arg == "--sessions") {
+      if (!(v = number(1))) return std::nullopt;
+      o.sessions = static_cast<long>(*v);
+    } else if (arg == "--tls") {
+      if (value == "none") o.tls = tls_mode::none;
+      else if (value == "implicit") o.tls = tls_mode::implicit;
+      else if (value == "stls") o.tls = tls_mode::stls;
+      else {
+        std::cerr << "sdps-loadgen: --tls takes none, implicit or stls\n";
+        return std::nullopt;
+      }
+    } else if (arg == "--rotate") {
+      if (value != "on" && value != "off") {
+        std::cerr << "sdps-loadgen: --rotate takes on or off\n";
+        return std::nullopt;
+      }
+      o.rotate = value == "on";
+    } else if (arg == "--resume") {
+      if (value != "on" && value != "off") {
+        std::cerr << "sdps-loadgen: --resume takes on or off\n";
+        return std::nullopt;
+      }
+      o.resume = value == "on";
+    } else if (arg == "--tls-max") {
+      if (value != "1.2" && value != "1.3") {
+        std::cerr << "sdps-loadgen: --tls-max takes 1.2 or 1.3\n";
+        return std::nullopt;
+      }
+      o.tls_max = value == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION;
+    } else if (arg == "--ca") {
+      o.ca = value;
     } else if (arg == "--steps") {
       std::stringstream in(value);
       std::string item;

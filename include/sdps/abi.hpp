@@ -22,7 +22,25 @@
 ///    module instances are shared between threads and must be thread-safe
 ///    (docs/modules.md); metrics::counter() and counter_handle.
 /// 4: module::events() (the events an instance is called for).
-#define SDPS_ABI_VERSION 4
+/// 5: logins are the core's (sdps/login.hpp): verdict::login(), the login
+///    stages (module::login_stages(), on_login(), undo_login()); the
+///    session's identity set once (session::login() is const) and its
+///    maildrop and marks in the session (session::maildrop(), marks());
+///    maildrop::retrieve(index, retrieval) replaces retrieve + mark_read,
+///    remove(indexes) replaces remove_deleted(); spool::lock(), open()
+///    take the identity; typed slot keys (slot_key<T>); events() and
+///    login_stages() default to none; module::check(); registry::instances();
+///    session::end_login() and event::logout (a login ended, the session
+///    goes on); body_source::stuffed() (a relayed body sent as it is);
+///    module_config::declare_role(); module::reconfigure() (SIGHUP applies
+///    changed settings a module accepts live), and check() runs as the
+///    configured `user:`; spool::make_probe() and punt_probe
+///    (background health probes, `sdps status`), spool::sessions() and
+///    session_count; body_source::read_now() (what is ready, without a
+///    coroutine); command::args() returns sdps::words (no heap).
+///    Gone: verdict::next_as(), event::command_failed, password_verifier,
+///    maildrop_source::current(), session::enter() (enter_update() remains).
+#define SDPS_ABI_VERSION 5
 
 #define SDPS_STR2_(x) #x
 #define SDPS_STR_(x) SDPS_STR2_(x)

@@ -75,11 +75,6 @@ class metrics {
   virtual void observe(std::string_view name, const metric_labels& labels, double value) {
     (void)name, (void)labels, (void)value;
   }
-
-  /// The auth cache's hit and miss counters (sdps_auth_cache_hits_total,
-  /// sdps_auth_cache_misses_total), exposed at zero until a cache feeds them.
-  void auth_cache_hit() { add("sdps_auth_cache_hits_total"); }
-  void auth_cache_miss() { add("sdps_auth_cache_misses_total"); }
 };
 
 /// A sink that drops everything: what server_context::metrics() returns

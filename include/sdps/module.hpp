@@ -8,9 +8,14 @@
 ///  2. `create(config)` builds the instance from its settings (it may call
 ///     config.provide(), config.require() and config.terminal());
 ///  3. the loader checks unread settings, declared requirements and
-///     terminal placement;
+///     terminal placement, and the order of the chain (docs/modules.md,
+///     "Ordering");
 ///  4. `start(registry)` runs on every instance in chain order, so modules
-///     can find the services of the others.
+///     can find the services of the others;
+///  5. `check()` runs on every instance (sdpsd --check, and at start-up),
+///     as the configured `user:`.
+/// SIGHUP later calls reload() (external files) and, for an instance whose
+/// settings changed in the file, reconfigure().
 /// Afterwards sdpsd serves on several event loops at once (`threads:`, one
 /// thread each). A session belongs to one loop for its whole life, and
 /// every on_command(), on_event() and capabilities() call for it runs on
@@ -27,12 +32,16 @@
 #include <sdps/abi.hpp>
 #include <sdps/asio.hpp>
 #include <sdps/log.hpp>
+#include <sdps/login.hpp>
 #include <sdps/metrics.hpp>
 #include <sdps/response.hpp>
 #include <sdps/session.hpp>
 #include <sdps/settings.hpp>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -41,14 +50,40 @@
 
 namespace sdps {
 
+/// The words of a command's argument, split on runs of spaces: a small
+/// sequence that holds the first eight without a heap allocation (POP3's
+/// commands take two at most) and counts them all, so a check such as
+/// `args.size() != 1` sees every word.
+class words {
+ public:
+  static constexpr std::size_t kept = 8;
+  /// How many words the argument has (all of them, also beyond kept).
+  std::size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  /// Word `i` (i < size() and i < kept).
+  std::string_view operator[](std::size_t i) const { return items_[i]; }
+  std::string_view front() const { return items_[0]; }
+  /// The words kept, in order.
+  const std::string_view* begin() const { return items_.data(); }
+  const std::string_view* end() const { return items_.data() + std::min(count_, kept); }
+  void push_back(std::string_view word) {
+    if (count_ < kept) items_[count_] = word;
+    ++count_;
+  }
+
+ private:
+  std::array<std::string_view, kept> items_{};
+  std::size_t count_ = 0;
+};
+
 /// One client command line, split into verb and argument.
 struct command {
   std::string name;      ///< the verb in upper case: "RETR", "*ENV"
   std::string argument;  ///< everything after the first space, verbatim (spaces kept)
 
   /// The argument split on runs of spaces, for commands with numeric arguments.
-  std::vector<std::string_view> args() const {
-    std::vector<std::string_view> out;
+  sdps::words args() const {
+    sdps::words out;
     std::string_view rest = argument;
     while (!rest.empty()) {
       const auto start = rest.find_first_not_of(' ');
@@ -62,13 +97,13 @@ struct command {
   }
 };
 
-/// Session events, delivered to every module in chain order (but see
-/// command_failed).
+/// Session events, delivered in chain order to the instances that name
+/// them in module::events().
 enum class event {
   /// A client connected. Answering with a response replaces the greeting;
   /// a negative answer is sent and the connection closed (site policy).
   connect,
-  /// The session entered TRANSACTION (after the PASS reply was sent).
+  /// The session entered TRANSACTION (after the login's +OK was sent).
   authenticated,
   /// The session entered UPDATE (the client sent QUIT in TRANSACTION) and
   /// the QUIT handler has done its work; fired before the QUIT reply is
@@ -77,14 +112,11 @@ enum class event {
   quit,
   /// The connection is over, whatever the reason. Answers are ignored.
   disconnect,
-  /// The command being run ends in -ERR after this instance passed it on
-  /// (a later instance refused it or threw, or nobody answered it).
-  /// Delivered only to the instances that passed that command on, latest
-  /// first, before the -ERR is sent: give back what you took for the
-  /// command (lock takes the maildrop locks at PASS and releases them
-  /// here). Not delivered when a call overran its time limit: the session
-  /// then ends, and `disconnect` follows. Answers are ignored.
-  command_failed,
+  /// The login ended and the session goes on in AUTHORIZATION (a back
+  /// end's link handed back to its front end's pool: session::end_login()).
+  /// Fired before the reply of the command that ended it: give back what
+  /// the login held (locks), as at quit. Answers are ignored.
+  logout,
 };
 
 const char* to_string(event e);
@@ -111,9 +143,9 @@ class event_set {
 };
 
 /// A module's answer to a command or event: pass it on to the next module,
-/// or answer it (which ends the chain). "Stopping" a command is answering
-/// it with -ERR. The single return value is what makes answering twice, or
-/// not at all, impossible.
+/// answer it (which ends the chain), or hand the core a login. "Stopping"
+/// a command is answering it with -ERR. The single return value is what
+/// makes answering twice, or not at all, impossible.
 class verdict {
  public:
   /// Same as next().
@@ -126,30 +158,29 @@ class verdict {
     v.reply_ = std::move(r);
     return v;
   }
-  /// Not mine as it stands: the instances after this one see `replaced`
-  /// instead, routed by its own verb (as if the client had sent it), and
-  /// this instance counts as having passed the command on (it gets
-  /// `command_failed` if the new command ends in -ERR). AUTH PLAIN uses it
-  /// to finish a login as PASS does.
-  static verdict next_as(command replaced) {
+  /// Mine, and it is a login (PASS, AUTH PLAIN): the core runs `c`
+  /// through the login stages (sdps/login.hpp) and answers the client with
+  /// their outcome. Valid in AUTHORIZATION only.
+  static verdict login(credentials c) {
     verdict v;
-    v.replaced_ = std::move(replaced);
+    v.login_.emplace(std::move(c));
     return v;
   }
   bool answered() const { return reply_.has_value(); }
   response& reply() { return *reply_; }
-  /// The command the rest of the chain sees instead, if any.
-  std::optional<command>& replaced() { return replaced_; }
+  bool is_login() const { return login_.has_value(); }
+  credentials& login_credentials() { return *login_; }
 
  private:
   std::optional<response> reply_;
-  std::optional<command> replaced_;
+  std::optional<credentials> login_;
 };
 
-/// A command a module takes part in, and the states in which it is valid.
-/// The core refuses a command in a state that no module declared it for,
-/// and answers -ERR to a verb nobody declared. The name "*" asks to see
-/// every command (a policy module); it does not make any verb valid.
+/// A command a module takes part in, and the states in which it is valid:
+/// `{"XCOUNT", pop3_state::transaction}`. The core refuses a command in a
+/// state that no module declared it for, and answers -ERR to a verb nobody
+/// declared. The name "*" asks to see every command (a logging module);
+/// it does not make any verb valid.
 struct command_spec {
   std::string name;
   state_mask states;
@@ -166,8 +197,25 @@ class registry {
     std::size_t position;  ///< the instance's index in the chain
   };
 
+  /// One instance of the chain, as start() may look at it.
+  struct instance_info {
+    std::string instance;  ///< its name
+    std::string module;    ///< its module (the .so's name)
+    std::size_t position;  ///< its index in the chain
+    stage_set stages;      ///< the login stages it takes part in
+  };
+
   virtual ~registry() = default;
   virtual const std::vector<entry>& entries() const = 0;
+  /// The whole chain, in order.
+  virtual const std::vector<instance_info>& instances() const = 0;
+  /// The instances taking part in login stage `stage`, in chain order.
+  std::vector<const instance_info*> in_stage(login_stage stage) const {
+    std::vector<const instance_info*> out;
+    for (const instance_info& i : instances())
+      if (i.stages.contains(stage)) out.push_back(&i);
+    return out;
+  }
 
   /// The service T of the named instance, or null.
   template <typename T>
@@ -219,13 +267,19 @@ class server_context {
   /// This server's name, for banners and synthesised Message-IDs.
   virtual const std::string& server_name() const = 0;
   /// The config file's top level, for the site sections that several
-  /// modules and the admin tool share: `hosts` (the host database file)
-  /// and `punts` (punt name -> spool folder). Paths resolve against the
-  /// config file's folder.
+  /// modules and the admin tool share: `hosts` (the host database),
+  /// `punts` (punt name -> spool folder), `password_cost`,
+  /// `max_message_size`. Paths resolve against the config file's folder.
+  /// A module may read other top-level keys of its own (auth's per-address
+  /// limits): reading a key declares it, and sdpsd refuses a top-level key
+  /// that neither the core nor any module of the chain reads. Read it in
+  /// create() or start() only.
   virtual const settings& site() const = 0;
   virtual logger& log() = 0;
   /// Where the module's counters go (see sdps/metrics.hpp); sdpsd serves
-  /// them on `metrics_listen:`. The default drops them.
+  /// them on `metrics_listen:`. Declare your families (metrics::declare)
+  /// in create(), so that a scrape shows them from the start. The default
+  /// drops everything.
   virtual sdps::metrics& metrics() { return null_metrics(); }
 };
 
@@ -253,6 +307,11 @@ class module_config {
   /// Declares that this instance answers everything that reaches it, so it
   /// must be the last in the chain.
   virtual void terminal() = 0;
+  /// Says what this instance makes of the process: "frontend" (its spools
+  /// are back ends elsewhere) or "backend" (it serves front ends): the
+  /// `role` label of the session metrics, "embedded" when no instance
+  /// says. Instances saying different things are a configuration error.
+  virtual void declare_role(const std::string& role) = 0;
 
  protected:
   virtual void provide_service(const char* id, void* object) = 0;
@@ -268,11 +327,12 @@ class module {
   virtual std::vector<command_spec> commands() const { return {}; }
 
   /// The events on_event() is called for. Called once, after create().
-  /// Every event by default; an instance that overrides on_event() for a
-  /// few events, or not at all, names them (`return {};` for none): every
-  /// call costs the session a coroutine and a timer, several times a
-  /// session for each instance in the chain.
-  virtual event_set events() const { return event_set::all(); }
+  /// None by default: name the ones you override on_event() for.
+  virtual event_set events() const { return {}; }
+
+  /// The login stages on_login() is called for (sdps/login.hpp). Called
+  /// once, after create(). None by default.
+  virtual stage_set login_stages() const { return {}; }
 
   /// Called after every instance exists, in chain order, on the main thread,
   /// before any event loop runs.
@@ -295,6 +355,20 @@ class module {
   /// A session event (see `event`). Same rules as on_command().
   virtual awaitable<verdict> on_event(session&, event) { co_return verdict::next(); }
 
+  /// One stage of a login (sdps/login.hpp), for a stage login_stages()
+  /// names: proceed, or refuse the login. Same rules as on_command() (the
+  /// instance's time limit; an exception refuses the login with -ERR
+  /// [SYS/TEMP]).
+  virtual awaitable<login_verdict> on_login(session&, login_stage, login_attempt&) {
+    co_return login_verdict::proceed();
+  }
+  /// The login whose stage `stage` this instance let through was refused
+  /// later (by a later stage, or a later instance of the same stage): give
+  /// back what on_login() took for it (lock releases its locks). Called
+  /// latest first, on the session's loop; it must not wait. Exceptions
+  /// are logged and ignored.
+  virtual void undo_login(session&, login_stage) {}
+
   /// Lines this instance adds to the CAPA listing for this session.
   virtual void capabilities(session&, std::vector<std::string>&) const {}
 
@@ -303,6 +377,31 @@ class module {
   /// between the first loop's own calls): swap the new state in under a
   /// lock, or atomically. Log problems and keep the old state.
   virtual void reload() {}
+
+  /// SIGHUP, when this instance's settings in the re-read file differ from
+  /// those it runs with: its entry (`options`, every key besides module,
+  /// name and timeout), or a top-level key it read in create() (`site`,
+  /// the new file's top level). Read and check every setting as create()
+  /// does, throwing config_error for a bad value, and change nothing yet.
+  /// Return the change to make: the core calls it once the whole file has
+  /// been accepted, on the first event loop's thread while sessions go on
+  /// on the others (thread-safe, as reload() is). Return an empty function
+  /// when a changed setting can take effect only at a restart: the core
+  /// logs that the instance's new settings wait for one, and applies none
+  /// of them. When a function is returned, a key of `options` left unread
+  /// is refused as at start-up, and then nothing of the file is applied.
+  /// Main thread. The default: an empty function (nothing changes live).
+  virtual std::function<void()> reconfigure(const settings& /*options*/, const settings& /*site*/) { return {}; }
+
+  /// `sdpsd --check` and start-up, after start(): what would stop this
+  /// instance from serving, one line each saying what to fix (a spool
+  /// folder the configured `user:` cannot write, say). It runs as the
+  /// configured `user:`: in a child process that switched to it when
+  /// sdpsd runs as root, so try the accesses (open the file, list the
+  /// folder) rather than reading mode bits. It must not change anything
+  /// (the child's changes are lost, and the files stay root's otherwise).
+  /// Empty when all is well; the default checks nothing.
+  virtual std::vector<std::string> check() const { return {}; }
 };
 
 /// Runs `fn` on the blocking pool and resumes the caller on its own
@@ -329,7 +428,7 @@ inline const char* to_string(event e) {
     case event::authenticated: return "authenticated";
     case event::quit: return "quit";
     case event::disconnect: return "disconnect";
-    case event::command_failed: return "command_failed";
+    case event::logout: return "logout";
   }
   return "?";
 }

@@ -36,26 +36,42 @@ class body_source {
   virtual ~body_source() = default;
   /// Fills a prefix of `buffer`; returns how many octets, 0 at the end.
   virtual awaitable<std::size_t> read(std::span<char> buffer) = 0;
+  /// The same without waiting, when the octets are at hand (a file read
+  /// from the page cache, a string): how many, 0 at the end; or nullopt
+  /// when read() must be awaited instead. The core tries it first, so a
+  /// body at hand costs no coroutine per piece. Same rules as read()
+  /// otherwise. The default: nullopt.
+  virtual std::optional<std::size_t> read_now(std::span<char> buffer) {
+    (void)buffer;
+    return std::nullopt;
+  }
   /// How many octets the remaining read() calls produce in all (before
   /// dot-stuffing), when that is known without reading; nullopt if not.
   /// RETR's "+OK N octets" is this number when there is one, so that it
   /// matches what follows (a dummy notice has its own length). Event loop.
   virtual std::optional<std::uint64_t> size() const { return std::nullopt; }
+  /// True when read() gives octets already in POP3's multi-line form:
+  /// dot-stuffed, lines ending in CRLF, without the terminating "." line
+  /// (a body relayed from another POP3 server). The core then sends them
+  /// as they are and only ends the body. False by default.
+  virtual bool stuffed() const { return false; }
 };
 
 /// A body already in memory (listings, short notices).
 class string_body final : public body_source {
  public:
   explicit string_body(std::string text) : text_(std::move(text)) {}
-  awaitable<std::size_t> read(std::span<char> buffer) override {
-    const std::size_t n = std::min(buffer.size(), text_.size() - offset_);
-    text_.copy(buffer.data(), n, offset_);
-    offset_ += n;
-    co_return n;
-  }
+  awaitable<std::size_t> read(std::span<char> buffer) override { co_return take(buffer); }
+  std::optional<std::size_t> read_now(std::span<char> buffer) override { return take(buffer); }
   std::optional<std::uint64_t> size() const override { return text_.size() - offset_; }
 
  private:
+  std::size_t take(std::span<char> buffer) {
+    const std::size_t n = std::min(buffer.size(), text_.size() - offset_);
+    text_.copy(buffer.data(), n, offset_);
+    offset_ += n;
+    return n;
+  }
   std::string text_;
   std::size_t offset_ = 0;
 };

@@ -1,5 +1,6 @@
 #include "backend_proto/protocol.hpp"
 
+#include "base/descriptor.hpp"
 #include "pop3/response_code.hpp"
 
 #include <sdps/settings.hpp>
@@ -68,17 +69,6 @@ std::array<unsigned char, 32> raw_proof(const backend_secret& secret, role side,
   return out;
 }
 
-bool plain_decimal(std::string_view text) {
-  return !text.empty() && text.size() <= 19 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::uint64_t decimal(std::string_view text) {
-  std::uint64_t value = 0;
-  for (char c : text) value = value * 10 + static_cast<std::uint64_t>(c - '0');
-  return value;
-}
-
 /// The contents with trailing white space dropped, checked for length,
 /// then hashed into a key. Wipes `contents`.
 void derive(std::string& contents, const std::string& what, std::array<unsigned char, backend_secret::key_size>& key) {
@@ -112,19 +102,15 @@ std::shared_ptr<const backend_secret> backend_secret::load(const std::filesystem
                                                            const std::string& where, logger& log) {
   ensure_sodium();
   const std::string what = where + ": the front-end secret file " + file.string();
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
+  const base::unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd.valid()) {
     const int error = errno;
     throw config_error(what + " cannot be read (" + std::strerror(error) +
                        (error == ENOENT ? "); make one with: umask 077; head -c 32 /dev/urandom > " + file.string()
                                         : ")"));
   }
-  struct closer {
-    int fd;
-    ~closer() { ::close(fd); }
-  } guard{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) throw config_error(what + ": " + std::strerror(errno));
+  if (::fstat(fd.get(), &st) != 0) throw config_error(what + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw config_error(what + " is not a regular file");
   if (st.st_mode & (S_IROTH | S_IWOTH)) {
     std::ostringstream mode;
@@ -139,7 +125,7 @@ std::shared_ptr<const backend_secret> backend_secret::load(const std::filesystem
   std::string contents(max_octets + 64, '\0');
   std::size_t have = 0;
   for (;;) {
-    const ssize_t n = ::read(fd, contents.data() + have, contents.size() - have);
+    const ssize_t n = ::read(fd.get(), contents.data() + have, contents.size() - have);
     if (n < 0) {
       if (errno == EINTR) continue;
       const int error = errno;
@@ -197,100 +183,92 @@ std::string format_listing(const listing_entry& entry) {
 }
 
 std::optional<listing_entry> parse_listing(std::string_view line) {
-  std::array<std::string_view, 4> field;
-  std::size_t n = 0;
-  while (!line.empty()) {
-    const auto space = line.find(' ');
-    if (n == field.size()) return std::nullopt;
-    field[n++] = line.substr(0, space);
-    if (space == std::string_view::npos) break;
-    line.remove_prefix(space + 1);
-    if (line.empty()) return std::nullopt;  // trailing space
-  }
-  if (n != field.size()) return std::nullopt;
-  const std::string_view uidl = field[1];
-  if (uidl.empty() || uidl.size() > 70) return std::nullopt;
-  for (char c : uidl)
-    if (c <= 0x20 || c >= 0x7f) return std::nullopt;
-  if (!plain_decimal(field[0]) || !plain_decimal(field[2]) || !plain_decimal(field[3])) return std::nullopt;
-  listing_entry out;
-  out.number = static_cast<std::size_t>(decimal(field[0]));
-  if (out.number == 0) return std::nullopt;
-  out.uidl.assign(uidl);
-  out.size = decimal(field[2]);
-  const std::uint64_t arrival = decimal(field[3]);
+  // One pass, no copies but the UIDL's: a front end parses one of these
+  // for every message at every login.
+  std::size_t at = 0;
+  const auto number = [&](std::uint64_t& value) {
+    const std::size_t start = at;
+    value = 0;
+    while (at < line.size() && line[at] >= '0' && line[at] <= '9') {
+      if (at - start == 19) return false;  // at most 19 digits: no overflow
+      value = value * 10 + static_cast<std::uint64_t>(line[at] - '0');
+      ++at;
+    }
+    return at > start;
+  };
+  const auto space = [&] {
+    if (at >= line.size() || line[at] != ' ') return false;
+    ++at;
+    return true;
+  };
+  std::uint64_t number_value = 0, size = 0, arrival = 0;
+  if (!number(number_value) || number_value == 0 || !space()) return std::nullopt;
+  const std::size_t uidl_start = at;
+  while (at < line.size() && line[at] > 0x20 && line[at] < 0x7f) ++at;
+  const std::size_t uidl_size = at - uidl_start;
+  if (uidl_size == 0 || uidl_size > 70 || !space()) return std::nullopt;
+  if (!number(size) || !space() || !number(arrival) || at != line.size()) return std::nullopt;
   if (arrival > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+  listing_entry out;
+  out.number = static_cast<std::size_t>(number_value);
+  out.uidl.assign(line.substr(uidl_start, uidl_size));
+  out.size = size;
   out.arrival = static_cast<std::int64_t>(arrival);
   return out;
 }
 
-// -- unstuffer -----------------------------------------------------------------------
+// -- body_scanner ----------------------------------------------------------------------
 
-unstuffer::step unstuffer::feed(std::string_view in, std::span<char> out) {
-  step r;
-  auto emit = [&](char c) { out[r.produced++] = c; };
-  while (r.consumed < in.size() && state_ != state::done) {
-    const char c = in[r.consumed];
-    switch (state_) {
-      case state::line_start:
-        if (c == '.') {
-          state_ = state::after_dot;
-          ++r.consumed;
-          continue;
-        }
-        if (r.produced == out.size()) return r;
-        emit(c);
-        state_ = c == '\n' ? state::line_start : state::mid_line;
-        break;
-      case state::mid_line: {
-        // The bulk of a message: copy up to the end of the line at once.
-        const std::size_t room = out.size() - r.produced;
-        if (room == 0) return r;
-        const std::size_t avail = std::min(room, in.size() - r.consumed);
-        const char* from = in.data() + r.consumed;
-        const void* eol = std::memchr(from, '\n', avail);
-        const std::size_t n = eol ? static_cast<std::size_t>(static_cast<const char*>(eol) - from) + 1 : avail;
-        std::memcpy(out.data() + r.produced, from, n);
-        r.produced += n;
-        r.consumed += n;
-        if (eol) state_ = state::line_start;
-        continue;
-      }
-      case state::after_dot:
-        if (c == '\r') {
-          state_ = state::after_dot_cr;
-          ++r.consumed;
-          continue;
-        }
-        if (c == '\n') {  // a bare ".\n": tolerated as the terminator
-          state_ = state::done;
-          ++r.consumed;
-          continue;
-        }
-        // A stuffed line: the dot is dropped, the octet kept.
-        if (r.produced == out.size()) return r;
-        emit(c);
-        state_ = state::mid_line;
-        break;
-      case state::after_dot_cr:
-        if (c == '\n') {
-          state_ = state::done;
-          ++r.consumed;
-          continue;
-        }
-        // ".\r" followed by something else: not the terminator, and not
-        // what a conforming server sends; keep the octets after the dot
-        // (this one is looked at again as part of the line).
-        if (r.produced == out.size()) return r;
-        emit('\r');
-        state_ = state::mid_line;
-        continue;
-      case state::done:
-        break;
-    }
-    ++r.consumed;
+namespace {
+
+enum class verdict_at { yes, no, undecided };
+
+/// Whether the line starting at in[pos] is the terminator.
+verdict_at terminator_at(std::string_view in, std::size_t pos) {
+  constexpr std::string_view terminator = ".\r\n";
+  for (std::size_t i = 0; i < terminator.size(); ++i) {
+    if (pos + i >= in.size()) return verdict_at::undecided;
+    if (in[pos + i] != terminator[i]) return verdict_at::no;
   }
-  return r;
+  return verdict_at::yes;
+}
+
+}  // namespace
+
+body_scanner::result body_scanner::scan(std::string_view in, std::size_t limit) {
+  constexpr std::string_view candidate = "\n.\r\n";  // a line end, then the terminator
+  std::size_t pos = 0;
+  for (;;) {
+    if (at_line_start_) {
+      const verdict_at here = terminator_at(in, pos);
+      if (here == verdict_at::yes) return {pos, true};
+      if (here == verdict_at::undecided) return {pos, false};
+      // An ordinary line (a stuffed one too): body to its end.
+      at_line_start_ = false;
+    }
+    if (pos >= limit || pos >= in.size()) return {pos, false};
+    // Inside a line: the only thing to find is a line end followed by the
+    // terminator, so the bulk of a message costs one memmem and no more.
+    const std::size_t stop = std::min(in.size(), limit);
+    const std::string_view region = in.substr(pos, stop - pos);
+    const void* hit = ::memmem(region.data(), region.size(), candidate.data(), candidate.size());
+    if (hit) {
+      pos += static_cast<std::size_t>(static_cast<const char*>(hit) - region.data()) + 1;
+      at_line_start_ = true;
+      continue;
+    }
+    // None whole before `stop`; one may begin after a line end among the
+    // last octets and go on beyond: look at that line start with all the
+    // input there is. (Each round starts further on, so this ends.)
+    std::size_t open = stop;
+    for (std::size_t j = stop > pos + 3 ? stop - 3 : pos; j < stop; ++j)
+      if (in[j] == '\n' && candidate.substr(1).starts_with(in.substr(j + 1, stop - j - 1))) {
+        open = j + 1;
+        break;
+      }
+    pos = open;
+    at_line_start_ = open < stop || in[stop - 1] == '\n';
+  }
 }
 
 // -- small parsers ---------------------------------------------------------------------
@@ -308,30 +286,18 @@ std::optional<challenge> parse_challenge(std::string_view text) {
   return out;
 }
 
-std::optional<address> parse_address(std::string_view text) {
-  address out;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
-    out.host.assign(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
-    out.host.assign(text.substr(0, colon));
-    port = text.substr(colon + 1);
-  }
-  if (out.host.empty() || !plain_decimal(port) || port.size() > 5) return std::nullopt;
-  const auto number = decimal(port);
-  if (number == 0 || number > 65535) return std::nullopt;
-  out.port.assign(port);
-  return out;
-}
-
 lock_status pass_outcome(bool positive, std::string_view text) {
   if (positive) return lock_status::acquired;
   return pop3::code_of(text) == pop3::response_code::in_use ? lock_status::in_use : lock_status::unavailable;
+}
+
+bool same_word(std::string_view text, std::string_view word) {
+  if (text.size() != word.size()) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(text[i]) != lower(word[i])) return false;
+  }
+  return true;
 }
 
 std::string format_update(const removal_result& result) {

@@ -2,8 +2,8 @@
 /// @file
 /// The back-end protocol's shared pieces, as pure functions: the front-end
 /// secret and the XAUTH proofs, nonces, the XLIST line format, the result
-/// codes a front end acts on, and the streaming un-stuffer for multi-line
-/// replies. Used by both sides in modules/remote/: the front end's
+/// codes a front end acts on, the links' reset commands, and the scanner
+/// that finds where a relayed multi-line reply ends. Used by both sides in modules/spool/remote/: the front end's
 /// remote_spool and the back end's backend_auth and backend_listing.
 /// docs/backend-protocol.md describes the protocol on the wire.
 
@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 
@@ -104,6 +103,20 @@ lock_status pass_outcome(bool positive, std::string_view text);
 /// have the back end run UPDATE and report it with counts.
 inline constexpr std::string_view update_command = "XUPDATE";
 
+/// A back end that lists this capability in CAPA keeps a link after a
+/// login: `XRESET` ends the login without UPDATE, `XUPDATE KEEP` runs
+/// UPDATE and then ends the login, and either way the connection stays open
+/// and trusted for the next USER and PASS (docs/backend-protocol.md). A
+/// back end that does not list it gets a connection per session.
+inline constexpr std::string_view reset_capability = "XRESET";
+/// Whether `text` is `word`, ignoring ASCII case (a CAPA line, an argument).
+bool same_word(std::string_view text, std::string_view word);
+
+/// The verb that ends a login on a back end and keeps the link.
+inline constexpr std::string_view reset_command = "XRESET";
+/// XUPDATE's argument for "UPDATE, then keep the link".
+inline constexpr std::string_view keep_argument = "KEEP";
+
 /// XUPDATE's reply text after "+OK ": "REMOVED FAILED" (plain decimal),
 /// the messages removed and those marked deleted but still in the spool.
 std::string format_update(const removal_result& result);
@@ -111,27 +124,52 @@ std::string format_update(const removal_result& result);
 /// two plain decimal numbers (anything after them is ignored).
 std::optional<removal_result> parse_update(std::string_view status_text);
 
-/// Undoes RFC 1939 dot-stuffing of a multi-line reply as it streams in,
-/// and finds its terminating "." line. Feed it the octets after the
-/// status line's CRLF; it copies the unstuffed body into `out` and stops
-/// at the terminator (the octets after it belong to the next reply).
-class unstuffer {
+/// Finds the end of a multi-line reply that is passed on as it came, still
+/// dot-stuffed (a front end relays a back end's RETR and TOP bodies to its
+/// client without un-stuffing and re-stuffing them): the terminating
+/// ".\r\n" line, which sdps always sends at a line start. Nothing else is
+/// looked at: a stuffed line ("..x") is body like any other. Pure: it only
+/// remembers whether the next octet it is shown starts a line.
+class body_scanner {
  public:
-  struct step {
-    std::size_t consumed = 0;  ///< input octets used
-    std::size_t produced = 0;  ///< body octets written to `out`
+  /// The terminating line's octets.
+  static constexpr std::size_t terminator_size = 3;
+
+  struct result {
+    /// Leading octets of the input that are body for certain (stuffed, as
+    /// they are to be sent on).
+    std::size_t body = 0;
+    /// The terminator starts right after them, at in[body].
+    bool end = false;
   };
-  /// Processes a prefix of `in`, writing at most out.size() octets.
-  /// Stops early at the terminator (then done() is true) or when `out` is
-  /// full. The dot of a stuffed line is dropped; a line that starts with a
-  /// dot is held back until the octet after the dot is known.
-  step feed(std::string_view in, std::span<char> out);
-  bool done() const { return state_ == state::done; }
+
+  /// Scans `in`, the octets of the reply after those scanned before
+  /// (after the status line's CRLF at first), deciding at most `limit`
+  /// octets. Unless `end`, the octets from in[body] on are not decided yet
+  /// (past `limit`, or the start of a line that may be the terminator,
+  /// "." or ".\r", at most 2 octets): show them again, with whatever
+  /// follows, in the next call.
+  result scan(std::string_view in, std::size_t limit = static_cast<std::size_t>(-1));
 
  private:
-  enum class state { line_start, mid_line, after_dot, after_dot_cr, done };
-  state state_ = state::line_start;
+  bool at_line_start_ = true;
 };
+
+/// Calls `line(text)` for each line of a multi-line reply's body, as it
+/// came (dot-stuffed, lines ending in CRLF, without the terminating line):
+/// each line without its line end and with a stuffed dot removed. For
+/// listings, CAPA and *ENV, read whole (no line is copied).
+template <typename F>
+void for_each_line(std::string_view body, F&& line) {
+  while (!body.empty()) {
+    const std::size_t eol = body.find('\n');
+    std::string_view text = body.substr(0, eol);
+    body.remove_prefix(eol == std::string_view::npos ? body.size() : eol + 1);
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (!text.empty() && text.front() == '.') text.remove_prefix(1);
+    line(text);
+  }
+}
 
 /// The back end's greeting for XAUTH: "+OK NONCE PUNT" -> (nonce, punt).
 struct challenge {
@@ -139,12 +177,5 @@ struct challenge {
   std::string punt;
 };
 std::optional<challenge> parse_challenge(std::string_view status_text);
-
-/// Host and port of a `backend:` setting: "HOST:PORT", "[IPv6]:PORT".
-struct address {
-  std::string host;
-  std::string port;
-};
-std::optional<address> parse_address(std::string_view text);
 
 }  // namespace sdps::backend_proto

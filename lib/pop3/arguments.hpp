@@ -1,7 +1,8 @@
 #pragma once
 // What the commands and extensions modules share: parsing POP3 numeric
-// arguments against a session's maildrop, and finding the maildrop_source
-// they read. Header-only, so each module's .so carries its own copy.
+// arguments against a session's maildrop and marks, and the `source:`
+// setting they accept. Header-only, so each module's .so carries its own
+// copy.
 
 #include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
@@ -35,10 +36,10 @@ struct message_choice {
 
 /// Resolves `argument` as a message number of `drop`. `syntax` is the usage
 /// text for the reply ("RETR msg"). Numbers are 1 to count(), plain
-/// decimal of at most 10 digits. A message marked deleted is refused
+/// decimal of at most 10 digits. A message `marked` deleted is refused
 /// unless `allow_deleted`.
-inline message_choice choose_message(const maildrop& drop, std::string_view argument, std::string_view syntax,
-                                     bool allow_deleted = false) {
+inline message_choice choose_message(const maildrop& drop, const marks& marked, std::string_view argument,
+                                     std::string_view syntax, bool allow_deleted = false) {
   message_choice out;
   const auto number = parse_decimal(argument);
   if (!number) {
@@ -52,7 +53,7 @@ inline message_choice choose_message(const maildrop& drop, std::string_view argu
     return out;
   }
   out.index = static_cast<std::size_t>(*number - 1);
-  if (!allow_deleted && drop.deleted(out.index))
+  if (!allow_deleted && marked.deleted(out.index))
     out.error = response::err("message " + std::to_string(*number) + " already deleted");
   return out;
 }
@@ -62,33 +63,34 @@ inline std::string count_messages(std::size_t n) {
   return std::to_string(n) + (n == 1 ? " message" : " messages");
 }
 
-/// Reads a reader module's optional `source:` setting (the instance whose
-/// maildrop it works on); empty means "the nearest before me".
+/// Reads a maildrop reader's optional `source:` setting. A session has one
+/// maildrop, opened at login from the chain's last maildrop source (the
+/// core's, session::maildrop()); `source:` may only name that instance,
+/// as a statement of what the reader expects. Empty when absent.
 inline std::string source_setting(module_config& config) {
   std::string source = config.options().string_or("source", "");
   if (config.options().has("source") && source.empty())
-    config.options().fail("source", "'source' must name a module instance providing a maildrop");
+    config.options().fail("source", "'source' must name the module instance providing the sessions' maildrop");
   return source;
 }
 
-/// Finds the maildrop_source a reader module at chain position `position`
-/// uses: the instance named `source` when that is not empty, else the
-/// nearest provider before it. Throws config_error naming `instance`.
+/// Checks a `source:` read by source_setting() against the chain: it must
+/// name the instance the sessions' maildrop comes from (the last provider
+/// of sdps::maildrop_source). Throws config_error naming `instance`.
 /// Called from start().
-inline maildrop_source* find_maildrop_source(const registry& services, const std::string& source,
-                                             std::size_t position, const std::string& instance) {
-  if (!source.empty()) {
-    maildrop_source* named = services.find<maildrop_source>(source);
-    if (!named)
-      throw config_error("module instance '" + instance + "': source '" + source +
-                         "' is not a module instance providing a maildrop (a spool or merge)");
-    return named;
-  }
-  maildrop_source* nearest = services.nearest_before<maildrop_source>(position);
-  if (!nearest)
-    throw config_error("module instance '" + instance +
-                       "' needs a maildrop source (a spool or merge instance) before it in the chain");
-  return nearest;
+inline void check_source(const registry& services, const std::string& source, const std::string& instance) {
+  if (source.empty()) return;
+  const registry::entry* last = nullptr;
+  for (const registry::entry& e : services.entries())
+    if (e.service == std::string_view(maildrop_source::service_id) && (!last || e.position >= last->position))
+      last = &e;
+  if (!last)
+    throw config_error("module instance '" + instance + "' needs a maildrop source (a spool or merge) in the chain");
+  if (last->instance != source)
+    throw config_error("module instance '" + instance + "': 'source: " + source +
+                       "' is not where the sessions' maildrop comes from: a session has one maildrop, opened at "
+                       "login from the chain's last maildrop source, '" + last->instance +
+                       "'; remove 'source:' or name that instance");
 }
 
 }  // namespace sdps::pop3

@@ -10,6 +10,8 @@ namespace {
 constexpr std::size_t max_reply_line = 4096;
 /// Most lines in one reply before the server is deemed broken.
 constexpr std::size_t max_reply_lines = 200;
+/// Octets of the message read, stuffed and sent at a time.
+constexpr std::size_t message_chunk = 64 * 1024;
 
 delivery_result decide(const reply& r, const char* stage) {
   delivery_result out;
@@ -23,43 +25,53 @@ delivery_result decide(const reply& r, const char* stage) {
 
 }  // namespace
 
-client::client(const endpoint& to, client_options options)
-    : connection_(connection::open(to, options.connect_timeout)), options_(std::move(options)) {
-  connection_.set_timeout(options_.command_timeout);
-  greeting_ = read_reply();
+awaitable<std::unique_ptr<client>> client::open(executor ex, base::endpoint to, client_options options) {
+  const auto limit = options.connect_timeout;
+  std::unique_ptr<connection> link = co_await connection::open(ex, to, limit);
+  auto c = std::make_unique<client>(std::move(link), std::move(options));
+  co_await c->hello();
+  co_return c;
+}
+
+awaitable<void> client::hello() {
+  connection_->set_timeout(options_.command_timeout);
+  greeting_ = co_await read_reply();
   if (greeting_.code != 220) throw refused(greeting_);  // RFC 5321 3.1: it will close; no QUIT
   command("EHLO " + options_.helo);
-  connection_.flush();
-  reply hello = read_reply();
+  co_await connection_->flush();
+  reply hello = co_await read_reply();
   if (hello.code >= 500 && hello.code != 554) {  // an old server: try HELO
     command("HELO " + options_.helo);
-    connection_.flush();
-    hello = read_reply();
+    co_await connection_->flush();
+    hello = co_await read_reply();
   } else if (hello.positive()) {
     extensions_ = extensions(hello);
   }
   if (hello.code != 250) {
-    quit();
+    co_await quit();
     throw refused(hello);
   }
 }
 
 bool client::offers(std::string_view keyword) const {
-  for (const auto& [name, params] : extensions_)
-    if (name == keyword) return true;
+  for (const auto& extension : extensions_)
+    if (extension.first == keyword) return true;
   return false;
 }
 
-void client::command(const std::string& line) { connection_.write(line + "\r\n"); }
+void client::command(const std::string& line) {
+  connection_->write(line);
+  connection_->write("\r\n");
+}
 
-reply client::read_reply() {
+awaitable<reply> client::read_reply() {
   reply_reader reader;
   for (std::size_t n = 0; n < max_reply_lines; ++n) {
-    const std::string line = connection_.read_line(max_reply_line);
+    const std::string line = co_await connection_->read_line(max_reply_line);
     if (line.empty()) throw network_error("the server closed the connection");
     switch (reader.feed(line)) {
       case reply_reader::status::complete:
-        return reader.take();
+        co_return reader.take();
       case reply_reader::status::bad:
         throw network_error("not an SMTP reply: '" + printable(line, 120) + "'");
       case reply_reader::status::more:
@@ -69,8 +81,14 @@ reply client::read_reply() {
   throw network_error("a reply of more than " + std::to_string(max_reply_lines) + " lines");
 }
 
-delivery_result client::send(const std::string& from, const std::string& to, std::uint64_t size,
-                             const message_reader& read) {
+awaitable<void> client::reset() {
+  command("RSET");
+  co_await connection_->flush();
+  co_await read_reply();
+}
+
+awaitable<delivery_result> client::send(const std::string& from, const std::string& to, std::uint64_t size,
+                                        const message_reader& read) {
   std::string mail = "MAIL FROM:<" + from + ">";
   if (offers("SIZE")) mail += " SIZE=" + std::to_string(size);
   if (offers("8BITMIME")) mail += " BODY=8BITMIME";
@@ -81,79 +99,75 @@ delivery_result client::send(const std::string& from, const std::string& to, std
     command(mail);
     command(rcpt);
     command("DATA");
-    connection_.flush();
-    mail_reply = read_reply();
-    rcpt_reply = read_reply();
-    data_reply = read_reply();
+    co_await connection_->flush();
+    mail_reply = co_await read_reply();
+    rcpt_reply = co_await read_reply();
+    data_reply = co_await read_reply();
     if (!mail_reply.positive() || !rcpt_reply.positive()) {
       if (data_reply.code == 354) {  // RFC 2920 3.1: end the DATA the server wrongly accepted
-        connection_.write(".\r\n");
-        connection_.flush();
-        read_reply();
+        connection_->write(".\r\n");
+        co_await connection_->flush();
+        co_await read_reply();
       }
-      command("RSET");
-      connection_.flush();
-      read_reply();
-      return !mail_reply.positive() ? decide(mail_reply, "MAIL") : decide(rcpt_reply, "RCPT");
+      co_await reset();
+      co_return !mail_reply.positive() ? decide(mail_reply, "MAIL") : decide(rcpt_reply, "RCPT");
     }
   } else {
     command(mail);
-    connection_.flush();
-    mail_reply = read_reply();
+    co_await connection_->flush();
+    mail_reply = co_await read_reply();
     if (!mail_reply.positive()) {
-      command("RSET");
-      connection_.flush();
-      read_reply();
-      return decide(mail_reply, "MAIL");
+      co_await reset();
+      co_return decide(mail_reply, "MAIL");
     }
     command(rcpt);
-    connection_.flush();
-    rcpt_reply = read_reply();
+    co_await connection_->flush();
+    rcpt_reply = co_await read_reply();
     if (!rcpt_reply.positive()) {
-      command("RSET");
-      connection_.flush();
-      read_reply();
-      return decide(rcpt_reply, "RCPT");
+      co_await reset();
+      co_return decide(rcpt_reply, "RCPT");
     }
     command("DATA");
-    connection_.flush();
-    data_reply = read_reply();
+    co_await connection_->flush();
+    data_reply = co_await read_reply();
   }
   if (data_reply.code != 354) {
-    command("RSET");
-    connection_.flush();
-    read_reply();
-    return decide(data_reply, "DATA");
+    co_await reset();
+    co_return decide(data_reply, "DATA");
   }
 
+  // The message's octets are read here, on the loop: a file in the page
+  // cache, a piece at a time (flush and expire run one session each).
   dot_stuffer stuffer;
+  std::string buffer(message_chunk, '\0');
   std::string out;
-  char buffer[65536];
   for (;;) {
-    const std::size_t n = read(std::span<char>(buffer, sizeof buffer));
+    const std::size_t n = read(std::span<char>(buffer.data(), buffer.size()));
     if (n == 0) break;
     out.clear();
-    stuffer.feed(std::string_view(buffer, n), out);
-    connection_.write(out);
+    stuffer.feed(std::string_view(buffer.data(), n), out);
+    connection_->write(out);
+    co_await connection_->flush();
   }
   out.clear();
   stuffer.finish(out);
-  connection_.write(out);
-  connection_.flush();
-  connection_.set_timeout(options_.data_timeout);
-  reply final_reply = read_reply();
-  connection_.set_timeout(options_.command_timeout);
-  return decide(final_reply, "end of data");
+  connection_->write(out);
+  co_await connection_->flush();
+  connection_->set_timeout(options_.data_timeout);
+  const reply final_reply = co_await read_reply();
+  connection_->set_timeout(options_.command_timeout);
+  co_return decide(final_reply, "end of data");
 }
 
-void client::quit() noexcept {
+awaitable<void> client::quit() {
   try {
     command("QUIT");
-    connection_.flush();
-    connection_.set_timeout(std::chrono::seconds(5));
-    read_reply();
-  } catch (...) {
+    connection_->set_timeout(std::chrono::seconds(5));
+    co_await connection_->flush();
+    co_await read_reply();
+  } catch (const std::exception&) {
   }
+  connection_->close();
 }
 
 }  // namespace sdps::smtp

@@ -3,8 +3,9 @@
 /// An SMTP client for one session (RFC 5321): greeting, EHLO (HELO when
 /// EHLO is refused), then any number of single-recipient transactions,
 /// using PIPELINING (RFC 2920), 8BITMIME (RFC 6152) and SIZE (RFC 1870)
-/// when the server offers them. Blocking; every wait is bounded by the
-/// options' timeouts (RFC 5321 section 4.5.3.2 gives the defaults).
+/// when the server offers them. Asynchronous, on the caller's event loop
+/// (C++20 coroutines); every wait is bounded by the options' timeouts
+/// (RFC 5321 section 4.5.3.2 gives the defaults).
 
 #include "smtp/connection.hpp"
 #include "smtp/protocol.hpp"
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -46,34 +48,43 @@ struct delivery_result {
 /// (CRLF line ends, not yet dot-stuffed); 0 at its end. May throw.
 using message_reader = std::function<std::size_t(std::span<char>)>;
 
+/// One SMTP session. All calls on the event loop it was opened on, one at
+/// a time.
 class client {
  public:
-  /// Connects, reads the greeting and says hello. Throws network_error
-  /// (cannot connect, timed out, connection lost, malformed reply) or
-  /// refused.
-  client(const endpoint& to, client_options options);
+  /// Connects to `to` on `ex`, reads the greeting and says hello. Throws
+  /// network_error (cannot connect, timed out, connection lost, malformed
+  /// reply) or refused.
+  static awaitable<std::unique_ptr<client>> open(executor ex, base::endpoint to, client_options options);
 
   const reply& greeting() const { return greeting_; }
   /// True if the EHLO reply lists `keyword` (upper case).
   bool offers(std::string_view keyword) const;
 
-  /// One transaction: MAIL FROM:<from>, RCPT TO:<to>, DATA, the message.
-  /// `from` empty is the null sender. `size` is announced with SIZE= when
-  /// offered. A rejected MAIL or RCPT is followed by RSET so the session
-  /// can go on. Throws network_error when the connection is lost or the
-  /// server stops speaking SMTP: then the outcome of this message is
-  /// unknown unless the final dot was not yet sent (the caller keeps it).
-  delivery_result send(const std::string& from, const std::string& to, std::uint64_t size,
-                       const message_reader& read);
+  /// One transaction: MAIL FROM:<from>, RCPT TO:<to>, DATA, the message
+  /// read through `read` (which must outlive the call). `from` empty is the
+  /// null sender. `size` is announced with SIZE= when offered. A rejected
+  /// MAIL or RCPT is followed by RSET so the session can go on. Throws
+  /// network_error when the connection is lost or the server stops
+  /// speaking SMTP: then the outcome of this message is unknown unless the
+  /// final dot was not yet sent (the caller keeps it).
+  awaitable<delivery_result> send(const std::string& from, const std::string& to, std::uint64_t size,
+                                  const message_reader& read);
 
-  /// QUIT, best effort (errors ignored).
-  void quit() noexcept;
+  /// QUIT, best effort (errors ignored), waiting at most 5 s for the reply.
+  awaitable<void> quit();
+
+  explicit client(std::unique_ptr<connection> c, client_options options)
+      : connection_(std::move(c)), options_(std::move(options)) {}
 
  private:
-  reply read_reply();
+  awaitable<reply> read_reply();
+  awaitable<void> hello();
   void command(const std::string& line);  // queues a command line
+  /// RSET, its reply read (and ignored): after a refused MAIL, RCPT or DATA.
+  awaitable<void> reset();
 
-  connection connection_;
+  std::unique_ptr<connection> connection_;
   client_options options_;
   reply greeting_;
   std::vector<std::pair<std::string, std::string>> extensions_;

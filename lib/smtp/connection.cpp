@@ -1,159 +1,69 @@
 #include "smtp/connection.hpp"
 
+#include <boost/asio/write.hpp>
+
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <charconv>
-#include <cstring>
 
 namespace sdps::smtp {
 
 namespace {
 
-std::string os_error(const std::string& what, int code) { return what + ": " + std::strerror(code); }
+/// Octets asked of the socket at once.
+constexpr std::size_t read_chunk = 16 * 1024;
 
-/// Fills `storage` from a numeric endpoint; false if the address is not numeric.
-bool to_sockaddr(const endpoint& e, sockaddr_storage& storage, socklen_t& length) {
-  std::memset(&storage, 0, sizeof storage);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
-  if (inet_pton(AF_INET, e.address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(e.port);
-    length = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
-  if (inet_pton(AF_INET6, e.address.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(e.port);
-    length = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
+/// Small replies go out at once: no Nagle delay behind an unacknowledged
+/// segment (fails harmlessly on a unix socket).
+void no_delay(connection::socket_type& socket) {
+  const int one = 1;
+  ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 }  // namespace
 
-std::string endpoint::to_string() const {
-  return (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" + std::to_string(port);
+connection::connection(socket_type socket, std::chrono::milliseconds timeout)
+    : socket_(std::move(socket)), dog_(socket_.get_executor()), timeout_(timeout) {
+  // Cancelled rather than closed: the LMTP server still says 421 on it.
+  deadline_ = dog_.add([this](base::watchdog::time_point) {
+    timed_out_ = true;
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);
+  });
+  if (socket_.is_open()) no_delay(socket_);
 }
 
-endpoint endpoint::parse(std::string_view text, std::uint16_t default_port, bool for_listening) {
-  endpoint e;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos) throw std::invalid_argument("'" + std::string(text) + "': missing ']'");
-    e.address = std::string(text.substr(1, close - 1));
-    const auto rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') throw std::invalid_argument("'" + std::string(text) + "': expected ':' after ']'");
-      port_text = rest.substr(1);
-    }
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon != std::string_view::npos && text.find(':') == colon) {
-      e.address = std::string(text.substr(0, colon));
-      port_text = text.substr(colon + 1);
-    } else {
-      e.address = std::string(text);  // bare IPv4, or bare IPv6 without a port
-    }
+awaitable<std::unique_ptr<connection>> connection::open(executor ex, base::endpoint to,
+                                                        std::chrono::milliseconds timeout) {
+  const auto address = to.address();
+  if (!address) throw network_error(to.host + " is not a numeric address");
+  const asio::generic::stream_protocol::endpoint peer(asio::ip::tcp::endpoint(*address, to.port));
+  auto c = std::make_unique<connection>(socket_type(ex), timeout);
+  boost::system::error_code ec;
+  c->dog_.set_after(c->deadline_, timeout);
+  co_await c->socket_.async_connect(peer, asio::redirect_error(asio::use_awaitable, ec));
+  c->dog_.clear(c->deadline_);
+  if (ec) {
+    std::string message = "connect to " + to.to_string() + ": ";
+    message += c->timed_out_ ? "timed out" : ec.message();
+    throw network_error(message);
   }
-  if (port_text.empty()) {
-    if (default_port == 0) throw std::invalid_argument("'" + std::string(text) + "': a port is required (ADDR:PORT)");
-    e.port = default_port;
-  } else {
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || (value == 0 && !for_listening) || value > 65535)
-      throw std::invalid_argument("'" + std::string(text) + "': bad port");
-    e.port = static_cast<std::uint16_t>(value);
-  }
-  sockaddr_storage storage;
-  socklen_t length = 0;
-  if (!to_sockaddr(e, storage, length))
-    throw std::invalid_argument("'" + std::string(text) + "' is not a numeric address (ADDR:PORT or [ADDR]:PORT)");
-  return e;
+  no_delay(c->socket_);
+  co_return c;
 }
 
-connection::connection(int fd, std::chrono::milliseconds timeout) : fd_(fd), timeout_(timeout) {
-  const int flags = ::fcntl(fd_, F_GETFL);
-  if (flags >= 0) ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
-  const int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on non-TCP
+std::string connection::limit_text() const {
+  const auto ms = timeout_.count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
 }
 
-connection connection::open(const endpoint& to, std::chrono::milliseconds timeout) {
-  sockaddr_storage storage;
-  socklen_t length = 0;
-  if (!to_sockaddr(to, storage, length)) throw network_error(to.address + " is not a numeric address");
-  const int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) throw network_error(os_error("socket", errno));
-  connection c(fd, timeout);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&storage), length) < 0) {
-    if (errno != EINPROGRESS) throw network_error(os_error("connect to " + to.to_string(), errno));
-    try {
-      c.wait(POLLOUT);
-    } catch (const network_error&) {
-      throw network_error("connect to " + to.to_string() + ": timed out");
-    }
-    int error = 0;
-    socklen_t size = sizeof error;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) < 0) error = errno;
-    if (error != 0) throw network_error(os_error("connect to " + to.to_string(), error));
-  }
-  return c;
+void connection::fail(const char* what, const boost::system::error_code& ec) const {
+  if (timed_out_) throw network_error(std::string(what).append(" within ").append(limit_text()));
+  throw network_error(std::string(what).append(": ").append(ec.message()));
 }
 
-connection::~connection() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-connection::connection(connection&& other) noexcept
-    : fd_(other.fd_), timeout_(other.timeout_), in_(std::move(other.in_)), in_pos_(other.in_pos_),
-      out_(std::move(other.out_)) {
-  other.fd_ = -1;
-}
-
-void connection::wait(short events) {
-  pollfd p{fd_, events, 0};
-  for (;;) {
-    const int n = ::poll(&p, 1, static_cast<int>(timeout_.count()));
-    if (n > 0) return;
-    if (n == 0) throw network_error("no answer within " + std::to_string(timeout_.count() / 1000) + "s");
-    if (errno != EINTR) throw network_error(os_error("poll", errno));
-  }
-}
-
-bool connection::fill() {
-  if (in_pos_ > 0) {
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-  }
-  char buffer[16384];
-  for (;;) {
-    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-    if (n > 0) {
-      in_.append(buffer, static_cast<std::size_t>(n));
-      return true;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait(POLLIN);
-      continue;
-    }
-    throw network_error(os_error("receive", errno));
-  }
-}
-
-std::string connection::read_line(std::size_t max) {
+awaitable<std::string> connection::read_line(std::size_t max) {
   for (;;) {
     const std::string_view pending(in_.data() + in_pos_, in_.size() - in_pos_);
     const auto lf = pending.substr(0, max).find('\n');
@@ -161,62 +71,58 @@ std::string connection::read_line(std::size_t max) {
       const std::size_t take = lf != std::string_view::npos ? lf + 1 : max;
       std::string line(pending.substr(0, take));
       in_pos_ += take;
-      return line;
+      co_return line;
     }
-    if (!fill()) {
-      std::string rest(pending);
-      in_pos_ = in_.size();
-      return rest;
+    if (in_pos_ > 0) {
+      in_.erase(0, in_pos_);
+      in_pos_ = 0;
     }
+    const std::size_t had = in_.size();
+    in_.resize(had + read_chunk);
+    boost::system::error_code ec;
+    timed_out_ = false;
+    dog_.set_after(deadline_, timeout_);
+    const std::size_t n =
+        co_await socket_.async_read_some(asio::buffer(in_.data() + had, read_chunk), asio::redirect_error(asio::use_awaitable, ec));
+    dog_.clear(deadline_);
+    in_.resize(had + n);
+    if (ec == asio::error::eof) {
+      std::string rest = in_;
+      in_.clear();
+      co_return rest;
+    }
+    if (ec) fail(timed_out_ ? "no answer" : "receive", ec);
   }
 }
 
-void connection::write(std::string_view data) {
-  out_.append(data);
-  if (out_.size() >= 65536) flush();
-}
-
-void connection::flush() {
-  std::size_t sent = 0;
-  while (sent < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      wait(POLLOUT);
-      continue;
-    }
-    out_.clear();
-    throw network_error(os_error("send", n < 0 ? errno : EPIPE));
-  }
+awaitable<void> connection::flush() {
+  if (out_.empty()) co_return;
+  boost::system::error_code ec;
+  timed_out_ = false;
+  dog_.set_after(deadline_, timeout_);
+  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+  dog_.clear(deadline_);
   out_.clear();
+  if (ec) fail(timed_out_ ? "the peer took nothing" : "send", ec);
+}
+
+void connection::cancel() {
+  boost::system::error_code ignored;
+  socket_.cancel(ignored);
+}
+
+void connection::close() {
+  boost::system::error_code ignored;
+  socket_.close(ignored);
 }
 
 std::string connection::peer() const {
-  sockaddr_storage storage;
-  socklen_t length = sizeof storage;
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&storage), &length) < 0) return "?";
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (storage.ss_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&storage);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
-  }
-  if (storage.ss_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-    // Appended, not "[" + std::string: GCC 12 at -O3 warns falsely on that
-    // (-Wrestrict, docs/toolchain.md).
-    std::string out = "[";
-    out += text;
-    out += "]:";
-    out += std::to_string(ntohs(v6->sin6_port));
-    return out;
-  }
-  return "local";
+  boost::system::error_code ec;
+  const auto remote = socket_.remote_endpoint(ec);
+  if (ec) return "?";
+  // A client on a unix socket has no name of its own.
+  if (remote.data()->sa_family == AF_UNIX) return "local";
+  return base::socket_address_text(remote.data());
 }
 
 }  // namespace sdps::smtp

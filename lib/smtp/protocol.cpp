@@ -86,11 +86,17 @@ std::optional<path_argument> parse_path(std::string_view argument, std::string_v
   for (; i < rest.size(); ++i) {
     const char c = rest[i];
     if (quoted && c == '\\' && i + 1 < rest.size()) {
-      ++i;
+      // RFC 5321 quoted-pairSMTP: a backslash and a printable octet.
+      const auto escaped = static_cast<unsigned char>(rest[++i]);
+      if (escaped < 0x20 || escaped == 0x7f) return std::nullopt;
     } else if (c == '"') {
       quoted = !quoted;
     } else if (!quoted && c == '>') {
       break;
+    } else if (!quoted && c == ' ') {
+      // RFC 5321's Path holds no space outside a quoted local part:
+      // "< x@host>" is not the address " x@host".
+      return std::nullopt;
     } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return std::nullopt;
     }

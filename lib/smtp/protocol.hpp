@@ -66,7 +66,8 @@ struct path_argument {
 /// Parses "FROM:<addr> PARAM=V..." (`keyword` "FROM" or "TO", matched
 /// case-insensitively; a space after the colon is tolerated). A source
 /// route (<@a,@b:user@c>) is dropped as RFC 5321 says. Quoted local parts
-/// may hold '>' and spaces. nullopt if malformed.
+/// may hold '>' and spaces; a space anywhere else inside the brackets
+/// ("< x@host>") is malformed. nullopt if malformed.
 std::optional<path_argument> parse_path(std::string_view argument, std::string_view keyword);
 
 /// The address of `local@domain` split at its last '@' outside quotes;

@@ -1,5 +1,7 @@
 #include "spoolstore/delivery.hpp"
 
+#include "base/descriptor.hpp"
+#include "spoolstore/detail.hpp"
 #include "spoolstore/store.hpp"
 
 #include <fcntl.h>
@@ -23,9 +25,7 @@ constexpr std::size_t chunk_size = 64 * 1024;
 /// Attempts at a fresh UIDL when a final name is (impossibly) taken.
 constexpr int name_attempts = 8;
 
-[[noreturn]] void fail(const std::string& what, const std::filesystem::path& path, int code) {
-  throw io_error(what + " " + path.string() + ": " + std::strerror(code), code);
-}
+using detail::fail;
 
 void write_all(int fd, std::string_view data, const std::filesystem::path& path) {
   if (write_fault_for_tests) {
@@ -44,11 +44,11 @@ void write_all(int fd, std::string_view data, const std::filesystem::path& path)
 struct tmp_copy {
   std::filesystem::path host_folder;
   std::filesystem::path path;
-  int fd = -1;
+  base::unique_fd fd;
   std::uint64_t header_size = 0;
 
   ~tmp_copy() {
-    if (fd >= 0) ::close(fd);
+    fd.reset();
     if (!path.empty()) ::unlink(path.c_str());
   }
 };
@@ -57,12 +57,12 @@ struct tmp_copy {
 void copy_body(const tmp_copy& from, std::uint64_t offset, std::uint64_t length, const tmp_copy& to) {
   std::string buffer(chunk_size, '\0');
   while (length > 0) {
-    const ssize_t n = ::pread(from.fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), length),
+    const ssize_t n = ::pread(from.fd.get(), buffer.data(), std::min<std::uint64_t>(buffer.size(), length),
                               static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail("cannot read back", from.path, errno);
     if (n == 0) fail("cannot read back", from.path, EIO);  // shorter than written: give up on it
-    write_all(to.fd, std::string_view(buffer.data(), static_cast<std::size_t>(n)), to.path);
+    write_all(to.fd.get(), std::string_view(buffer.data(), static_cast<std::size_t>(n)), to.path);
     offset += static_cast<std::uint64_t>(n);
     length -= static_cast<std::uint64_t>(n);
   }
@@ -124,13 +124,13 @@ class delivery {
                         (std::to_string(::getpid()) + "." + std::to_string(++serial_) + "." + uidls_[index]);
       const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
       if (fd >= 0) {
-        copy->fd = fd;
+        copy->fd.reset(fd);
         copy->path = path;
         break;
       }
       if (errno != EEXIST || attempt >= name_attempts) fail("cannot create", path, errno);
     }
-    write_all(copy->fd, headers_[index], copy->path);
+    write_all(copy->fd.get(), headers_[index], copy->path);
     copy->header_size = headers_[index].size();
     return copy;
   }
@@ -155,7 +155,7 @@ class delivery {
   void write_body(const std::string& data) {
     for (;;) {
       try {
-        write_all(first_->fd, data, first_->path);
+        write_all(first_->fd.get(), data, first_->path);
         body_size_ += data.size();
         return;
       } catch (const io_error& e) {
@@ -185,7 +185,7 @@ class delivery {
         owned.push_back(std::move(copy));
       }
       for (tmp_copy* copy : copies)
-        if (::fsync(copy->fd) != 0) fail("cannot sync", copy->path, errno);
+        if (::fsync(copy->fd.get()) != 0) fail("cannot sync", copy->path, errno);
     } catch (const std::exception& e) {
       note(punt.name, e.what());
       return std::nullopt;

@@ -378,10 +378,32 @@ std::string dummy_message(const dummy_details& d) {
     nonce += lower_hex[b >> 4];
     nonce += lower_hex[b & 15];
   }
+  // What became of it, as its departure record says.
+  const char* subject = "Message removed from the spool";
+  const char* story =
+      "was removed from the POP3 mail spool after this POP3 session started\r\n"
+      "(by another session, or by hand), so it cannot be retrieved.\r\n";
+  if (d.why == departure::delivered) {
+    subject = "Message already delivered by SMTP";
+    story =
+        "delivered to you by SMTP after this POP3 session started, so it has left\r\n"
+        "the POP3 mail spool. You should already have it through SMTP.\r\n";
+  } else if (d.why == departure::returned) {
+    subject = "Message expired and returned to its sender";
+    story =
+        "not collected in time: it expired after this POP3 session started, and\r\n"
+        "was returned to its sender with a delivery failure notice. It has left\r\n"
+        "the POP3 mail spool; ask the sender to send it again.\r\n";
+  } else if (d.why == departure::expired) {
+    subject = "Message expired";
+    story =
+        "kept for as long as this service keeps mail, and expired after this POP3\r\n"
+        "session started, so it has left the POP3 mail spool.\r\n";
+  }
   std::string text = "Return-Path: <>\r\n";
   text += "From: Mail Delivery System <MAILER-DAEMON@" + server + ">\r\n";
   text += plain_address(d.to) ? "To: <" + d.to + ">\r\n" : std::string("To: undisclosed-recipients:;\r\n");
-  text += "Subject: Message already delivered by SMTP\r\n";
+  text.append("Subject: ").append(subject).append("\r\n");
   text += "Date: " + rfc5322_date(d.now) + "\r\n";
   text += "Message-ID: <sdps-dummy." + uidl_atom + "." + nonce + "@" + server + ">\r\n";
   text += "MIME-Version: 1.0\r\n";
@@ -390,8 +412,7 @@ std::string dummy_message(const dummy_details& d) {
   text += "This is a notice from the POP3 server " + server + ", not the message you asked for.\r\n";
   text += "\r\n";
   text += "The message with unique-id " + uidl_atom + " (" + std::to_string(d.size) + " octets) was\r\n";
-  text += "delivered to you by SMTP after this POP3 session started, so it has left\r\n";
-  text += "the POP3 mail spool. You should already have it through SMTP.\r\n";
+  text += story;
   return text;
 }
 

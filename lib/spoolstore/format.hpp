@@ -9,6 +9,8 @@
 /// the spool's code lives in `sdps::spoolstore` (a namespace may not share
 /// a name with a class in the same scope).
 
+#include "spoolstore/departure.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -133,19 +135,26 @@ std::string return_path_line(std::string_view from);
 /// RFC 5322 date-time for `us` microseconds since the epoch, in UTC.
 std::string rfc5322_date(std::int64_t us);
 
-/// What the dummy notice says about a message SMTP took during a session.
+/// What the dummy notice says about a message that left the spool during
+/// a session.
 struct dummy_details {
   std::string uidl;          ///< the original message's UIDL
   std::uint64_t size = 0;    ///< its size as LIST gave it
   std::string to;            ///< recipient address for the To: field; may be empty
   std::string server_name;   ///< for From: and the Message-ID's right-hand side
   std::int64_t now = 0;      ///< Date:, microseconds since the epoch
+  /// Why it left, as its departure record says (departure.hpp); nullopt
+  /// when there is none: removed by hand or by another POP3 session.
+  std::optional<departure> why;
 };
 
-/// The notice RETR and TOP return instead of a message that SMTP delivered
-/// (and so removed) after the snapshot: a valid RFC 5322 message with
-/// From, To, Subject, Date and a synthesised Message-ID, CRLF line ends,
-/// starting with `Return-Path: <>`.
+/// The notice RETR and TOP return instead of a message that left the spool
+/// after the snapshot: a valid RFC 5322 message with From, To, Subject,
+/// Date and a synthesised Message-ID, CRLF line ends, starting with
+/// `Return-Path: <>`. Its subject and text say what became of the message:
+/// "Message already delivered by SMTP" (delivered), "Message expired and
+/// returned to its sender" (returned), "Message expired" (expired), or
+/// "Message removed from the spool" (no record).
 std::string dummy_message(const dummy_details& details);
 
 // -- streaming filters --------------------------------------------------------

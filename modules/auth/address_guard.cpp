@@ -98,6 +98,21 @@ void address_guard::release(const asio::ip::address& a) {
   if (c.held == 0) checks_.erase(it);
 }
 
+void address_guard::set_limits(const address_limits& limits) {
+  std::lock_guard guard(mutex_);
+  limits_ = limits;
+  // A raised bound lets waiting checks through at once.
+  for (auto& [address, c] : checks_)
+    while (!c.queue.empty() && (limits_.max_checks == 0 || c.held < limits_.max_checks)) {
+      auto next = std::move(c.queue.front());
+      c.queue.pop_front();
+      ++c.held;
+      next->granted = true;
+      auto timer = next->timer;
+      asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+    }
+}
+
 address_guard::check_slot::~check_slot() { guard_->release(address_); }
 
 }  // namespace sdps::auth

@@ -62,6 +62,10 @@ class address_guard {
   /// are handed on in arrival order.
   awaitable<std::unique_ptr<check_slot>> check(const asio::ip::address& a, executor ex);
 
+  /// New limits (SIGHUP): counts and queues stay; a waiting check is let
+  /// through when a slot frees under the new bound.
+  void set_limits(const address_limits& limits);
+
   /// Entries in the failure table now (for tests).
   std::size_t tracked() const;
 

@@ -4,6 +4,8 @@
 // the same password is not made to wait for a fresh check each time.
 // Settings (`auth_cache_ttl`, `auth_cache_size`) are in README.md.
 
+#include "base/address_prefix.hpp"
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -13,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sdps::auth {
 
@@ -32,6 +35,14 @@ enum class credential { none, pop3, dialup };
 /// entry or another digest says "not known", never "wrong". Entries live
 /// `ttl` from the check that made them (a hit does not extend that); at
 /// `capacity` the least recently used entry makes room.
+///
+/// While the host store cannot be asked (a database down), there is no
+/// stored hash to check a digest against: each entry also holds a keyed
+/// hash of the password alone (another random key), and a dialup entry
+/// the host's dialup prefixes as they were, so that cached successes keep
+/// working (verified_offline) until they expire. Neither says more about
+/// the password than the first digest does to whoever holds the process's
+/// memory (its key and the stored hashes).
 ///
 /// Thread-safe: every member may be called from any thread at once. The
 /// hashing (fingerprint) runs outside the lock; the lock covers only the
@@ -61,11 +72,25 @@ class auth_cache {
   /// constant time). A hit makes the entry the most recently used; an
   /// expired entry found here is removed.
   bool verified(std::string_view host, credential which, const digest& d);
+  /// The keyed hash of `password` alone, for verified_offline(). Cheap;
+  /// takes no lock.
+  digest offline_fingerprint(std::string_view password) const;
   /// Records that `d` passed the check of (host, which), replacing any
-  /// entry for that pair. Nothing for credential::none or when disabled.
-  void remember(std::string_view host, credential which, const digest& d);
+  /// entry for that pair; `offline` is offline_fingerprint() of the same
+  /// password, `dialup` the host's dialup prefixes (for a dialup entry).
+  /// Nothing for credential::none or when disabled.
+  void remember(std::string_view host, credential which, const digest& d, const digest& offline,
+                std::vector<base::address_prefix> dialup = {});
+  /// While the host store is unavailable: which of `host`'s live entries
+  /// was made from the password whose offline_fingerprint() is `offline`
+  /// (compared in constant time): the POP3 password's from anywhere, the
+  /// dialup password's from one of the prefixes it was checked with.
+  /// credential::none when neither.
+  credential verified_offline(std::string_view host, const digest& offline, const boost::asio::ip::address& from);
   /// Drops both of `host`'s entries (its record in the host database changed).
   void forget(std::string_view host);
+  /// Drops every entry (every host may have changed).
+  void clear();
 
   /// Entries held now, expired ones not yet removed included.
   std::size_t size() const;
@@ -74,6 +99,8 @@ class auth_cache {
   struct entry {
     std::string key;  // host, a NUL, then 'p' or 'd'
     digest value;
+    digest offline;
+    std::vector<base::address_prefix> dialup;  // a dialup entry's prefixes
     clock::time_point expires;
   };
   using lru_list = std::list<entry>;
@@ -85,6 +112,7 @@ class auth_cache {
   const std::size_t capacity_;
   const std::function<clock::time_point()> now_;
   std::array<unsigned char, 32> key_{};
+  std::array<unsigned char, 32> offline_key_{};
 
   mutable std::mutex mutex_;  // guards the members below
   lru_list lru_;              // most recently used first

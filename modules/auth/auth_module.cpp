@@ -1,12 +1,13 @@
 #include "auth_module.hpp"
 
+#include "hostdb/access.hpp"
+
 #include <sodium.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
-#include <system_error>
 #include <utility>
 
 namespace sdps::auth {
@@ -15,7 +16,6 @@ namespace {
 
 constexpr std::string_view invalid_login = "[AUTH] invalid login";
 constexpr std::chrono::milliseconds max_fail_delay = std::chrono::seconds(30);
-constexpr std::size_t problems_logged = 20;
 // Two entries per host that logs in with both passwords; about 200 octets
 // each (README.md).
 constexpr std::size_t default_cache_size = 100000;
@@ -26,23 +26,6 @@ std::string address_for_log(const asio::ip::address& a) {
   if (a.is_v6() && a.to_v6().is_v4_mapped())
     return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
   return a.to_string();
-}
-
-// What the file reader hands back to the event loop.
-struct reload_outcome {
-  std::optional<hostdb::load_result> result;
-  std::string dummy;  // for result's hosts
-  std::string error;  // set when the file could not be read at all
-};
-
-reload_outcome read_file(const std::filesystem::path& file) {
-  reload_outcome out;
-  try {
-    out.result = hostdb::load(file);
-  } catch (const std::exception& e) {
-    out.error = e.what();
-  }
-  return out;
 }
 
 // Cheap enough for start-up: one random password nobody knows, hashed at
@@ -73,7 +56,7 @@ bool same_record(const hostdb::host_record& a, const hostdb::host_record& b) {
   if (a.pop3_hash != b.pop3_hash || a.dialup_hash != b.dialup_hash || a.dialup.size() != b.dialup.size())
     return false;
   for (std::size_t i = 0; i < a.dialup.size(); ++i)
-    if (a.dialup[i].network != b.dialup[i].network || a.dialup[i].length != b.dialup[i].length) return false;
+    if (a.dialup[i] != b.dialup[i]) return false;
   return true;
 }
 
@@ -89,12 +72,76 @@ credential password_check::run() const {
   return credential::none;
 }
 
+namespace {
+
+/// The settings SIGHUP may change live (reconfigure()), as the constructor
+/// reads them too.
+struct auth_settings {
+  address_limits limits;
+  std::chrono::milliseconds cache_ttl{std::chrono::hours(1)};
+  std::size_t cache_size = default_cache_size;
+};
+
+/// Reads them from the instance's entry and the top level. Throws config_error.
+auth_settings read_settings(const settings& options, const settings& site) {
+  auth_settings out;
+  out.limits.fail_delay = options.duration_or("fail_delay", std::chrono::seconds(1));
+  if (out.limits.fail_delay > max_fail_delay) options.fail("fail_delay", "'fail_delay' must be at most 30s");
+  const auto failures = site.integer_or("max_login_failures_per_address", out.limits.max_failures);
+  if (failures < 0 || failures > 1000000)
+    site.fail("max_login_failures_per_address", "'max_login_failures_per_address' must be 0 (no limit) to 1000000");
+  out.limits.max_failures = static_cast<unsigned>(failures);
+  out.limits.failure_window = site.duration_or("login_failure_window", out.limits.failure_window);
+  if (out.limits.failure_window.count() <= 0)
+    site.fail("login_failure_window", "'login_failure_window' must be positive");
+  const auto checks =
+      site.integer_or("max_password_checks_per_address", static_cast<std::int64_t>(out.limits.max_checks));
+  if (checks < 0 || checks > 1000)
+    site.fail("max_password_checks_per_address", "'max_password_checks_per_address' must be 0 (no limit) to 1000");
+  out.limits.max_checks = static_cast<std::size_t>(checks);
+
+  out.cache_ttl = options.duration_or("auth_cache_ttl", out.cache_ttl);
+  if (out.cache_ttl.count() < 0 || out.cache_ttl > std::chrono::hours(24 * 7))
+    options.fail("auth_cache_ttl", "'auth_cache_ttl' must be 0 (no cache) to 7 days");
+  const auto size = options.integer_or("auth_cache_size", static_cast<std::int64_t>(out.cache_size));
+  if (size < 0 || size > 10000000)
+    options.fail("auth_cache_size", "'auth_cache_size' must be 0 (no cache) to 10000000 entries");
+  out.cache_size = static_cast<std::size_t>(size);
+  return out;
+}
+
+/// Where `hosts:` points, resolved as the constructor resolves it.
+hostdb::location locate_hosts(const settings& site) {
+  if (!site.has("hosts"))
+    site.fail("hosts", "the auth module needs 'hosts:' (a hosts file or a postgresql:// URI) at the top level");
+  hostdb::location out;
+  try {
+    out = hostdb::locate(site.string("hosts"), {});
+  } catch (const std::invalid_argument& e) {
+    site.fail("hosts", e.what());
+  }
+  // A file resolves as every path of the config does (against its folder).
+  if (out.type == hostdb::location::kind::file) out.file = site.path("hosts");
+  return out;
+}
+
+}  // namespace
+
 auth_module::auth_module(module_config& config) : server_(config.server()), log_(config.log()) {
   if (sodium_init() < 0) throw config_error("module instance '" + config.instance() + "': libsodium failed to initialise");
   const settings& site = server_.site();
-  if (!site.has("hosts"))
-    site.fail("hosts", "the auth module needs 'hosts:' (the host database file) at the top level");
-  file_ = site.path("hosts");
+  settings& options = config.options();
+  where_ = locate_hosts(site);
+  user_ = site.string_or("user", "");
+  // The file may be owned by the user sdpsd becomes (and root), whoever
+  // reads it first: sdpsd starts as root.
+  if (!user_.empty()) {
+    const auto account = base::find_account(user_);
+    if (!account)
+      site.fail("user", "user '" + user_ + "' (the config's 'user:') does not exist: create it, e.g. adduser "
+                        "--system --group " + user_);
+    where_.owner = account->uid;
+  }
 
   const std::string cost_name = site.string_or("password_cost", "interactive");
   const auto cost = hostdb::parse_cost(cost_name);
@@ -103,74 +150,137 @@ auth_module::auth_module(module_config& config) : server_(config.server()), log_
   if (cost_ == hostdb::cost::min)
     log_.warning("password_cost is 'min': password hashes are cheap to crack; use it for tests and benchmarks only");
 
-  config.provide<password_verifier>(&verifier_);
-  fail_delay_ = config.options().duration_or("fail_delay", std::chrono::seconds(1));
-  if (fail_delay_ > max_fail_delay) config.options().fail("fail_delay", "'fail_delay' must be at most 30s");
+  sdps::metrics& metrics = server_.metrics();
+  metrics.declare("sdps_auth_cache_hits_total", "counter", "Logins answered from the auth cache.");
+  metrics.declare("sdps_auth_cache_misses_total", "counter", "Logins the auth cache could not answer.");
+  metrics.declare("sdps_host_store_up", "gauge", "1 while the host store (hosts:) can answer lookups, else 0.");
+  cache_hits_ = metrics.counter("sdps_auth_cache_hits_total");
+  cache_misses_ = metrics.counter("sdps_auth_cache_misses_total");
+  const auth_settings given = read_settings(options, site);
+  limits_ = given.limits;
+  guard_ = std::make_unique<address_guard>(limits_);
+  cache_ttl_ = given.cache_ttl;
+  cache_size_ = given.cache_size;
+  cache_ = std::make_shared<auth_cache>(cache_ttl_, cache_size_);
 
-  address_limits limits;
-  limits.fail_delay = fail_delay_;
-  const auto failures = site.integer_or("max_login_failures_per_address", limits.max_failures);
-  if (failures < 0 || failures > 1000000)
-    site.fail("max_login_failures_per_address", "'max_login_failures_per_address' must be 0 (no limit) to 1000000");
-  limits.max_failures = static_cast<unsigned>(failures);
-  limits.failure_window = site.duration_or("login_failure_window", limits.failure_window);
-  if (limits.failure_window.count() <= 0) site.fail("login_failure_window", "'login_failure_window' must be positive");
-  const auto checks = site.integer_or("max_password_checks_per_address", static_cast<std::int64_t>(limits.max_checks));
-  if (checks < 0 || checks > 1000)
-    site.fail("max_password_checks_per_address", "'max_password_checks_per_address' must be 0 (no limit) to 1000");
-  limits.max_checks = static_cast<std::size_t>(checks);
-  guard_ = std::make_unique<address_guard>(limits);
+  // The store's settings (README.md); the pool and the retries are the
+  // PostgreSQL store's, the query timeout both stores'.
+  hostdb::store_options store;
+  store.log = &log_;
+  const auto pool = options.integer_or("store_pool_size", static_cast<std::int64_t>(store.pool_size));
+  if (pool < 1 || pool > 64) options.fail("store_pool_size", "'store_pool_size' must be 1 to 64 connections");
+  store.pool_size = static_cast<std::size_t>(pool);
+  using ms = std::chrono::milliseconds;
+  const auto positive = [&options](const char* key, ms fallback, ms most) {
+    const auto value = options.duration_or(key, fallback);
+    if (value.count() <= 0 || value > most)
+      options.fail(key, std::string("'").append(key).append("' must be more than 0 and at most ").append(
+                            std::to_string(most.count() / 1000)).append("s"));
+    return value;
+  };
+  store.connect_timeout = positive("store_connect_timeout", store.connect_timeout, std::chrono::minutes(1));
+  store.query_timeout = positive("store_query_timeout", store.query_timeout, std::chrono::minutes(1));
+  store.retry_max = positive("store_retry_max", store.retry_max, std::chrono::minutes(10));
+  store.retry_min = std::min(store.retry_min, store.retry_max);
+  const auto startup_wait = options.duration_or("store_startup_wait", std::chrono::seconds(3));
+  if (startup_wait.count() < 0 || startup_wait > std::chrono::minutes(1))
+    options.fail("store_startup_wait", "'store_startup_wait' must be 0s to 60s");
+  store.changed = [this](const hostdb::host_change& c) { changed(c); };
+  sdps::metrics* gauges = &metrics;
+  store.health = [gauges](bool up) { gauges->set("sdps_host_store_up", {}, up ? 1 : 0); };
+  // Down until the store says otherwise (its thread reports the first state).
+  metrics.set("sdps_host_store_up", {}, 0);
 
-  const auto ttl = config.options().duration_or("auth_cache_ttl", std::chrono::hours(1));
-  if (ttl.count() < 0 || ttl > std::chrono::hours(24 * 7))
-    config.options().fail("auth_cache_ttl", "'auth_cache_ttl' must be 0 (no cache) to 7 days");
-  const auto size = config.options().integer_or("auth_cache_size", static_cast<std::int64_t>(default_cache_size));
-  if (size < 0 || size > 10000000)
-    config.options().fail("auth_cache_size", "'auth_cache_size' must be 0 (no cache) to 10000000 entries");
-  cache_ = std::make_unique<auth_cache>(ttl, static_cast<std::size_t>(size));
-
-  // An unreadable or insecure file stops sdpsd (and --check) here; once
-  // running, the same problem answers [SYS/TEMP] until it is fixed.
-  reload_outcome first = read_file(file_);
-  if (!first.result) throw config_error("module instance '" + config.instance() + "': " + first.error);
-  dummy_hash_ = dummy_for(*first.result);
-  apply(std::move(*first.result), true);
+  // An unreadable or insecure hosts file stops sdpsd (and --check) here;
+  // once running, the same problem answers [SYS/TEMP] until it is fixed.
+  // A database that is down is no error: it is waited for a moment, and
+  // logins answer [SYS/TEMP] until it is up.
+  try {
+    store_ = hostdb::open_store(where_, std::move(store));
+  } catch (const std::exception& e) {
+    throw config_error("module instance '" + config.instance() + "': " + e.what());
+  }
+  if (where_.type == hostdb::location::kind::postgresql && !store_->wait_ready(startup_wait))
+    log_.warning("host store ", where_.to_string(), " is down at start: serving without it; logins answer "
+                 "[SYS/TEMP] until it is up (waited at most store_startup_wait, ", startup_wait.count(), " ms)");
+  // The dummy for the cost now expected, made before the first login needs it.
+  const hostdb::hash_cost wanted = store_->usual_cost().value_or(hostdb::parameters(cost_));
+  dummies_.emplace(wanted, make_dummy_hash(wanted));
 }
 
-std::string auth_module::dummy_for(const hostdb::load_result& result) {
+auth_module::~auth_module() {
+  // The store's thread calls back into this object: it stops first.
+  store_.reset();
+}
+
+std::function<void()> auth_module::reconfigure(const settings& options, const settings& site) {
+  const auth_settings wanted = read_settings(options, site);
+  // The store's place and the cost of new hashes shape the open store and
+  // the dummy hashes: a restart's work. (The store's own settings too.)
+  const hostdb::location where = locate_hosts(site);
+  const auto cost = hostdb::parse_cost(site.string_or("password_cost", "interactive"));
+  if (where.to_string() != where_.to_string() || where.file != where_.file || !cost || *cost != cost_) return {};
+  return [this, wanted] {
+    if (wanted.limits.fail_delay != limits_.fail_delay || wanted.limits.max_failures != limits_.max_failures ||
+        wanted.limits.failure_window != limits_.failure_window || wanted.limits.max_checks != limits_.max_checks) {
+      limits_ = wanted.limits;
+      guard_->set_limits(limits_);
+    }
+    if (wanted.cache_ttl != cache_ttl_ || wanted.cache_size != cache_size_) {
+      cache_ttl_ = wanted.cache_ttl;
+      cache_size_ = wanted.cache_size;
+      auto fresh = std::make_shared<auth_cache>(cache_ttl_, cache_size_);
+      std::lock_guard guard(mutex_);
+      cache_ = std::move(fresh);
+      log_.info("auth cache: new settings (auth_cache_ttl ", cache_ttl_.count(), "ms, auth_cache_size ", cache_size_,
+                "): it starts empty");
+    }
+  };
+}
+
+std::vector<std::string> auth_module::check() const {
+  // Run as the configured user (the core's --check): a hosts file it
+  // cannot read or whose folder it cannot write; a database without the
+  // schema or the grants.
+  if (where_.type == hostdb::location::kind::file) return hostdb::check_access(where_.file);
+  std::optional<base::account> who;
+  if (!user_.empty()) who = base::find_account(user_);
+  return store_->check(who ? &*who : nullptr);
+}
+
+awaitable<std::string> auth_module::dummy_hash() {
   // The cost most stored hashes have: an unknown host's check then costs
   // what a known host's costs, even after password_cost has changed.
-  std::map<hostdb::hash_cost, std::size_t> seen;
-  for (const auto& [name, r] : result.hosts.hosts())
-    for (const std::string* h : {&r.pop3_hash, &r.dialup_hash})
-      if (auto c = hostdb::cost_of(*h)) ++seen[*c];
-  hostdb::hash_cost wanted = hostdb::parameters(cost_);
-  std::size_t most = 0;
-  for (const auto& [c, n] : seen)
-    if (n >= most) {  // a tie goes to the dearer cost (later in the map)
-      most = n;
-      wanted = c;
-    }
-  if (seen.size() > 1)
-    log_.warning("host database: the password hashes have ", seen.size(),
-                 " different costs; refusals for hosts whose hash is not at the most common cost take another "
-                 "time than unknown hosts' (set their passwords again to give them the cost of password_cost)");
+  const hostdb::hash_cost wanted = store_->usual_cost().value_or(hostdb::parameters(cost_));
   {
     std::lock_guard guard(mutex_);
-    if (auto it = dummies_.find(wanted); it != dummies_.end()) return it->second;
+    if (auto it = dummies_.find(wanted); it != dummies_.end()) co_return it->second;
   }
-  std::string dummy = make_dummy_hash(wanted);
+  auto job = [wanted] { return make_dummy_hash(wanted); };
+  std::string dummy = co_await run_blocking(server_, std::move(job));
   std::lock_guard guard(mutex_);
-  return dummies_.emplace(wanted, std::move(dummy)).first->second;
+  co_return dummies_.emplace(wanted, std::move(dummy)).first->second;
+}
+
+void auth_module::changed(const hostdb::host_change& change) {
+  const std::shared_ptr<auth_cache> cache = current_cache();
+  if (change.every) {
+    cache->clear();
+    log_.debug("auth cache: dropped every entry (the host store says any host may have changed)");
+  } else {
+    cache->forget(change.host);
+    log_.debug("auth cache: ", printable(change.host, 80), " changed in the host store: its entries dropped");
+  }
 }
 
 std::vector<command_spec> auth_module::commands() const {
-  const state_mask authorization = static_cast<state_mask>(pop3_state::authorization);
-  return {{"USER", authorization}, {"PASS", authorization}, {"APOP", authorization}};
+  return {{"USER", pop3_state::authorization}, {"PASS", pop3_state::authorization}, {"APOP", pop3_state::authorization}};
 }
 
 void auth_module::capabilities(session& s, std::vector<std::string>& lines) const {
-  if (s.plaintext_auth_allowed()) lines.push_back("USER");
+  // RFC 2449: what the session can use now; USER means nothing once
+  // logged in.
+  if (s.state() == pop3_state::authorization && s.plaintext_auth_allowed()) lines.push_back("USER");
   lines.push_back("AUTH-RESP-CODE");
 }
 
@@ -181,30 +291,46 @@ response plaintext_refused(session& s) {
 
 awaitable<verdict> auth_module::on_command(session& s, const command& cmd) {
   if ((cmd.name == "USER" || cmd.name == "PASS") && !s.plaintext_auth_allowed()) {
-    s.login().reset();
+    s.drop_slot(pending_);
     co_return verdict::answer(plaintext_refused(s));
   }
-  if (cmd.name == "USER") co_return co_await user(s, cmd);
-  if (cmd.name == "PASS") co_return co_await pass(s, cmd);
+  if (cmd.name == "USER") co_return user(s, cmd);
+  if (cmd.name == "PASS") co_return pass(s, cmd);
   if (cmd.name == "APOP") co_return verdict::answer(response::err("APOP not implemented; use USER and PASS"));
   co_return verdict::next();
 }
 
-awaitable<verdict> auth_module::user(session& s, const command& cmd) {
+verdict auth_module::user(session& s, const command& cmd) {
   auto who = pop3::parse_user(cmd.argument, server_.customer_domain());
   if (!who) {
-    s.login().reset();
-    co_return verdict::answer(response::err("invalid user name: use HOST or USER+HOST"));
+    s.drop_slot(pending_);
+    return verdict::answer(response::err("invalid user name: use HOST or USER+HOST"));
   }
-  s.login() = std::move(*who);
+  s.slot(pending_).who = std::move(*who);
   // The same reply for every valid name: whether the host exists is not
   // revealed before PASS, nor after it.
-  co_return verdict::answer(response::ok("send PASS"));
+  return verdict::answer(response::ok("send PASS"));
 }
 
-awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
-  if (!s.login()) co_return verdict::answer(response::err("send USER first"));
-  const identity who = *s.login();
+verdict auth_module::pass(session& s, const command& cmd) {
+  pending* p = s.find_slot(pending_);
+  if (!p || !p->who) return verdict::answer(response::err("send USER first"));
+  // One PASS per USER, whatever comes of it (RFC 1939: after a failed
+  // PASS the client starts again with USER).
+  identity who = std::move(*p->who);
+  s.drop_slot(pending_);
+  return verdict::login(credentials(std::move(who), "USER", cmd.argument));
+}
+
+awaitable<login_verdict> auth_module::on_login(session& s, login_stage, login_attempt& attempt) {
+  // Logins that come with a password are this instance's to check; others
+  // (a back end's front end, a certificate) are another verifier's.
+  if (attempt.mechanism() != "USER" && attempt.mechanism() != "PLAIN") co_return login_verdict::proceed();
+  co_return co_await verify(s, attempt);
+}
+
+awaitable<login_verdict> auth_module::verify(session& s, login_attempt& attempt) {
+  const identity who = attempt.who();
   const auto address = s.remote_endpoint().address();
 
   bool first_refusal = false;
@@ -212,31 +338,68 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
     if (first_refusal)
       log_.warning("refusing logins from ", address_for_log(address),
                    ": too many failed logins (max_login_failures_per_address)");
-    s.login().reset();
-    co_return verdict::answer(response::err("[AUTH] too many failed logins from your address, try again later"));
+    co_return login_verdict::refuse(
+        response::err("[AUTH] too many failed logins from your address, try again later"), "too many failures");
   }
 
-  co_await refresh();
-  {
-    std::unique_lock guard(mutex_);
-    if (!broken_.empty()) {
-      const std::string why = broken_;
-      guard.unlock();
-      log_.error("login of ", who.display(), " refused: ", why);
-      s.login().reset();
-      co_return verdict::answer(response::err("[SYS/TEMP] the host database cannot be read, try again later"));
+  // Named, then moved in: no temporaries inside a co_await (docs/toolchain.md).
+  std::string name = who.host;
+  hostdb::lookup_result found = co_await store_->lookup(std::move(name));
+  check_on_loop(s);
+  if (found.status == hostdb::lookup_status::unavailable)
+    co_return co_await unavailable(s, attempt, found.detail, found.untrusted);
+
+  bool cached = false;
+  credential matched = co_await check_password(s, who, found, attempt.password(), cached);
+  if (matched == credential::none && found.stale && found.status == hostdb::lookup_status::found) {
+    // Refused by a version of the hosts file that is being replaced: the
+    // new one may say otherwise (a password set a moment ago). An unknown
+    // host's lookup has waited for it already.
+    co_await store_->catch_up();
+    std::string again_name = who.host;
+    hostdb::lookup_result again = co_await store_->lookup(std::move(again_name));
+    check_on_loop(s);
+    if (again.status != found.status ||
+        (again.status == hostdb::lookup_status::found && !same_record(again.record, found.record))) {
+      if (again.status == hostdb::lookup_status::unavailable)
+        co_return co_await unavailable(s, attempt, again.detail, again.untrusted);
+      found = std::move(again);
+      matched = co_await check_password(s, who, found, attempt.password(), cached);
     }
   }
-  const auto db = hosts();
-  std::string dummy;
-  {
-    std::lock_guard guard(mutex_);
-    dummy = dummy_hash_;
+
+  if (matched != credential::none) {
+    if (cached) s.log().debug("auth cache: ", who.host, ": the ", matched == credential::pop3 ? "POP3" : "dialup",
+                              " password passed its check within auth_cache_ttl");
+    // The core logs the login once every stage has passed.
+    attempt.accept(matched == credential::pop3 ? "the POP3 password" : "the dialup password");
+    co_return login_verdict::proceed();
   }
 
+  // The reason goes to the log (and the metrics), never to the client.
+  const hostdb::host_record* host = found.status == hostdb::lookup_status::found ? &found.record : nullptr;
+  const char* reason = found.status == hostdb::lookup_status::malformed ? "malformed host record"
+                       : !host                                          ? "unknown host"
+                       : host->pop3_hash.empty() && (host->dialup_hash.empty() || !host->dialup_from(address))
+                           ? "no usable password"
+                           : "wrong password";
+  asio::steady_timer delay(s.get_executor());
+  delay.expires_after(guard_->failed(address, address_guard::clock::now()));
+  boost::system::error_code ignored;
+  co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  co_return login_verdict::refuse(response::err(std::string(invalid_login)), reason);
+}
+
+awaitable<credential> auth_module::check_password(session& s, const identity& who,
+                                                  const hostdb::lookup_result& found, std::string_view password,
+                                                  bool& cached) {
+  const auto address = s.remote_endpoint().address();
+  const hostdb::host_record* host = found.status == hostdb::lookup_status::found ? &found.record : nullptr;
+  const std::string dummy = co_await dummy_hash();
+  check_on_loop(s);
+
   auto check = std::make_shared<password_check>();
-  check->password = hostdb::secret(cmd.argument);
-  const hostdb::host_record* host = db->find(who.host);
+  check->password = hostdb::secret(password);
   check->pop3_real = host && !host->pop3_hash.empty();
   check->pop3_hash = check->pop3_real ? host->pop3_hash : dummy;
   check->dialup_real = host && !host->dialup_hash.empty() && host->dialup_from(address);
@@ -245,22 +408,23 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
   // The cache vouches only for a password that passed the check of this
   // host's stored hash (the digest covers both); whether the dialup
   // password may be used from this address was decided just above, from
-  // the database in force.
+  // the record the store gave.
   auth_cache::digest pop3_digest{}, dialup_digest{};
   credential matched = credential::none;
-  const bool cache_on = cache_->enabled() && (check->pop3_real || check->dialup_real);
+  const std::shared_ptr<auth_cache> cache = current_cache();
+  const bool cache_on = cache->enabled() && (check->pop3_real || check->dialup_real);
   if (cache_on) {
     if (check->pop3_real) {
-      pop3_digest = cache_->fingerprint(check->pop3_hash, check->password.view());
-      if (cache_->verified(who.host, credential::pop3, pop3_digest)) matched = credential::pop3;
+      pop3_digest = cache->fingerprint(check->pop3_hash, check->password.view());
+      if (cache->verified(who.host, credential::pop3, pop3_digest)) matched = credential::pop3;
     }
     if (matched == credential::none && check->dialup_real) {
-      dialup_digest = cache_->fingerprint(check->dialup_hash, check->password.view());
-      if (cache_->verified(who.host, credential::dialup, dialup_digest)) matched = credential::dialup;
+      dialup_digest = cache->fingerprint(check->dialup_hash, check->password.view());
+      if (cache->verified(who.host, credential::dialup, dialup_digest)) matched = credential::dialup;
     }
   }
-  const bool cached = matched != credential::none;
-  if (cache_on) cached ? server_.metrics().auth_cache_hit() : server_.metrics().auth_cache_miss();
+  cached = matched != credential::none;
+  if (cache_on) (cached ? cache_hits_ : cache_misses_).add();
 
   if (!cached) {
     // At most max_password_checks_per_address of one address reach the
@@ -273,158 +437,51 @@ awaitable<verdict> auth_module::pass(session& s, const command& cmd) {
     matched = co_await run_blocking(server_, std::move(job));
     slot.reset();
     check_on_loop(s);
-    if (cache_on) cache_->remember(who.host, matched, matched == credential::pop3 ? pop3_digest : dialup_digest);
+    if (cache_on && matched != credential::none) {
+      auth_cache::digest offline = cache->offline_fingerprint(check->password.view());
+      cache->remember(who.host, matched, matched == credential::pop3 ? pop3_digest : dialup_digest, offline,
+                       matched == credential::dialup ? host->dialup : std::vector<hostdb::prefix>{});
+      sodium_memzero(offline.data(), offline.size());
+    }
   }
   check->password.clear();
   sodium_memzero(pop3_digest.data(), pop3_digest.size());
   sodium_memzero(dialup_digest.data(), dialup_digest.size());
+  co_return matched;
+}
 
-  if (matched != credential::none) {
-    if (cached) s.log().debug("auth cache: ", who.host, ": the ", matched == credential::pop3 ? "POP3" : "dialup",
-                              " password passed its check within auth_cache_ttl");
-    s.log().info("login ", who.display(), " from ", address_for_log(address), " with the ",
-                 matched == credential::pop3 ? "POP3" : "dialup", " password");
-    co_return verdict::next();
+awaitable<login_verdict> auth_module::unavailable(session& s, login_attempt& attempt, const std::string& why,
+                                                  bool untrusted) {
+  const identity who = attempt.who();
+  const auto address = s.remote_endpoint().address();
+  // What passed its check within auth_cache_ttl still passes: the store
+  // cannot say it changed, and an outage should not log out every customer.
+  // Not when the store's data itself is in doubt (an insecure hosts file).
+  const std::shared_ptr<auth_cache> cache = current_cache();
+  if (cache->enabled() && !untrusted) {
+    auth_cache::digest offline = cache->offline_fingerprint(attempt.password());
+    const credential matched = cache->verified_offline(who.host, offline, address);
+    sodium_memzero(offline.data(), offline.size());
+    (matched != credential::none ? cache_hits_ : cache_misses_).add();
+    if (matched != credential::none) {
+      s.log().debug("auth cache: ", who.host, ": the ", matched == credential::pop3 ? "POP3" : "dialup",
+                    " password passed its check within auth_cache_ttl (the host store is unavailable)");
+      attempt.accept(matched == credential::pop3 ? "the POP3 password" : "the dialup password");
+      co_return login_verdict::proceed();
+    }
   }
-
-  // The reason stays in the log (and the metrics), never in the reply.
-  const char* reason = !host                                          ? "unknown host"
-                       : host->pop3_hash.empty() && !check->dialup_real ? "no usable password"
-                                                                        : "wrong password";
-  s.log().info("login failed: host ", who.host, " from ", address_for_log(address), ": ", reason);
-  server_.metrics().add("sdps_logins_total", {{"result", "failed"}});
-  server_.metrics().add("sdps_login_failures_total", {{"reason", reason}});
-  s.login().reset();
+  // The store logs each change of its state once; this login only at debug.
+  s.log().debug("login of ", who.display(), " not checked: ", why);
+  // Counted and delayed as a failure: an outage must not become a quick
+  // way to try passwords against the cache.
   asio::steady_timer delay(s.get_executor());
   delay.expires_after(guard_->failed(address, address_guard::clock::now()));
   boost::system::error_code ignored;
   co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-  co_return verdict::answer(response::err(std::string(invalid_login)));
+  co_return login_verdict::refuse(response::err("[SYS/TEMP] the host database is unavailable, try again later"),
+                                  "host store unavailable");
 }
 
-std::shared_ptr<const hostdb::database> auth_module::hosts() const {
-  std::lock_guard guard(mutex_);
-  return hosts_;
-}
-
-awaitable<void> auth_module::refresh() {
-  hostdb::file_stamp now;
-  try {
-    now = hostdb::stamp(file_);
-  } catch (const std::exception& e) {
-    std::lock_guard guard(mutex_);
-    broken_ = e.what();
-    co_return;
-  }
-  {
-    std::lock_guard guard(mutex_);
-    if (now == loaded_) {
-      broken_.clear();
-      co_return;
-    }
-    if (refused_ && now == *refused_) co_return;
-  }
-  const std::filesystem::path file = file_;
-  auto job = [this, file] {
-    reload_outcome out = read_file(file);
-    if (out.result) out.dummy = dummy_for(*out.result);
-    return out;
-  };
-  reload_outcome outcome = co_await run_blocking(server_, std::move(job));
-  if (!outcome.result) {
-    // Fail closed: the file in place may have dropped a host or changed a
-    // password, so the hosts loaded before are no longer trusted.
-    std::lock_guard guard(mutex_);
-    broken_ = outcome.error;
-    co_return;
-  }
-  {
-    std::lock_guard guard(mutex_);
-    dummy_hash_ = std::move(outcome.dummy);
-  }
-  apply(std::move(*outcome.result), false);
-}
-
-void auth_module::reload() {
-  reload_outcome outcome = read_file(file_);
-  if (!outcome.result) {
-    log_.error("reload: ", outcome.error, "; logins answer [SYS/TEMP] until it is fixed");
-    std::lock_guard guard(mutex_);
-    broken_ = outcome.error;
-    return;
-  }
-  std::string dummy = dummy_for(*outcome.result);
-  {
-    std::lock_guard guard(mutex_);
-    dummy_hash_ = std::move(dummy);
-    if (outcome.result->stamp == loaded_) {
-      broken_.clear();
-      log_.info("reload: ", file_.string(), " unchanged, ", hosts_->size(), " host(s)");
-      return;
-    }
-  }
-  apply(std::move(*outcome.result), false);
-}
-
-void auth_module::apply(hostdb::load_result result, bool initial) {
-  std::unique_lock guard(mutex_);
-  if (!initial && result.stamp == loaded_) return;  // another PASS got here first
-  for (std::size_t i = 0; i < result.problems.size() && i < problems_logged; ++i)
-    log_.warning(hostdb::describe(file_, result.problems[i]));
-  if (result.problems.size() > problems_logged)
-    log_.warning(file_.string(), ": ", result.problems.size() - problems_logged, " more malformed lines");
-
-  if (!result.problems.empty() && !initial) {
-    refused_ = result.stamp;
-    broken_.clear();  // readable: the hosts loaded before stay in force
-    log_.error("not reloading ", file_.string(), ": it has ", result.problems.size(),
-               " malformed line(s); keeping the ", hosts_ ? hosts_->size() : 0, " host(s) loaded before");
-    return;
-  }
-  if (!result.stamp.exists)
-    log_.warning(file_.string(), " does not exist: no host can log in until `sdps host add` creates it");
-  else if (!result.problems.empty())
-    log_.warning("loaded ", result.hosts.size(), " host(s) from ", file_.string(), ", skipping ",
-                 result.problems.size(), " malformed line(s)");
-  else
-    log_.info("loaded ", result.hosts.size(), " host(s) from ", file_.string());
-  auto fresh = std::make_shared<const hostdb::database>(std::move(result.hosts));
-  const std::shared_ptr<const hostdb::database> replaced = std::exchange(hosts_, fresh);
-  loaded_ = result.stamp;
-  refused_.reset();
-  broken_.clear();
-  guard.unlock();
-  // Outside the module's lock: PASSes go on meanwhile, and no stale entry
-  // can let one in: an entry's digest covers the hash it was checked
-  // against, and the dialup rule is applied from the new list anyway.
-  if (replaced) forget_changed(*replaced, *fresh);
-}
-
-void auth_module::forget_changed(const hostdb::database& before, const hostdb::database& after) {
-  if (!cache_->enabled()) return;
-  // Both maps are sorted by name: one walk through both.
-  const auto& old_hosts = before.hosts();
-  const auto& new_hosts = after.hosts();
-  auto o = old_hosts.begin();
-  auto n = new_hosts.begin();
-  std::size_t dropped = 0;
-  while (o != old_hosts.end()) {
-    if (n == new_hosts.end() || o->first < n->first) {  // removed
-      cache_->forget(o->first);
-      ++dropped;
-      ++o;
-    } else if (n->first < o->first) {  // added: nothing cached for it
-      ++n;
-    } else {
-      if (!same_record(o->second, n->second)) {
-        cache_->forget(o->first);
-        ++dropped;
-      }
-      ++o;
-      ++n;
-    }
-  }
-  if (dropped > 0) log_.debug("auth cache: dropped the entries of ", dropped, " changed or removed host(s)");
-}
+void auth_module::reload() { store_->reload(); }
 
 }  // namespace sdps::auth

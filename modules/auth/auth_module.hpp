@@ -1,23 +1,26 @@
 #pragma once
-// The auth module: USER and PASS against the host database (hostdb.hpp).
-// Settings are documented in README.md beside this file.
+// The auth module: USER and PASS, and the verify stage of every login
+// against the host store (lib/hostdb/store.hpp: a hosts file or a
+// PostgreSQL database). Settings are documented in README.md beside this
+// file.
 
-#include <sdps/auth.hpp>
 #include <sdps/module.hpp>
 
 #include "address_guard.hpp"
 #include "auth_cache.hpp"
 #include "hostdb/hostdb.hpp"
+#include "hostdb/store.hpp"
 #include "pop3/user.hpp"
 
 #include <chrono>
-#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sdps::auth {
 
@@ -26,8 +29,9 @@ namespace sdps::auth {
 /// verifications, against the real hash where there is one and against a
 /// dummy hash where there is not (unknown host, password not set, client
 /// outside the dialup prefixes). The dummy has the cost most stored hashes
-/// have (the configured cost when there are none), so that an unknown
-/// host's refusal takes as long as a known one's after a cost change.
+/// have when the store can tell (a hosts file), else the configured
+/// `password_cost`, so that an unknown host's refusal takes as long as a
+/// known one's.
 struct password_check {
   hostdb::secret password;
   std::string pop3_hash;    ///< the host's, or the dummy
@@ -45,73 +49,106 @@ response plaintext_refused(session& s);
 
 /// The `auth` module instance.
 ///
-/// USER stores the pending identity in session.login(). PASS verifies it
-/// (on the blocking pool), then on success passes the command on with
-/// session.login() set so that lock, merge and commands finish the login;
-/// on failure it waits `fail_delay`, clears session.login() and answers
-/// `-ERR [AUTH] invalid login`, whatever the cause. APOP is refused.
+/// USER remembers the name given (in a session slot); PASS hands it and the
+/// password to the core as a login (verdict::login), which runs it through
+/// the login stages. In the verify stage, this instance checks every login
+/// presented with a password (USER/PASS, and AUTH PLAIN from `sasl`): it
+/// looks the host up in the host store (`hosts:`, a file or a PostgreSQL
+/// database; never blocking the event loop) and checks the password on
+/// the blocking pool: the POP3 password from anywhere, the dialup password
+/// from the host's dialup addresses. A failure waits `fail_delay` and
+/// refuses with `-ERR [AUTH] invalid login`, whatever the cause; a store
+/// that cannot answer gets `-ERR [SYS/TEMP]`. APOP is refused.
 ///
 /// A successful check is remembered in an auth_cache (`auth_cache_ttl`,
 /// `auth_cache_size`): the same password for the same host and stored hash
-/// then passes without Argon2id. Only the hash check is cached: the dialup
-/// address rule, the per-address refusals and the database reload run at
-/// every PASS, and a PASS the cache does not vouch for is checked in full.
-/// One instance serves sessions on any number of event-loop threads.
+/// then passes without Argon2id, and, while the store is unavailable, the
+/// same password passes on the cache's word alone. Only the hash check is
+/// cached: the dialup address rule and the per-address refusals run at
+/// every login. The store's change notifications drop the entries of the
+/// hosts that changed; its health is the gauge `sdps_host_store_up`. One
+/// instance serves sessions on any number of event-loop threads.
 class auth_module final : public sdps::module {
  public:
-  /// Reads `fail_delay` from the instance, `hosts` and `password_cost`
-  /// from the top level, loads the database (malformed lines are logged
-  /// and skipped) and makes the dummy hash. Throws config_error.
+  /// Reads `fail_delay`, the cache's and the store's settings from the
+  /// instance, `hosts`, `password_cost` and `user` from the top level;
+  /// opens the host store (a file is read here; a database is waited for,
+  /// at most `store_startup_wait`) and makes the dummy hash. Throws
+  /// config_error.
   explicit auth_module(module_config& config);
+  ~auth_module() override;
 
   std::vector<command_spec> commands() const override;
-  event_set events() const override { return {}; }
+  stage_set login_stages() const override { return {login_stage::verify}; }
   awaitable<verdict> on_command(session& s, const command& cmd) override;
-  /// USER and AUTH-RESP-CODE (RFC 2449, RFC 3206).
+  /// verify: checks a login that came with a password.
+  awaitable<login_verdict> on_login(session& s, login_stage stage, login_attempt& attempt) override;
+  /// USER (in AUTHORIZATION, where the plaintext policy allows it) and
+  /// AUTH-RESP-CODE (RFC 2449, RFC 3206).
   void capabilities(session& s, std::vector<std::string>& lines) const override;
-  /// SIGHUP: re-reads the file; a file with malformed lines is refused
-  /// (logged) and the hosts loaded before stay in force.
+  /// SIGHUP: the store's reload() (a file is checked again, a database's
+  /// broken connections retried now).
   void reload() override;
+  /// SIGHUP with changed settings: `fail_delay`, `auth_cache_ttl`,
+  /// `auth_cache_size` and the per-address limits apply live (a changed
+  /// cache setting starts an empty cache); `hosts`, `password_cost` and
+  /// the store's settings wait for a restart (an empty function).
+  std::function<void()> reconfigure(const settings& options, const settings& site) override;
+  /// --check, as the configured user: a hosts file it cannot read or
+  /// whose folder it cannot write (hostdb::check_access); a database
+  /// without the schema or the grants (the store's check()).
+  std::vector<std::string> check() const override;
 
-  /// The hosts now in force (for tests and logs).
-  std::shared_ptr<const hostdb::database> hosts() const;
-  /// The cache of successful checks (for tests).
-  const auth_cache& cache() const { return *cache_; }
+  /// The host store (for tests).
+  hostdb::host_store& store() const { return *store_; }
+  /// The cache of successful checks in force (for tests).
+  std::shared_ptr<const auth_cache> cache() const { return current_cache(); }
 
  private:
-  awaitable<verdict> user(session& s, const command& cmd);
-  awaitable<verdict> pass(session& s, const command& cmd);
-  /// The cheap check at each PASS: re-reads the file (off the loop) when
-  /// its stamp differs from the version in force and from a version
-  /// already refused.
-  awaitable<void> refresh();
-  /// Installs a freshly read file, or refuses it; drops the cache entries
-  /// of every host whose record it changes or removes. Any thread.
-  void apply(hostdb::load_result result, bool initial);
-  /// Drops the cache entries of the hosts that `after` changes or removes.
-  void forget_changed(const hostdb::database& before, const hostdb::database& after);
-  /// The dummy hash for the hosts in `result`: of the cost most of their
-  /// hashes have. Blocking (hashes on a cache miss); any thread.
-  std::string dummy_for(const hostdb::load_result& result);
+  /// The name USER gave, until PASS.
+  struct pending {
+    std::optional<identity> who;
+  };
+  verdict user(session& s, const command& cmd);
+  verdict pass(session& s, const command& cmd);
+  awaitable<login_verdict> verify(session& s, login_attempt& attempt);
+  /// The password check against what the store said of the host (found,
+  /// unknown or malformed): from the cache, or Argon2id on the pool.
+  /// `cached` says which.
+  awaitable<credential> check_password(session& s, const identity& who, const hostdb::lookup_result& found,
+                                       std::string_view password, bool& cached);
+  /// The store is unavailable: the cache's word (unless what the store
+  /// held is `untrusted`), or -ERR [SYS/TEMP].
+  awaitable<login_verdict> unavailable(session& s, login_attempt& attempt, const std::string& why, bool untrusted);
+  /// The dummy hash of the cost the store's hashes mostly have (made on
+  /// the pool the first time a cost is needed).
+  awaitable<std::string> dummy_hash();
+  /// The store's notification: drop what the cache holds of the host.
+  void changed(const hostdb::host_change& change);
+  std::shared_ptr<auth_cache> current_cache() const {
+    std::lock_guard guard(mutex_);
+    return cache_;
+  }
 
   server_context& server_;
   logger& log_;
-  password_verifier verifier_;
-  std::filesystem::path file_;
+  slot_key<pending> pending_;
+  counter_handle cache_hits_, cache_misses_;
+  hostdb::location where_;
+  std::string user_;  // the config's `user:`, for check()
   hostdb::cost cost_;
-  std::chrono::milliseconds fail_delay_;
   std::unique_ptr<address_guard> guard_;
-  std::unique_ptr<auth_cache> cache_;
+  /// The settings a reconfigure() compares with: what the instance runs with.
+  address_limits limits_;
+  std::chrono::milliseconds cache_ttl_;
+  std::size_t cache_size_;
 
-  mutable std::mutex mutex_;  // guards the members below
-  std::shared_ptr<const hostdb::database> hosts_;
-  hostdb::file_stamp loaded_;
-  std::optional<hostdb::file_stamp> refused_;
-  /// Why the file in place cannot be used (unreadable, insecure mode):
-  /// every PASS answers [SYS/TEMP] until it can. Empty when usable.
-  std::string broken_;
-  std::string dummy_hash_;
+  mutable std::mutex mutex_;  // guards cache_ and dummies_
+  std::shared_ptr<auth_cache> cache_;
   std::map<hostdb::hash_cost, std::string> dummies_;
+
+  /// Last: its thread calls changed() and the metrics until it is gone.
+  std::unique_ptr<hostdb::host_store> store_;
 };
 
 }  // namespace sdps::auth

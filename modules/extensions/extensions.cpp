@@ -26,39 +26,32 @@ std::string bare_address(std::string_view from) {
 extensions_module::extensions_module(module_config& config)
     : log_(config.log()),
       instance_(config.instance()),
-      source_name_(pop3::source_setting(config)),
-      position_(config.position()) {}
+      source_name_(pop3::source_setting(config)) {
+  config.require<maildrop_source>();
+}
 
 std::vector<command_spec> extensions_module::commands() const {
-  const auto transaction = static_cast<state_mask>(pop3_state::transaction);
-  return {{"LAST", transaction}, {"*ENV", transaction}};
+  return {{"LAST", pop3_state::transaction}, {"*ENV", pop3_state::transaction}};
 }
 
-void extensions_module::start(const registry& services) {
-  source_ = pop3::find_maildrop_source(services, source_name_, position_, instance_);
-}
+void extensions_module::start(const registry& services) { pop3::check_source(services, source_name_, instance_); }
 
 awaitable<verdict> extensions_module::on_command(session& s, const command& cmd) {
   if (cmd.name == "*ENV") co_return co_await env(s, cmd);
   if (cmd.name != "LAST") co_return verdict::next();
   if (!cmd.args().empty()) co_return verdict::answer(response::err("syntax: LAST"));
-  const std::shared_ptr<maildrop> drop = source_->current(s);
-  if (!drop) {
-    log_.error("session ", s.id(), ": LAST in TRANSACTION but no maildrop is open");
-    co_return verdict::answer(response::err("[SYS/TEMP] maildrop not open, try again later"));
-  }
-  co_return verdict::answer(response::ok(std::to_string(drop->last())));
+  co_return verdict::answer(response::ok(std::to_string(s.marks().last())));
 }
 
 awaitable<verdict> extensions_module::env(session& s, const command& cmd) {
   const auto args = cmd.args();
   if (args.size() != 1) co_return verdict::answer(response::err("syntax: *ENV msg"));
-  const std::shared_ptr<maildrop> drop = source_->current(s);
+  const std::shared_ptr<maildrop> drop = s.maildrop();
   if (!drop) {
     log_.error("session ", s.id(), ": *ENV in TRANSACTION but no maildrop is open");
     co_return verdict::answer(response::err("[SYS/TEMP] maildrop not open, try again later"));
   }
-  pop3::message_choice chosen = pop3::choose_message(*drop, args[0], "*ENV msg");
+  pop3::message_choice chosen = pop3::choose_message(*drop, s.marks(), args[0], "*ENV msg");
   if (chosen.error) co_return verdict::answer(std::move(*chosen.error));
   const std::size_t index = chosen.index;
   sdps::envelope envelope;

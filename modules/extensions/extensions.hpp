@@ -17,15 +17,15 @@ namespace sdps::extensions {
 ///   where the message is held (the envelope's note: its punt), the
 ///   envelope sender without angle brackets (an empty line for the null
 ///   sender), the envelope recipient.
-/// It reads the maildrop of the nearest maildrop_source before it, or of
-/// the one its `source:` setting names, like the commands module.
+/// It reads the session's maildrop and marks (session::maildrop(),
+/// session::marks()), like the commands module.
 class extensions_module final : public sdps::module {
  public:
   /// Reads `source:` (optional). Throws config_error.
   explicit extensions_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
-  event_set events() const override { return {}; }
+  /// Checks `source:` against the chain; throws config_error.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
 
@@ -35,8 +35,6 @@ class extensions_module final : public sdps::module {
   logger& log_;
   std::string instance_;
   std::string source_name_;
-  std::size_t position_;
-  maildrop_source* source_ = nullptr;
 };
 
 }  // namespace sdps::extensions

@@ -6,20 +6,11 @@
 
 namespace sdps::lock {
 
-/// One session's locks.
-struct lock_module::held {
-  std::vector<spool*> spools;  // in locking order
-};
-
 lock_module::lock_module(module_config& config)
     : log_(config.log()), instance_(config.instance()), punts_(config.options().strings_or("punts", {})) {
   if (config.options().has("punts") && punts_.empty())
     config.options().fail("punts", "'punts' must list at least one punt (or be left out: every spool)");
   config.require<spool>();
-}
-
-std::vector<command_spec> lock_module::commands() const {
-  return {{"PASS", static_cast<state_mask>(pop3_state::authorization)}};
 }
 
 void lock_module::start(const registry& services) {
@@ -52,30 +43,18 @@ void lock_module::start(const registry& services) {
   log_.debug("locking order: ", names);
 }
 
-awaitable<verdict> lock_module::on_command(session& s, const command& cmd) {
-  if (cmd.name == "PASS") co_return co_await take(s);
+awaitable<verdict> lock_module::on_event(session& s, event) {
+  // quit: UPDATE is over and the reply not yet sent, so a client that logs
+  // in again the moment it reads +OK finds the maildrop free. disconnect:
+  // whatever ended the session.
+  if (held* h = s.find_slot(held_)) release(s, *h, "the session ended");
   co_return verdict::next();
 }
 
-awaitable<verdict> lock_module::on_event(session& s, event e) {
-  held* h = s.find_slot<held>(this);
-  if (!h) co_return verdict::next();
-  switch (e) {
-    case event::command_failed:
-      // A module after this one refused the PASS that took the locks (or
-      // threw): they must not outlive it.
-      release(s, *h, "the PASS that took them did not succeed");
-      break;
-    case event::quit:
-      // UPDATE is over and the reply not yet sent, so a client that logs
-      // in again the moment it reads +OK finds the maildrop free.
-    case event::disconnect:
-      release(s, *h, "the session ended");
-      break;
-    default:
-      break;
-  }
-  co_return verdict::next();
+void lock_module::undo_login(session& s, login_stage) {
+  // A stage after this one refused the login (or threw): the locks taken
+  // for it must not outlive it.
+  if (held* h = s.find_slot(held_)) release(s, *h, "the login that took them did not succeed");
 }
 
 void lock_module::release(session& s, held& h, const char* why) {
@@ -92,20 +71,20 @@ void lock_module::release(session& s, held& h, const char* why) {
   h.spools.clear();
 }
 
-awaitable<verdict> lock_module::take(session& s) {
+awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_attempt& attempt) {
   // Slots live until after the disconnect event, which never runs beside
   // this call: the reference stays good across the suspensions below.
-  held& h = s.slot<held>(this);
-  release(s, h, "a new PASS starts afresh");
-  if (!s.login()) {
-    log_.error("session ", s.id(), ": PASS reached ", instance_, " without a login; is auth before it?");
-    co_return verdict::answer(response::err("[AUTH] authentication failed"));
-  }
-  const std::string who = s.login()->display();
+  held& h = s.slot(held_);
+  release(s, h, "a new login starts afresh");
+  const identity& login = attempt.who();
+  const std::string who = login.display();
+  // Every punt hears first that its lock follows: what can be done ahead
+  // (a back end's connection) goes on while earlier punts are locked.
+  for (spool* sp : order_) sp->prepare(s, login);
   for (spool* sp : order_) {
     lock_status status = lock_status::unavailable;
     try {
-      status = co_await sp->lock(s);
+      status = co_await sp->lock(s, login);
     } catch (const spool_error& e) {
       log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
       status = lock_status::unavailable;
@@ -126,10 +105,11 @@ awaitable<verdict> lock_module::take(session& s) {
       case lock_status::in_use:
         log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
         release(s, h, "the maildrop is in use");
-        co_return verdict::answer(response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")));
+        co_return login_verdict::refuse(
+            response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")), "in use");
     }
   }
-  co_return verdict::next();
+  co_return login_verdict::proceed();
 }
 
 }  // namespace sdps::lock

@@ -1,5 +1,5 @@
 #pragma once
-// The lock module: takes the session's lock on every punt at PASS.
+// The lock module: the lock stage of every login.
 
 #include <sdps/maildrop.hpp>
 #include <sdps/module.hpp>
@@ -9,47 +9,54 @@
 
 namespace sdps::lock {
 
-/// The `lock` module. On PASS (after auth has set session.login()), takes
-/// spool::lock() on every spool it covers, one after another in a fixed
-/// order (punt name, then instance name), so that two sessions can never
-/// hold one punt each while waiting for the other's. Then it passes PASS on.
+/// The `lock` module: the `lock` stage of a login (sdps/login.hpp), after
+/// the login was verified and authorized. It first tells every spool it
+/// covers that a lock follows (spool::prepare(), so a remote spool can
+/// connect to its back end ahead), then takes spool::lock() on each, one
+/// after another in a fixed order (punt name, then instance name), so that
+/// two sessions can never hold one punt each while waiting for the
+/// other's.
 ///
-/// - a punt says in_use: the locks taken are released and PASS is
-///   answered `-ERR [IN-USE] maildrop already locked`;
+/// - a punt says in_use: the locks taken are released and the login is
+///   refused with `-ERR [IN-USE] maildrop already locked`;
 /// - a punt is unavailable (or its lock() throws spool_error): it is
 ///   skipped and logged; its mail is missing from this session;
-/// - locks are released by a later PASS (which starts afresh), when the
-///   PASS that took them fails later in the chain (`command_failed`), at
-///   quit (before the QUIT reply) and at disconnect.
+/// - locks are released when a later stage refuses the login
+///   (undo_login), at quit (before the QUIT reply), when the login ends
+///   without the session (logout) and at disconnect.
 ///
-/// Runs on the session's event loop; its only per-session state is the list of locks
-/// held, in a session slot.
+/// Runs on the session's event loop; its only per-session state is the
+/// list of locks held, in a session slot.
 class lock_module final : public sdps::module {
  public:
   /// Reads `punts:` (optional). Throws config_error.
   explicit lock_module(module_config& config);
 
-  /// PASS in AUTHORIZATION.
-  std::vector<command_spec> commands() const override;
-  event_set events() const override { return {event::command_failed, event::quit, event::disconnect}; }
+  stage_set login_stages() const override { return {login_stage::lock}; }
+  event_set events() const override { return {event::quit, event::logout, event::disconnect}; }
   /// Finds the spools; throws config_error for an unknown or duplicate punt.
   void start(const registry& services) override;
-  awaitable<verdict> on_command(session& s, const command& cmd) override;
-  /// command_failed, quit, disconnect: releases every lock the session holds.
+  /// Takes the locks.
+  awaitable<login_verdict> on_login(session& s, login_stage stage, login_attempt& attempt) override;
+  /// A later stage refused the login: releases the locks taken for it.
+  void undo_login(session& s, login_stage stage) override;
+  /// quit, logout, disconnect: releases every lock the session holds.
   awaitable<verdict> on_event(session& s, event e) override;
 
   /// The spools in the order they are locked (after start()).
   const std::vector<spool*>& order() const { return order_; }
 
  private:
-  struct held;
-  awaitable<verdict> take(session& s);
+  struct held {
+    std::vector<spool*> spools;  // in locking order
+  };
   void release(session& s, held& h, const char* why);
 
   logger& log_;
   std::string instance_;
   std::vector<std::string> punts_;
   std::vector<spool*> order_;
+  slot_key<held> held_;
 };
 
 }  // namespace sdps::lock

@@ -48,46 +48,40 @@ const message_info& merged_maildrop::info(std::size_t index) const {
   return parts_[w.part].drop->info(w.index);
 }
 
-awaitable<std::unique_ptr<body_source>> merged_maildrop::retrieve(std::size_t index,
-                                                                  std::optional<std::uint64_t> body_lines) {
-  const where w = locate(index);
-  const std::shared_ptr<maildrop> drop = parts_[w.part].drop;
-  co_return co_await drop->retrieve(w.index, body_lines);
-}
-
-awaitable<void> merged_maildrop::mark_read(std::size_t index) {
-  const where w = locate(index);
-  const std::shared_ptr<maildrop> drop = parts_[w.part].drop;
-  co_await drop->mark_read(w.index);
+// Not coroutines: the part's own awaitable is handed on (no frame of its
+// own per message). The part lives as long as this maildrop, which the
+// caller holds while it awaits.
+awaitable<std::unique_ptr<body_source>> merged_maildrop::retrieve(std::size_t index, retrieval how) {
+  const where& w = locate(index);
+  return parts_[w.part].drop->retrieve(w.index, how);
 }
 
 awaitable<sdps::envelope> merged_maildrop::envelope(std::size_t index) {
-  const where w = locate(index);
-  const std::shared_ptr<maildrop> drop = parts_[w.part].drop;
-  co_return co_await drop->envelope(w.index);
+  const where& w = locate(index);
+  return parts_[w.part].drop->envelope(w.index);
 }
 
-awaitable<removal_result> merged_maildrop::remove_deleted() {
-  // The parts' marks become exactly this maildrop's.
-  std::vector<std::size_t> marked(parts_.size(), 0);
-  for (const part& p : parts_) p.drop->reset();
-  for (std::size_t i = 0; i < order_.size(); ++i) {
-    if (!deleted(i)) continue;
-    const where& w = order_[i];
-    parts_[w.part].drop->mark_deleted(w.index);
-    ++marked[w.part];
+awaitable<removal_result> merged_maildrop::remove(std::vector<std::size_t> indexes) {
+  // Each part's own indexes, ascending (the merged order keeps each part's
+  // messages in their own order).
+  std::vector<std::vector<std::size_t>> mine(parts_.size());
+  for (const std::size_t i : indexes) {
+    const where& w = locate(i);
+    mine[w.part].push_back(w.index);
   }
   removal_result total;
   for (std::size_t p = 0; p < parts_.size(); ++p) {
-    if (marked[p] == 0) continue;
+    if (mine[p].empty()) continue;
+    std::sort(mine[p].begin(), mine[p].end());
+    const std::size_t asked = mine[p].size();
     const std::shared_ptr<maildrop> drop = parts_[p].drop;
     try {
-      const removal_result r = co_await drop->remove_deleted();
+      const removal_result r = co_await drop->remove(std::move(mine[p]));
       total.removed += r.removed;
       total.failed += r.failed;
     } catch (const std::exception& e) {
-      log_.error("removing ", marked[p], " deleted message(s) on punt ", parts_[p].punt, ": ", e.what());
-      total.failed += marked[p];
+      log_.error("removing ", asked, " deleted message(s) on punt ", parts_[p].punt, ": ", e.what());
+      total.failed += asked;
     }
   }
   co_return total;
@@ -103,24 +97,14 @@ std::vector<std::string> merged_maildrop::missing() const {
 
 // -- merge_module -------------------------------------------------------------
 
-/// The session's snapshot.
-struct merge_module::opened {
-  std::shared_ptr<merged_maildrop> drop;
-};
-
 merge_module::merge_module(module_config& config)
     : log_(config.log()),
-      metrics_(config.server().metrics()),
       instance_(config.instance()),
       punts_(config.options().strings_or("punts", {})) {
   if (config.options().has("punts") && punts_.empty())
     config.options().fail("punts", "'punts' must list at least one punt (or be left out: every spool)");
   config.require<spool>();
   config.provide<maildrop_source>(this);
-}
-
-std::vector<command_spec> merge_module::commands() const {
-  return {{"PASS", static_cast<state_mask>(pop3_state::authorization)}};
 }
 
 void merge_module::start(const registry& services) {
@@ -148,55 +132,25 @@ void merge_module::start(const registry& services) {
   if (sources_.empty()) throw config_error("module instance '" + instance_ + "': no spool to merge");
 }
 
-awaitable<verdict> merge_module::on_command(session& s, const command& cmd) {
-  if (cmd.name != "PASS") co_return verdict::next();
-  // A new PASS takes a new snapshot.
-  s.drop_slot(this);
-  try {
-    co_await open(s);
-  } catch (const spool_error& e) {
-    log_.warning("session ", s.id(), ": ", e.what());
-    co_return verdict::answer(response::err("[SYS/TEMP] your mail cannot be read just now, try again later"));
-  }
-  co_return verdict::next();
-}
-
-awaitable<verdict> merge_module::on_event(session& s, event e) {
-  // The PASS that took the snapshot failed later in the chain: nothing of
-  // it is kept.
-  if (e == event::command_failed) s.drop_slot(this);
-  co_return verdict::next();
-}
-
-awaitable<std::shared_ptr<maildrop>> merge_module::open(session& s) {
-  if (opened* o = s.find_slot<opened>(this); o && o->drop) co_return o->drop;
+awaitable<std::shared_ptr<maildrop>> merge_module::open(session& s, const identity& who) {
   std::vector<merged_maildrop::part> parts;
   std::vector<std::string> missing;
   for (const source& src : sources_) {
     std::shared_ptr<maildrop> drop;
     try {
-      drop = co_await src.maildrops->open(s);
+      drop = co_await src.maildrops->open(s, who);
     } catch (const spool_error& e) {
       log_.warning("session ", s.id(), ": punt ", src.punt->punt(), " left out: ", e.what());
     } catch (const std::exception& e) {
       log_.error("session ", s.id(), ": punt ", src.punt->punt(), " left out after an unexpected error: ", e.what());
     }
-    // Availability as this login found it: 1 read, 0 left out.
-    metrics_.set("sdps_punt_up", {{"punt", src.punt->punt()}}, drop ? 1 : 0);
     if (drop)
       parts.push_back({src.punt->punt(), std::move(drop)});
     else
       missing.push_back(src.punt->punt());
   }
   if (parts.empty()) throw spool_error("no punt could be read (" + join(missing) + ")");
-  auto drop = std::make_shared<merged_maildrop>(std::move(parts), std::move(missing), log_);
-  s.slot<opened>(this).drop = drop;
-  co_return drop;
-}
-
-std::shared_ptr<maildrop> merge_module::current(session& s) {
-  opened* o = s.find_slot<opened>(this);
-  return o ? o->drop : nullptr;
+  co_return std::make_shared<merged_maildrop>(std::move(parts), std::move(missing), log_);
 }
 
 }  // namespace sdps::merge

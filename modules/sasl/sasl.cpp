@@ -56,19 +56,16 @@ std::optional<plain_message> decode_plain(std::string_view base64) {
 }
 
 sasl_module::sasl_module(module_config& config)
-    : instance_(config.instance()), domain_(config.server().customer_domain()), position_(config.position()) {
+    : instance_(config.instance()), domain_(config.server().customer_domain()) {
   if (sodium_init() < 0) throw config_error("module instance '" + instance_ + "': libsodium failed to initialise");
 }
 
-std::vector<command_spec> sasl_module::commands() const {
-  return {{"AUTH", static_cast<state_mask>(pop3_state::authorization)}};
-}
+std::vector<command_spec> sasl_module::commands() const { return {{"AUTH", pop3_state::authorization}}; }
 
 void sasl_module::start(const registry& services) {
-  for (const registry::entry& e : services.entries())
-    if (e.service == std::string_view(password_verifier::service_id) && e.position > position_) return;
-  throw config_error("module instance '" + instance_ +
-                     "' must come before the module that checks passwords (auth) in 'modules:'");
+  if (services.in_stage(login_stage::verify).empty())
+    throw config_error("module instance '" + instance_ +
+                       "' takes logins, but no module of the chain checks passwords (login stage verify: auth)");
 }
 
 void sasl_module::capabilities(session& s, std::vector<std::string>& lines) const {
@@ -84,11 +81,7 @@ awaitable<verdict> sasl_module::on_command(session& s, const command& cmd) {
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   if (mechanism != "PLAIN") co_return verdict::answer(response::err("unsupported SASL mechanism; AUTH lists them"));
   if (args.size() > 2) co_return verdict::answer(response::err("syntax: AUTH PLAIN [initial-response]"));
-  if (!s.plaintext_auth_allowed()) {
-    s.login().reset();
-    co_return verdict::answer(refused(s));
-  }
-  s.login().reset();
+  if (!s.plaintext_auth_allowed()) co_return verdict::answer(refused(s));
 
   std::string encoded;
   if (args.size() == 2) {
@@ -96,7 +89,9 @@ awaitable<verdict> sasl_module::on_command(session& s, const command& cmd) {
     encoded = args[1] == "=" ? std::string() : std::string(args[1]);
   } else {
     auto line = co_await s.continuation("");
-    if (!line) co_return verdict::answer(response::err("[AUTH] authentication failed"));
+    // Too long (the core logged it), or the client left (then nobody
+    // reads this): the reply any overlong line gets.
+    if (!line) co_return verdict::answer(response::err("line too long (the limit is 512 octets)"));
     encoded = std::move(*line);
     if (encoded == "*") co_return verdict::answer(response::err("AUTH cancelled"));
   }
@@ -114,9 +109,7 @@ awaitable<verdict> sasl_module::on_command(session& s, const command& cmd) {
       co_return verdict::answer(
           response::err("[AUTH] the authorization identity must be empty or the authentication identity"));
   }
-  s.login() = std::move(*who);
-  command pass{"PASS", message->password};
-  co_return verdict::next_as(std::move(pass));
+  co_return verdict::login(credentials(std::move(*who), "PLAIN", message->password));
 }
 
 }  // namespace sdps::sasl

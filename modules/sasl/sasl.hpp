@@ -2,7 +2,6 @@
 // The sasl module: SASL AUTH (RFC 5034) with the PLAIN mechanism (RFC 4616).
 // Settings are documented in README.md beside this file.
 
-#include <sdps/auth.hpp>
 #include <sdps/module.hpp>
 
 #include <optional>
@@ -28,18 +27,18 @@ std::optional<plain_message> decode_plain(std::string_view base64);
 ///
 /// `AUTH` lists the mechanisms; `AUTH PLAIN [initial-response]` reads the
 /// response (from the command line, or from a `+ ` continuation), checks
-/// its form and the authorization identity, sets session.login() to the
-/// authentication identity and passes the login on as `PASS password`
-/// (verdict::next_as), so that `auth` checks the password exactly as for
-/// USER/PASS (both passwords, the dialup rule, the fail delay) and lock,
-/// merge and commands finish the login. It must come before `auth`.
+/// its form and the authorization identity, and hands the core a login
+/// (verdict::login) of the authentication identity with the password,
+/// mechanism "PLAIN": the core runs it through every login stage, so the
+/// verifier (`auth`) checks the password exactly as for USER/PASS (both
+/// passwords, the dialup rule, the fail delay), and site policies, locks
+/// and the maildrop follow as for any login. Anywhere in the chain.
 class sasl_module final : public sdps::module {
  public:
   explicit sasl_module(module_config& config);
 
   std::vector<command_spec> commands() const override;
-  event_set events() const override { return {}; }
-  /// Refuses to start unless a password_verifier (auth) comes after it.
+  /// Refuses to start unless some instance verifies logins.
   void start(const registry& services) override;
   awaitable<verdict> on_command(session& s, const command& cmd) override;
   /// `SASL PLAIN` where the plaintext policy allows a password.
@@ -48,7 +47,6 @@ class sasl_module final : public sdps::module {
  private:
   std::string instance_;
   std::string domain_;
-  std::size_t position_;
 };
 
 }  // namespace sdps::sasl

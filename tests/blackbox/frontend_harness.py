@@ -6,6 +6,7 @@ embedded default.
     fe.add_host("sample", pop3="pw")    # everything else is the Site's
     server = fe.start()                 # back ends (once), then a front end
     fe.backends["finchley"].kill()      # faults: kill, SIGSTOP, restart
+    fe.relay("finchley")                # before start(): that punt's links through a Relay
 
 The back ends run the shipped config/punt-<punt>.yaml (listening on an
 ephemeral port, serving the site's spools); a front end runs the site's own
@@ -23,16 +24,19 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import struct
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 try:
     import pytest
 except ImportError:  # bench/ uses this module outside pytest
     pytest = None
 
-from sdps_harness import SLOW, SOURCE_DIR, Server, Site, binary
+from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, Pop3, Server, Site, binary, in_flight_bound
 
 SECRET = "../var/frontend.secret"       # as the shipped configs say, relative to etc/
 
@@ -44,6 +48,15 @@ class _View:
         self.root = site.root
         self.servers = site.servers
         self.config = config
+
+
+def login_commands(log: str) -> list[str]:
+    """The commands a back end's debug log shows (`session N: command
+    VERB`), in order, of the sessions that logged in (USER): a front end's
+    background probe has a connection of its own that never does."""
+    seen = re.findall(r"session (\d+): command (\S+)", log)
+    logins = {number for number, verb in seen if verb == "USER"}
+    return [verb for number, verb in seen if number in logins]
 
 
 def write_secret(path: Path, data: bytes | None = None, mode: int = 0o600) -> None:
@@ -69,6 +82,190 @@ def shipped(name: str) -> str:
     return (SOURCE_DIR / "config" / name).read_text()
 
 
+# ---------------------------------------------------------------- a relay that can hold a link
+
+HOLD_AFTER = 64 * 1024          # what a held link passes of a reply: its status line and some body
+RELAY_CHUNK = 64 * 1024         # one read from either side
+RELAY_RCVBUF = 64 * 1024        # the relay's receive buffer towards the back end (fixed, not autotuned)
+
+
+def held_link_bound() -> int:
+    """The most octets of one reply a back end can have written once a
+    RelayLink holds it (hold_after(HOLD_AFTER)): what the link passed on (a
+    read already under way when it was armed included) and what can be in
+    flight towards a client that reads nothing (the relay, with its fixed
+    receive buffer; see in_flight_bound). A message longer than this cannot
+    all have left a back end that is stopped while its link holds, however
+    fast the build: it is stopped in the middle of the message for certain."""
+    return HOLD_AFTER + RELAY_CHUNK + in_flight_bound(RELAY_RCVBUF)
+
+
+class RelayLink:
+    """One front-end connection through a Relay: its own socket to the back
+    end, a thread for each direction."""
+
+    def __init__(self, front: socket.socket, back: socket.socket):
+        self.front, self.back = front, back
+        self._cond = threading.Condition()
+        self._budget: int | None = None     # octets still to pass on before holding; None: not held
+        self.sent = bytearray()             # the front end's first octets (up to 4 KiB)
+        self._closed = False
+        self._running = 2
+        self._threads = [threading.Thread(target=self._pump, args=(front, back, False), daemon=True),
+                         threading.Thread(target=self._pump, args=(back, front, True), daemon=True)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def hold_after(self, octets: int) -> None:
+        """From now on, pass at most `octets` more of the back end's output
+        on (plus a read already under way), then read nothing more from the
+        back end until release(): its output piles up in its own socket."""
+        with self._cond:
+            self._budget = octets
+
+    def wait_held(self, timeout: float = TIMEOUT) -> None:
+        """Until the link has passed its octets on and holds the rest."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed or self._holding(), timeout):
+                raise AssertionError(f"the back end did not send {HOLD_AFTER} octets within {timeout:.0f}s")
+            if not self._holding():
+                raise AssertionError("the link closed before it held the back end's output")
+
+    def release(self) -> None:
+        """Pass everything on again, what piled up first."""
+        with self._cond:
+            self._budget = None
+            self._cond.notify_all()
+
+    def carried_login(self) -> bool:
+        """Whether the front end logged in on this link (not the background
+        probe's link, which never does)."""
+        with self._cond:
+            return bytes(self.sent).startswith(b"USER ") or b"\r\nUSER " in self.sent
+
+    def _holding(self) -> bool:
+        return self._budget is not None and self._budget <= 0
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_back: bool) -> None:
+        try:
+            while True:
+                want = RELAY_CHUNK
+                if from_back:
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._closed or not self._holding())
+                        if self._closed:
+                            return
+                        if self._budget is not None:
+                            want = min(want, self._budget)
+                data = src.recv(want)
+                if not data:
+                    with self._cond:
+                        held = self._holding()
+                    if held:
+                        # The front end has gone: what the back end wrote
+                        # will never be read (it gets a reset, as it would
+                        # from a front end that closed with unread data).
+                        self.abort()
+                    else:
+                        dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+                if not from_back and len(self.sent) < 4096:
+                    with self._cond:
+                        self.sent += data[:4096 - len(self.sent)]
+                if from_back:
+                    with self._cond:
+                        if self._budget is not None:
+                            self._budget -= len(data)
+                            self._cond.notify_all()
+        except OSError:
+            self.abort()
+        finally:
+            with self._cond:
+                self._running -= 1
+                done = self._running == 0
+            if done:
+                self.front.close()
+                self.back.close()
+
+    def abort(self) -> None:
+        """Resets both connections."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        for sock in (self.front, self.back):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of a back end: every octet passes
+    both ways unchanged (the secret's proofs do not cover addresses), one
+    RelayLink per front-end connection, in `links` in the order they came.
+    A test holds a link to know exactly where a back end's reply stood when
+    it stopped the back end, whatever the build's speed."""
+
+    def __init__(self, upstream: Callable[[], int]):
+        self.upstream = upstream            # the back end's port, at each connection
+        self.links: list[RelayLink] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                front, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            front.settimeout(None)
+            back = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                back.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_RCVBUF)
+                back.connect(("127.0.0.1", self.upstream()))
+            except OSError:
+                front.close()                # the front end sees the link end at once, as with no back end
+                back.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    front.close()
+                    back.close()
+                    return
+                link = RelayLink(front, back)
+                self.links.append(link)     # before a single octet passes
+            link.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            links = list(self.links)
+        self._thread.join(TIMEOUT)
+        self._listener.close()
+        for link in links:
+            link.release()
+            link.abort()
+        for link in links:
+            link.join(TIMEOUT)
+
+
 class FrontEndSite:
     """A Site served through a front end; see the module docstring."""
 
@@ -90,6 +287,7 @@ class FrontEndSite:
         self.embedded: list[Server] = []
         self.ours: list[Server] = []        # every sdpsd started through this object
         self.paused: list[Server] = []
+        self.relays: dict[str, Relay] = {}  # punt -> the relay the front ends reach its back end through
         self.secret = site.root / "var" / "frontend.secret"
         write_secret(self.secret)
 
@@ -123,6 +321,8 @@ class FrontEndSite:
         what = f"punt-{punt}.yaml"
         text = shipped(what)
         text = substitute(text, r"^listen: .*$", f"listen: [{listen}]", what)
+        # A control socket of its own: two back ends of one punt may run at once.
+        text = substitute(text, r"^control_socket: \S+", f"control_socket: ../var/run/{name or 'punt-' + punt}.sock", what)
         top = dict(self.backend_top)
         if punt in self.backend_tls:
             pki = self.backend_tls[punt]
@@ -146,8 +346,8 @@ class FrontEndSite:
 
     def frontend_config(self, name: str = "frontend", *, secret: str = SECRET, ports: dict | None = None) -> Path:
         """The site's etc/sdps.yaml with each local_spool entry replaced by a
-        remote_spool entry for that punt's back end."""
-        ports = ports or self.ports
+        remote_spool entry for that punt's back end (or its relay)."""
+        ports = ports or {**self.ports, **{punt: relay.port for punt, relay in self.relays.items()}}
         out: list[str] = []
         entry: list[str] | None = None
 
@@ -243,15 +443,48 @@ class FrontEndSite:
         self.embedded.append(server)
         return server
 
+    def relay(self, punt: str) -> Relay:
+        """Front ends started after this reach `punt`'s back end through a
+        Relay (closed with the site)."""
+        if punt not in self.relays:
+            self.relays[punt] = Relay(lambda: self.ports[punt])
+        return self.relays[punt]
+
+    def retr_held(self, server: Server, user: str, password: str, *, punt: str,
+                  timeout: float) -> tuple[Pop3, RelayLink]:
+        """A session through `server` (a front end started after
+        relay(punt)) that has sent RETR 1, for a message on `punt`, and read
+        its +OK and first line, while the session's link to that back end
+        holds the rest of the reply after HOLD_AFTER octets (see
+        held_link_bound()). Returns the client and the held link: stop the
+        back end, then release() the link, and the front end gets exactly
+        what the stopped back end had written."""
+        relay = self.relays[punt]
+        before = len(relay.links)
+        c = server.connect(timeout=timeout)
+        c.login(user, password)
+        # The front end's background probe has a link of its own (it never
+        # logs in): only the links that carried a login count.
+        opened = [link for link in relay.links[before:] if link.carried_login()]
+        assert len(opened) == 1, f"the login opened {len(opened)} links to {punt}"
+        link = opened[0]
+        link.hold_after(HOLD_AFTER)
+        c.send("RETR 1")
+        assert c.reply().startswith("+OK")
+        c.line_bytes()
+        link.wait_held(timeout)
+        return c, link
+
     def run(self, config: Path, listen: Sequence[str] = ("127.0.0.1:0",)) -> Server:
         """sdpsd with any config file; stopped with the site."""
         return self._server(config, listen)
 
     @contextmanager
     def stopped(self, server: Server):
-        """SIGSTOP for the duration of the block; SIGCONT whatever happens."""
-        server.send_signal(signal.SIGSTOP)
+        """Stopped (SIGSTOP, every thread) for the duration of the block;
+        SIGCONT whatever happens."""
         self.paused.append(server)
+        server.pause()
         try:
             yield server
         finally:
@@ -265,6 +498,8 @@ class FrontEndSite:
     def close(self) -> None:
         for server in list(self.paused):
             self.cont(server)
+        for relay in self.relays.values():
+            relay.close()
         self.site.close()
 
 

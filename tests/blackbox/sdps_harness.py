@@ -97,6 +97,40 @@ def returned(stored: bytes, sender: str = "alice@example.com") -> bytes:
     return b"Return-Path: <" + sender.encode() + b">\r\n" + data
 
 
+def _sysctl(name: str) -> list[int]:
+    return [int(field) for field in Path("/proc/sys/net", name).read_text().split()]
+
+
+SERVER_BUFFERS = 2 * 1024 * 1024    # sdpsd's own buffers while it sends one reply, generously
+
+
+def in_flight_bound(rcvbuf: int) -> int:
+    """The most octets of one reply that can have left sdpsd towards a
+    client that stopped reading, when the client set SO_RCVBUF to `rcvbuf`
+    (the kernel doubles it and then never grows it): the client's receive
+    buffer, sdpsd's socket send buffer at its largest (tcp_wmem's maximum
+    when the kernel sizes it, twice wmem_max if the program set it) and
+    sdpsd's own buffers. A reply longer than this is certainly not all sent
+    while the client reads nothing, however fast the build; a shorter one
+    may be, and then a test that stops the client "in the middle" of it
+    tests nothing."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        received = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        probe.close()
+    sent = max(_sysctl("ipv4/tcp_wmem")[2], 2 * _sysctl("core/wmem_max")[0])
+    return received + sent + SERVER_BUFFERS
+
+
+def lines_longer_than(octets: int) -> str:
+    """Message body lines of about 1,000 octets, more than `octets` in all;
+    each begins with a dot, so each is byte-stuffed on the way."""
+    pad = "x" * 950
+    return "".join(f".line {i:08d} of a long message {pad}\n" for i in range(octets // 950 + 1))
+
+
 # ---------------------------------------------------------------- the client
 
 class ProtocolError(AssertionError):
@@ -396,6 +430,34 @@ class Server:
         if self.alive():
             os.kill(self.pid, signo)
 
+    def pause(self) -> None:
+        """SIGSTOP, returning once every thread of sdpsd has stopped (kill()
+        returns before a thread running on another core has)."""
+        self.send_signal(signal.SIGSTOP)
+
+        def all_stopped():
+            for stat in Path(f"/proc/{self.pid}/task").glob("*/stat"):
+                try:
+                    state = stat.read_text().rsplit(")", 1)[1].split()[0]
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                if state not in ("T", "t"):
+                    return False
+            return True
+        wait_until(all_stopped, interval=0.001, what="sdpsd to stop")
+
+    def connection_state(self, client_port: int) -> str | None:
+        """The kernel's state of sdpsd's end of a connection from
+        127.0.0.1:client_port (as /proc/net/tcp gives it: "01" established,
+        "08" close-wait, i.e. the client's FIN is in), or None once there is
+        none (closed, e.g. by the client's reset)."""
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":"), fields[2].split(":")
+            if int(local[1], 16) == self.port and int(remote[1], 16) == client_port:
+                return fields[3]
+        return None
+
     def rss_kib(self) -> int:
         with open(f"/proc/{self.pid}/status") as status:
             for line in status:
@@ -648,17 +710,6 @@ def login_when_possible(server, user: str, password: str, **kwargs):
         return None
     return wait_until(attempt, 5 * SLOW, 0.1, f"a login as {user}")
 
-
-
-def retr_under_way(server, user: str, password: str, timeout: float):
-    """A session, with a small receive buffer, that has sent RETR 1 and read
-    its +OK and the message's first line: the rest is still to come."""
-    c = server.connect(timeout=timeout, rcvbuf=4096)
-    c.login(user, password)
-    c.send("RETR 1")
-    assert c.reply().startswith("+OK")
-    c.line_bytes()
-    return c
 
 def timed_login(server, user: str, password: str, **kwargs) -> float:
     """Seconds from connecting to logged in (the session then QUITs);

@@ -5,6 +5,7 @@ as a process."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import subprocess
@@ -84,19 +85,36 @@ def closed_port() -> int:
 
 
 class Lmtp:
-    """`sdps -c CONFIG lmtp --listen 127.0.0.1:0` until stop()."""
+    """`sdps -c CONFIG lmtp --listen 127.0.0.1:0 EXTRA...` until stop().
+    `listen=None` leaves --listen out (socket activation: `pass_socket`, a
+    listening socket, becomes descriptor 3 with LISTEN_FDS=1 and
+    LISTEN_PID set to the process's own PID, as systemd does). Ready once
+    its log says where it listens; `port` is the TCP port when there is one."""
 
-    def __init__(self, site, *extra: str):
+    def __init__(self, site, *extra: str, listen: str | None = "127.0.0.1:0", pass_socket=None):
         self.log_path = site.root / f"lmtp.{time.monotonic_ns()}.log"
         self.log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(binary("sdps")), "-c", str(site.config), "lmtp", "--listen", "127.0.0.1:0", *extra],
-            stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        command = [str(binary("sdps")), "-c", str(site.config), "lmtp"]
+        if listen is not None:
+            command += ["--listen", listen]
+        command += list(extra)
+        kwargs = {}
+        if pass_socket is not None:
+            fd = pass_socket.fileno()
+
+            def put_on_fd3():
+                os.dup2(fd, 3)
+            # sh learns its PID ($$) and execs sdps in place: LISTEN_PID is sdps's own.
+            command = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=lmtp exec "$@"', "sh", *command]
+            kwargs = {"preexec_fn": put_on_fd3, "pass_fds": (fd, 3)}  # 3: kept after preexec_fn
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
         deadline = time.monotonic() + TIMEOUT
+        self.port = None
         while True:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-            if m:
-                self.port = int(m.group(1))
+            if "listening on" in self.log():  # connections wait in the backlog until it accepts
+                m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+                self.port = int(m.group(1)) if m else None
                 break
             assert self.process.poll() is None, f"sdps lmtp exited at start-up:\n{self.log()}"
             assert time.monotonic() < deadline, f"sdps lmtp did not listen:\n{self.log()}"
@@ -123,8 +141,13 @@ class Lmtp:
 class LineClient:
     """A line-level SMTP/LMTP client: send lines, read replies."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int | None = None, *, path: str | None = None):
+        if path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(TIMEOUT)
+            self.sock.connect(path)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.buffer = b""
 
     def send(self, data: bytes | str) -> None:

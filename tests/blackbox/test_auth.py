@@ -2,6 +2,7 @@
 two passwords and where each is accepted, failures that look alike, the
 failure delay, APOP, reloading the host database, secrets kept out of logs."""
 
+import base64
 import re
 import select
 import signal
@@ -372,6 +373,37 @@ def test_passwords_never_appear_in_logs(server, sample):
         assert secret not in log, f"a password ({secret!r}) appears in the server log"
     result = sample.sdps("host", "passwd", "sample", "--pop3", input=POP_PW + "\n")
     assert POP_PW.encode() not in result.stdout + result.stderr
+
+
+@pytest.mark.site_options(top={"log_level": "debug"})
+def test_the_debug_log_names_known_verbs_only(server):
+    """What a client sends is logged only as a verb a module declared: a
+    PASS written with a tab, or a PLAIN response pipelined behind a refused
+    AUTH, is the start of a password."""
+    response = base64.b64encode(b"\0sample\0PlainSecret7").decode()
+    c = server.connect()
+    c.ok("USER sample")
+    assert c.err("PASS\tTabSecret1") == "-ERR unknown command"
+    c.send(f"AUTH PLAIN x y\r\n{response}")         # refused, and its response pipelined behind it
+    assert c.reply().startswith("-ERR syntax")
+    assert c.reply() == "-ERR unknown command"
+    c.err("NOOP")                                      # a known verb (not valid before login)
+    c.quit()
+    wait_until(lambda: "logout" in server.log(), what="the logout line")
+    log = server.log()
+    assert "command NOOP" in log and "command (not a known verb)" in log
+    for secret in ("TabSecret1", "TABSECRET1", "TABSECRE", response, response.upper(), response[:16].upper()):
+        assert secret not in log, f"{secret!r} appears in the debug log"
+
+
+def test_an_auth_continuation_over_the_line_limit_is_refused_like_any_long_line(server, sample):
+    c = server.connect()
+    c.send("AUTH PLAIN")
+    assert c.line() == "+ "
+    assert c.err("A" * 600) == "-ERR line too long (the limit is 512 octets)"
+    c.login("sample", POP_PW)                          # the session goes on
+    c.quit()
+    assert "a continuation line over 512 octets was refused" in server.log()
 
 
 @pytest.mark.site_options(top={"password_cost": "moderate"})

@@ -1,16 +1,18 @@
 """The benchmarks' load generator (bench/loadgen, `sdps-loadgen`): it runs
-every workload against a real sdpsd with every size verified, and it fails
-when a server lies about sizes or counts. Not a timing test: the figures it
-prints are not checked, only that it completed and verified."""
+every workload against a real sdpsd with every size verified, over TLS too
+(implicit and STLS, resumption on and off), and it fails when a server lies
+about sizes or counts. Not a timing test: the figures it prints are not
+checked, only that it completed and verified."""
 
 import json
+import re
 import socket
 import subprocess
 import threading
 
 import pytest
 
-from sdps_harness import SLOW, TIMEOUT, binary, message
+from sdps_harness import SLOW, SOURCE_DIR, TIMEOUT, binary, message, wait_until
 
 LOADGEN = binary("sdps-loadgen")
 
@@ -80,6 +82,75 @@ def test_every_workload_completes_verified_against_sdpsd(busy_site):
     assert status == 0, out
     assert [json.loads(line[5:])["held"] for line in out.splitlines() if line.startswith("HELD ")] == [4, 10], out
     assert r["held"] == 10 and r["quit_ok"] == 10, out
+    assert server.alive()
+
+
+def tls_site(site, tmp_path):
+    """Starts sdpsd with a test certificate (scripts/make-test-cert): its
+    plain listener offers STLS, a second one is implicit TLS. Returns
+    (server, plain port, TLS port, the CA file)."""
+    pki = tmp_path / "pki"
+    subprocess.run([str(SOURCE_DIR / "scripts" / "make-test-cert"), str(pki)], check=True, capture_output=True)
+    site.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}}}"})
+    server = site.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    wait_until(lambda: "(implicit TLS)" in server.log(), what="the implicit-TLS listener")
+    plain = re.search(r"listening on 127\.0\.0\.1:(\d+) \(STLS offered\)", server.log())
+    secure = re.search(r"listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)", server.log())
+    return server, int(plain.group(1)), int(secure.group(1)), pki / "ca.pem"
+
+
+FULL_USERS = [("f1", "pw-f1"), ("f2", "pw-f2")]
+
+
+@pytest.mark.parametrize("mode", ["implicit", "stls"])
+def test_full_sessions_over_tls_verify_with_and_without_resumption(busy_site, tmp_path, mode):
+    server, plain, secure, ca = tls_site(busy_site, tmp_path)
+    port = secure if mode == "implicit" else plain
+    for resume in ("off", "on"):
+        status, r, out = loadgen(port, "full", "--clients", "2", "--seconds", "0.5", "--warmup", "0.1",
+                                 "--expect-messages", "5", "--tls", mode, "--resume", resume, "--ca", str(ca),
+                                 users=FULL_USERS)
+        assert status == 0 and r["verify_errors"] == 0 and r["other_errors"] == 0, out
+        assert r["sessions"] > 0 and abs(r["messages"] - 5 * r["sessions"]) <= 5 * 2, out
+        assert r["tls"] == mode and r["protocol"].startswith("TLSv1.3 "), out
+        # one handshake per session (those that straddle the window's edges aside)
+        assert abs(r["handshakes"] - r["sessions"]) <= 2, out
+        if resume == "on":
+            # every session but each client's first offers the ticket the one before left it
+            assert r["resumed"] >= r["handshakes"] - 2 and r["resumed"] > 0, out
+        else:
+            assert r["resumed"] == 0, out
+    assert server.alive()
+
+
+def test_tls_1_2_resumption_retr_and_handshakes_over_tls(busy_site, tmp_path):
+    server, plain, secure, ca = tls_site(busy_site, tmp_path)
+    status, r, out = loadgen(secure, "login", "--clients", "2", "--seconds", "0.3", "--warmup", "0.1",
+                             "--tls", "implicit", "--tls-max", "1.2", "--resume", "on", users=FULL_USERS)
+    assert status == 0 and r["protocol"].startswith("TLSv1.2 "), out
+    assert r["resumed"] >= r["handshakes"] - 2 and r["resumed"] > 0, out
+
+    # RETR over TLS: the same octets, message after message, as in plaintext
+    status, clear, out = loadgen(plain, "retr", "--seconds", "0.3", "--warmup", "0", users=[("big", "pw-big")])
+    assert status == 0 and clear["messages"] > 0, out
+    status, r, out = loadgen(secure, "retr", "--seconds", "0.3", "--warmup", "0", "--tls", "implicit",
+                             users=[("big", "pw-big")])
+    assert status == 0 and r["messages"] > 0 and r["handshakes"] <= 1, out
+    assert r["octets"] // r["messages"] == clear["octets"] // clear["messages"], out
+    assert r["wire_octets"] // r["messages"] == clear["wire_octets"] // clear["messages"], out
+
+    # greeting + QUIT: one handshake a session, exactly --sessions of them
+    for mode, port in (("implicit", secure), ("stls", plain)):
+        status, r, out = loadgen(port, "handshake", "--clients", "3", "--sessions", "12", "--tls", mode,
+                                 "--resume", "on", users=FULL_USERS)
+        assert status == 0 and r["sessions"] == 12 and r["handshakes"] == 12, out
+        assert r["resumed"] >= 12 - 3, out      # each client's first handshake is a new one
+
+    # sessions held over TLS, then QUIT on each
+    users = [(f"u{i}@h{1 + i % 2}", f"pw-h{1 + i % 2}") for i in range(4)]
+    status, r, out = loadgen(secure, "idle", "--steps", "4", "--clients", "2", "--tls", "implicit", users=users,
+                             stdin="\n")
+    assert status == 0 and r["held"] == 4 and r["quit_ok"] == 4, out
     assert server.alive()
 
 

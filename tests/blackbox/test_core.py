@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import (EX_CONFIG, SANITIZE, SLOW, SOURCE_DIR, TIMEOUT, Pop3, binary, message, returned,
-                          sanitizer_report, shipped_chain, wait_until)
+from sdps_harness import (EX_CONFIG, SANITIZE, SLOW, SOURCE_DIR, TIMEOUT, Pop3, binary, in_flight_bound, message,
+                          returned, sanitizer_report, shipped_chain, wait_until)
 
 
 def fill(site, count, **kw):
@@ -251,11 +251,13 @@ def test_half_line_then_stall_does_not_block_other_sessions(sample):
 
 
 def test_client_that_never_reads_does_not_block_others(sample):
-    fill(sample, 1, headers=["X-Pad: " + "p" * 900] * 100)   # ~90 KB
+    stored = fill(sample, 1, headers=["X-Pad: " + "p" * 900] * 100)[0]   # ~90 KB
     server = sample.start()
     hog = server.connect(rcvbuf=4096)
     hog.login("sample", POP_PW)
-    hog.send_raw(b"RETR 1\r\n" * 50)               # megabytes of replies it never reads
+    # Megabytes of replies it never reads, more than can be in flight: the
+    # server is certainly still sending them, however fast the build.
+    hog.send_raw(b"RETR 1\r\n" * (in_flight_bound(4096) // len(stored) + 1))
     time.sleep(0.5)
     hog2 = server.connect()
     hog2.send_raw(b"USER sam")
@@ -441,6 +443,18 @@ def test_check_refuses_a_bad_setting_value(site):
     code, out = run_check(site.config)
     assert code == EX_CONFIG, out
     assert "fail_delay" in out, out
+
+
+def test_check_and_the_admin_tool_refuse_a_key_set_twice(site):
+    # YAML forbids it; yaml-cpp would keep one of the two without a word.
+    text = site.config.read_text()
+    first = len(text.splitlines()) + 1
+    site.config.write_text(text + "banner: one\nbanner: two\n")
+    code, out = run_check(site.config)
+    assert code == EX_CONFIG, out
+    assert f"sdps.yaml:{first + 1}: 'banner' is set twice (first at line {first})" in out, out
+    tool = site.sdps("host", "list", expect=EX_CONFIG)
+    assert f"'banner' is set twice (first at line {first})" in tool.stderr.decode(), tool.stderr
 
 
 def test_check_refuses_bad_yaml(site):

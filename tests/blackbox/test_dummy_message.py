@@ -1,4 +1,4 @@
-"""The dummy message for a message SMTP removed during the session
+"""The dummy message for a message removed during the session
 (DESIGN.md section 3; docs/spool.md "Removing a message by hand"): RETR's
 "+OK N octets" counts what is really sent, while LIST keeps the original
 size; *ENV still answers four lines (modules/extensions/README.md), in the
@@ -50,9 +50,9 @@ def test_retr_of_a_message_smtp_removed_announces_the_octets_it_sends(served):
     sizes, uids = c.list(), c.uidl()
     announced, sent = retr_with_status(c, 1)
     assert announced == len(sent) == sizes[1]        # an ordinary message: all three agree
-    site.remove_message(uids[2])                       # as SMTP would after delivering it
+    site.remove_message(uids[2])                       # by hand: no departure record says why
     announced, sent = retr_with_status(c, 2)
-    assert b"Message already delivered by SMTP" in sent
+    assert b"Subject: Message removed from the spool" in sent
     assert announced == len(sent), f"RETR announced {announced} octets and sent {len(sent)}"
     assert c.list() == sizes, "LIST must keep the original size"
     lines = c.env(2)                                   # four lines, not -ERR

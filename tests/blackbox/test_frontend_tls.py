@@ -1,6 +1,6 @@
 """Front end to back end links over TLS: remote_spool's `tls: true`, `ca:`
 and `server_name:` against back ends serving implicit TLS
-(modules/remote/README.md, docs/backend-protocol.md). A back end whose
+(modules/spool/remote/README.md, docs/backend-protocol.md). A back end whose
 certificate another CA signed, or that names another host, or that does not
 speak TLS at all, is refused: the punt is unavailable, and the front end's
 log says why."""
@@ -65,7 +65,10 @@ def test_a_front_end_over_tls_to_both_back_ends(pki):
         assert "(1 message removed)" in c.quit()
         assert fe.message_files(uids[1]) == []
         assert fe.message_files(uids[2])
-        # The back ends served those sessions over TLS (their logout lines).
+        # The back ends served those sessions over TLS (their logout lines,
+        # written when the links end: the front end keeps them until it
+        # stops).
+        server.stop()
         for backend in fe.backends.values():
             wait_until(lambda: "tls=yes" in backend.log(), what="a TLS session on the back end")
             assert "tls=no" not in backend.log()

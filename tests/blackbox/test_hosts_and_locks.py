@@ -1,4 +1,4 @@
-"""The hosts file's mode, equal-time refusals after a cost change, locks on
+"""The hosts file's mode, owner and folder, equal-time refusals after a cost change, locks on
 disk (no file per user, the user's byte of locks/host, two sdpsd on one
 spool), and a full disk that stops no login (docs/operations.md,
 docs/spool.md)."""
@@ -47,6 +47,38 @@ def test_an_insecure_hosts_file_is_refused_by_check_sdpsd_and_sdps(sample, mode,
     passwd = sample.sdps("host", "passwd", "sample", "--pop3", input="new\n", expect=None)
     assert passwd.returncode != 0
     assert hosts_file(sample).stat().st_mode & 0o7777 == mode   # not rewritten
+
+
+@pytest.mark.parametrize("mode,fix", [(0o777, "chmod go-w"), (0o757, "chmod o-w"), (0o775, "chmod g-w")])
+def test_a_hosts_file_in_a_folder_others_can_write_is_refused_naming_the_chmod(sample, mode, fix):
+    folder = hosts_file(sample).parent
+    folder.chmod(mode)
+    try:
+        result = check(sample)
+        assert result.returncode == EX_CONFIG, result
+        assert f"could replace the file by rename and read any host's mail; run  {fix} {folder}" in result.stderr
+        with pytest.raises(AssertionError, match="exited with 78") as refused:
+            sample.start()
+        assert f"{fix} {folder}" in str(refused.value)
+        listing = sample.sdps("host", "list", expect=None)
+        assert listing.returncode != 0 and f"{fix} {folder}" in listing.stderr.decode()
+        # The sticky bit: no one may rename over a file not theirs.
+        folder.chmod(mode | 0o1000)
+        assert check(sample).returncode == 0
+    finally:
+        folder.chmod(0o755)
+    sample.start().session("sample", POP_PW).quit()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (giving the file to another user)")
+def test_a_hosts_file_owned_by_another_user_is_refused_naming_the_chown(sample):
+    path = hosts_file(sample)
+    os.chown(path, 65534, 0)
+    result = check(sample)
+    assert result.returncode == EX_CONFIG, result
+    assert f"{path} is owned by " in result.stderr and f"run  chown root: {path}" in result.stderr, result.stderr
+    os.chown(path, 0, 0)
+    assert check(sample).returncode == 0
 
 
 def test_a_0640_hosts_file_is_accepted_and_kept(sample):

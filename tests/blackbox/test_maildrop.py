@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import POP_PW
-from sdps_harness import SLOW, message, returned, wait_until
+from sdps_harness import SLOW, in_flight_bound, lines_longer_than, message, returned, wait_until
 
 
 def deliver(site, subject, to="fred", punt=None, sender="alice@example.com", body=None):
@@ -505,7 +505,9 @@ def test_retr_sets_the_read_flag_without_renaming_the_message(server, sample):
 
 
 def test_client_dropping_mid_retr_keeps_the_message_and_releases_the_lock(server, sample):
-    big = deliver(sample, "big", body="x" * 70 + "\n" * 1 + ("y" * 78 + "\n") * 40000)
+    # Longer than all that can be in flight: the client certainly drops
+    # while the server is still sending, however fast the build.
+    big = deliver(sample, "big", body=lines_longer_than(in_flight_bound(8192)))
     c = server.connect(rcvbuf=8192)
     c.login("sample", POP_PW)
     c.send("RETR 1")

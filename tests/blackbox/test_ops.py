@@ -146,7 +146,10 @@ def test_json_log_lines():
         assert len(events) == len([l for l in server.log().splitlines() if l.strip()]), server.log()
         [logout] = [e for e in events if e.get("event") == "logout"]
         assert logout["level"] == "info" and logout["login"] == "sample" and logout["end"] == "QUIT"
-        assert logout["tls"] == "no" and logout["retr"] == "0/0"
+        assert logout["tls"] == "no"
+        # Numbers as numbers: the counters, and the duration in seconds.
+        assert logout["retr"] == 0 and logout["retr_octets"] == 0 and logout["dele"] == 0
+        assert isinstance(logout["duration"], float) and logout["duration"] >= 0
 
 
 def test_no_password_in_any_log():
@@ -215,10 +218,34 @@ def test_metrics_scrape_after_a_session():
         assert sample(text, "sdps_auth_cache_hits_total") == 0
         assert sample(text, "sdps_auth_cache_misses_total") == 2
         assert "# TYPE sdps_module_timeouts_total counter" in text
-        assert "# TYPE sdps_backend_request_seconds histogram" in text
+        # A family comes with the module that feeds it: no back end here.
+        assert "sdps_backend_request_seconds" not in text
         assert re.search(r'^sdps_build_info\{version="[^"]+",commit="[^"]+",abi="\d+"\} 1$', text, re.M)
         assert PW not in text
         assert scrape(server, "/other")[0] == 404
+
+
+def test_every_refused_login_is_counted_with_its_reason():
+    """The logins the per-address limit refuses count as failures too,
+    under a reason of their own."""
+    with Site(top={"metrics_listen": "127.0.0.1:0", "max_login_failures_per_address": 2},
+              fail_delay="50ms") as site:
+        site.add_host("sample", pop3=PW)
+        server = site.start()
+        c = server.connect()
+        for _ in range(2):
+            c.ok("USER sample")
+            c.err(f"PASS {BAD_PW}")
+        for _ in range(3):
+            c.ok("USER sample")
+            assert c.err(f"PASS {PW}").startswith("-ERR [AUTH] too many failed logins")
+        c.quit()
+        wait_logouts(server, 1)
+        _, text = scrape(server)
+        assert sample(text, 'sdps_login_failures_total{reason="wrong password"}') == 2
+        assert sample(text, 'sdps_login_failures_total{reason="too many failures"}') == 3
+        assert sample(text, 'sdps_logins_total{result="failed"}') == 5
+        assert sample(text, 'sdps_logins_total{result="ok"}') == 0
 
 
 def test_unknown_verbs_do_not_grow_the_scrape():
@@ -232,6 +259,58 @@ def test_unknown_verbs_do_not_grow_the_scrape():
         _, text = scrape(server)
         assert "XYZZY" not in text
         assert sample(text, 'sdps_commands_total{verb="OTHER"}') == 3
+
+
+def sdpsd_check(site: Site) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary("sdpsd")), "-c", str(site.config), "--check"], capture_output=True, text=True,
+                          timeout=6 * TIMEOUT)
+
+
+@pytest.mark.parametrize("where", ["0.0.0.0:9110", '"[::]:9110"'])
+def test_a_metrics_endpoint_on_every_address_is_warned_about(where):
+    # --check binds nothing: the warning comes from the config alone.
+    with Site(top={"metrics_listen": where}) as site:
+        result = sdpsd_check(site)
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"sdpsd: warning: metrics_listen \S+ is not a loopback address: .*without authentication"
+                         r".*only loopback clients are answered \(others get 403\).*metrics_allow", result.stderr), \
+            result.stderr
+
+
+def test_a_loopback_metrics_endpoint_is_not_warned_about():
+    with Site(top={"metrics_listen": "127.0.0.1:0"}) as site:
+        result = sdpsd_check(site)
+        assert result.returncode == 0, result.stderr
+        assert "metrics" not in result.stderr, result.stderr
+        server = site.start()
+        assert scrape(server)[0] == 200
+        assert "not a loopback address" not in server.log()
+
+
+def test_metrics_allow_refuses_other_clients_with_403_and_changes_at_sighup():
+    with Site(top={"metrics_listen": "127.0.0.1:0", "metrics_allow": "[10.1.0.0/16]"}) as site:
+        server = site.start()
+        assert scrape(server) == (403, "")
+        assert scrape(server)[0] == 403
+        # One warning for the list, not one per scrape.
+        assert len(re.findall(r"warning sdpsd: metrics: refused 127\.0\.0\.1: not in metrics_allow",
+                              server.log())) == 1, server.log()
+        site.write_config(top={"metrics_listen": "127.0.0.1:0", "metrics_allow": "[10.1.0.0/16, 127.0.0.1]"})
+        server.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload: applied metrics_allow" in server.log(), what="the reload")
+        status, text = scrape(server)
+        assert status == 200 and "sdps_build_info" in text
+
+
+def test_a_malformed_metrics_allow_entry_stops_sdpsd_with_file_and_line():
+    with Site(top={"metrics_listen": "127.0.0.1:0", "metrics_allow": "[10.1.0.0/16, prometheus.example]"}) as site:
+        result = subprocess.run([str(binary("sdpsd")), "-c", str(site.config)], capture_output=True, text=True,
+                                timeout=6 * TIMEOUT)
+        assert result.returncode == 78, result.stderr
+        line = next(i for i, text in enumerate(site.config.read_text().splitlines(), 1)
+                    if text.startswith("metrics_allow:"))
+        assert f"sdps.yaml:{line}: 'metrics_allow': 'prometheus.example' is not an address" in result.stderr, \
+            result.stderr
 
 
 # ---------------------------------------------------------------- ownership
@@ -296,7 +375,8 @@ def test_sdpsd_says_when_the_user_cannot_read_the_hosts_file_or_the_spool():
         assert re.search(r"user 'nobody' cannot write .*docklands .*chown -R nobody: ", check.stderr)
         assert "finchley" not in check.stderr
         server = site.start()
-        assert re.search(r" error sdpsd: user 'nobody' cannot read the host database", server.log())
+        # A starting server says so too (each line names the instance whose check found it).
+        assert re.search(r" error sdpsd: auth: user 'nobody' cannot read the host database", server.log())
 
 
 # ---------------------------------------------------------------- installed layouts

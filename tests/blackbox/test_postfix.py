@@ -172,6 +172,22 @@ def test_postfix_delivers_over_lmtp_per_recipient(sample):
         lmtp.stop()
 
 
+def test_postfix_delivers_over_lmtp_on_a_unix_socket_in_its_private_folder(sample):
+    postfix = Postfix(sample.root, recipe("postfix-main-lmtp-unix"))
+    # lmtp:unix:private/sdps is relative to Postfix's queue folder; the
+    # socket in Postfix's group, as docs/smtp.md says.
+    lmtp = Lmtp(sample, "--socket-group", "postfix", listen=f"unix:{postfix.queue / 'private' / 'sdps'}")
+    try:
+        data = message(subject="through postfix", body="hello from postfix\n")
+        postfix.send("alice@example.com", RECIPIENTS, data)
+        statuses = wait_for_statuses(postfix, RECIPIENTS)
+        assert statuses == {RECIPIENTS[0]: "sent", RECIPIENTS[1]: "sent", RECIPIENTS[2]: "bounced"}, postfix.log()
+        check_spool(sample, data)
+    finally:
+        postfix.stop()
+        lmtp.stop()
+
+
 def test_postfix_delivers_over_the_sdps_deliver_pipe(sample):
     # The pipe runs as an unprivileged user (the recipe's user=sdps): here
     # `nobody`, owning the test's spool and host database.
@@ -182,6 +198,9 @@ def test_postfix_delivers_over_the_sdps_deliver_pipe(sample):
         for name in [*dirs, *files]:
             shutil.chown(Path(dirpath) / name, user)
     shutil.chown(sample.root / "var", user)
+    # As the package configures it: sdpsd runs as the user that owns the
+    # spool and the host database (it refuses a hosts file another user owns).
+    sample.write_config(top={"user": user})
     master = recipe("postfix-master-pipe").replace("user=sdps", f"user={user}") \
         .replace("/usr/bin/sdps", str(binary("sdps"))).replace("/etc/sdps/sdps.yaml", str(sample.config))
     postfix = Postfix(sample.root, recipe("postfix-main-pipe"), master)

@@ -5,6 +5,8 @@ run the command, look at what the receiver got and what the spool kept."""
 
 import email
 import email.policy
+import json
+import re
 import subprocess
 import time
 
@@ -305,3 +307,115 @@ def test_lmtp_refuses_a_message_over_max_message_size_with_552(sample):
         lmtp.stop()
     assert [code for code, _ in after] == [552, 552]
     assert sample.spool_list("sample") == ""
+
+
+# ------------------------------------------------------------------ expire's cron edges (issue 18.8, 19.2)
+
+def test_expire_of_an_unknown_host_exits_67_as_flush_does(sample):
+    result = sample.sdps("expire", "--older-than", "1ms", "nosuchhost", expect=EX_NOUSER)
+    assert b"nosuchhost" in result.stderr
+    sample.sdps("expire", "--older-than", "1ms", "not_a_host", expect=EX_NOUSER)
+    # A host deleted from the database whose mail is still queued expires as any other.
+    sample.deliver("fred@sample.demon.co.uk", data=message(subject="orphan"))
+    sample.sdps("host", "del", "sample")
+    result = sample.sdps("expire", "--older-than", "1h", "sample")
+    assert "kept: 1" in result.stdout.decode()
+
+
+def test_expire_removes_a_message_whose_bounce_is_refused_for_good_as_a_double_bounce(sample):
+    sample.deliver("fred@sample.demon.co.uk", data=message(subject="nobody wants it back"))
+    with Receiver(rcpt_reply="550 5.1.1 No such sender here") as relay:
+        result = sample.sdps("expire", "--older-than", "1ms", "--relay", relay.address)
+    assert uidls(sample) == [], "kept, it would fail again at every run"
+    out = result.stdout.decode()
+    assert "\tdouble-bounce\t<alice@example.com>\t550 5.1.1 No such sender here" in out
+    assert "expired with bounce: 0, expired silently: 0, kept: 0, failed: 0, double bounces: 1" in out
+    assert "double bounce" in result.stderr.decode()
+
+
+def test_a_message_expired_during_a_pop3_session_is_announced_as_returned_to_its_sender(sample):
+    sample.deliver("fred@sample.demon.co.uk", data=message(subject="too late"))
+    c = sample.start().connect()
+    c.login("sample", POP_PW)
+    sizes, ids = c.list(), c.uidl()
+    with Receiver() as relay:
+        sample.sdps("expire", "--older-than", "1ms", "--relay", relay.address)
+    assert len(relay.envelopes) == 1
+    notice = c.retr(1)
+    assert b"Subject: Message expired and returned to its sender" in notice
+    assert b"delivered by SMTP" not in notice and b"too late" not in notice
+    assert c.retr(1) == notice and c.top(1, 0) == notice.split(b"\r\n\r\n")[0] + b"\r\n\r\n", \
+        "one notice, Message-ID and Date included, for the whole session"
+    assert c.list() == sizes and c.uidl() == ids
+    c.quit()
+
+
+# ------------------------------------------------------------------ lmtp's syntax and time limits (issue 19.8)
+
+def test_lmtp_refuses_a_space_after_the_bracket_and_binarymime(sample):
+    lmtp = Lmtp(sample)
+    try:
+        c = LineClient(lmtp.port)
+        c.reply()
+        assert c.cmd("LHLO mta.test")[0] == 250
+        assert c.cmd("MAIL FROM:<a@example.com> BODY=BINARYMIME")[0] == 555, "BINARYMIME is not offered"
+        assert c.cmd("MAIL FROM:<a@example.com> BODY=8BITMIME")[0] == 250
+        assert c.cmd("RCPT TO:< x@sample.demon.co.uk>")[0] == 501, "not the user ' x'"
+        assert c.cmd("RCPT TO:<x@sample.demon.co.uk>")[0] == 250
+        assert c.cmd("QUIT")[0] == 221
+        c.close()
+    finally:
+        assert lmtp.stop() == 0
+    assert sample.spool_list("sample") == ""
+
+
+def test_lmtp_closes_a_client_idle_in_data_with_421(sample):
+    lmtp = Lmtp(sample, "--timeout", "1s")
+    try:
+        c = LineClient(lmtp.port)
+        c.reply()
+        c.cmd("LHLO mta.test")
+        c.cmd("MAIL FROM:<a@example.com>")
+        c.cmd("RCPT TO:<fred@sample.demon.co.uk>")
+        assert c.cmd("DATA")[0] == 354
+        c.send("Subject: half a message\r\n")
+        code, lines = c.reply()           # then nothing more: the server's limit ends it
+        assert code == 421 and lines[0].startswith("4.4.2 "), lines
+        assert c.sock.recv(100) == b"", "closed after the 421"
+        c.close()
+    finally:
+        assert lmtp.stop() == 0
+    assert sample.spool_list("sample") == ""
+    assert re.search(r"delivery client=\S+ from=<a@example.com> size=\d+ data=none "
+                     r"recipients=\"<fred@sample.demon.co.uk> not delivered\"", lmtp.log()), lmtp.log()
+
+
+def test_lmtp_logs_one_line_per_transaction_with_each_recipients_outcome(sample):
+    lmtp = Lmtp(sample)
+    try:
+        lmtp_transaction(lmtp.port, "alice@example.com",
+                         ["fred@sample.demon.co.uk", "x@nosuchhost.demon.co.uk"], message(subject="logged"))
+    finally:
+        assert lmtp.stop() == 0
+    lines = [line for line in lmtp.log().splitlines() if " delivery " in line]
+    assert len(lines) == 1, lmtp.log()
+    line = lines[0]
+    # As sdpsd logs: a time, a level, the program.
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info sdps lmtp: delivery client=127\.0\.0\.1:\d+ ", line)
+    assert re.search(r"<fred@sample.demon.co.uk> stored \d{17}\.[0-9a-f]{16} on (finchley|docklands)", line)
+    assert "<x@nosuchhost.demon.co.uk> refused: 550 5.1.1 " in line
+
+
+@pytest.mark.site_options(top={"log_format": "json"})
+def test_lmtp_follows_log_format(sample):
+    lmtp = Lmtp(sample)
+    try:
+        lmtp_transaction(lmtp.port, "alice@example.com", ["fred@sample.demon.co.uk"], message(subject="json"))
+    finally:
+        assert lmtp.stop() == 0
+    events = [json.loads(line) for line in lmtp.log().splitlines() if line.startswith("{")]
+    assert events and len(events) == len(lmtp.log().splitlines()), lmtp.log()
+    [delivery] = [e for e in events if e.get("event") == "delivery"]
+    assert delivery["level"] == "info" and delivery["source"] == "sdps lmtp"
+    assert delivery["from"] == "<alice@example.com>" and delivery["recipients"].startswith(
+        "<fred@sample.demon.co.uk> stored ")

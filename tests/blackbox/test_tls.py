@@ -112,8 +112,14 @@ def test_trusted_client_may_use_plaintext_and_shipped_default_without_tls(server
 def test_plaintext_always(sample, pki):
     server = start(sample, pki, tls_listener=False, trusted_networks="[10.0.0.0/8]", plaintext_auth="always")
     c = Pop3(ports(server)[0])
-    assert "USER" in capa(c)
+    before = capa(c)
+    assert "USER" in before and "STLS" in before
     c.login("sample", POP_PW)
+    # RFC 2449: what the state offers. STLS is refused in TRANSACTION, and
+    # USER means nothing there.
+    after = capa(c)
+    assert "STLS" not in after and "USER" not in after, after
+    assert c.err("STLS").startswith("-ERR")
     c.quit()
 
 
@@ -240,6 +246,118 @@ def test_tls_1_1_is_refused_even_where_the_ciphers_would_allow_it(sample, pki):
     assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_2) is not None
     assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0") is None
     assert handshake(secure, pki, version=ssl.TLSVersion.TLSv1, ciphers="DEFAULT:@SECLEVEL=0") is None
+
+
+# ---------------------------------------------------------------- session resumption
+
+class Resumption:
+    """One `openssl s_client` session: how its handshake went ('New' or
+    'Reused'), the protocol, and everything it printed."""
+
+    def __init__(self, out: str):
+        self.text = out
+        m = re.search(r"^(New|Reused), (TLSv1\.[23])", out, re.M)
+        assert m, out
+        self.how, self.protocol = m.group(1), m.group(2)
+
+
+def s_client(port: int, pki: Path, *, stls=False, sess_in: Path | None = None, sess_out: Path | None = None,
+             tls12=False) -> Resumption:
+    """A real client that resumes: logs in, STAT, QUIT, keeping the ticket
+    the server gave it in `sess_out` and offering the one in `sess_in`."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki / "ca.pem"),
+           "-verify_return_error", "-verify_hostname", "localhost", "-crlf", "-ign_eof"]
+    if stls:
+        cmd += ["-starttls", "pop3"]
+    if sess_in:
+        cmd += ["-sess_in", str(sess_in)]
+    if sess_out:
+        cmd += ["-sess_out", str(sess_out)]
+    if tls12:
+        cmd += ["-tls1_2"]
+    out = subprocess.run(cmd, input=f"USER sample\nPASS {POP_PW}\nSTAT\nQUIT\n".encode(), capture_output=True,
+                         timeout=TIMEOUT)
+    text = out.stdout.decode(errors="replace")
+    assert "+OK 1 " in text, (text, out.stderr)                 # logged in, the maildrop there
+    if sess_out:
+        assert sess_out.exists(), text                            # the server gave a ticket
+    return Resumption(text)
+
+
+def rotate_by_sighup(server, times: int) -> None:
+    """SIGHUP with the certificate unchanged: the ticket keys rotate."""
+    import signal
+    server.send_signal(signal.SIGHUP)
+    wait_until(lambda: server.log().count("session ticket keys rotated") == times, what="the key rotation")
+
+
+@pytest.mark.parametrize("how", ["implicit", "STLS"])
+def test_a_resumed_session_works_and_gets_a_fresh_ticket(sample, pki, tmp_path, how):
+    sample.deliver("fred@sample.demon.co.uk", data=message("resumed"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    plain, secure = ports(server)
+    port = secure if how == "implicit" else plain
+    first = s_client(port, pki, stls=how == "STLS", sess_out=tmp_path / "t0")
+    assert (first.how, first.protocol) == ("New", "TLSv1.3")
+    # the ticket is valid as long as its key seals (ticket_key_rotation: 1h)
+    assert "lifetime hint: 3600 (seconds)" in first.text, first.text
+    again = s_client(port, pki, stls=how == "STLS", sess_in=tmp_path / "t0", sess_out=tmp_path / "t1")
+    assert again.how == "Reused"
+    # a resumed handshake leaves the client a fresh ticket, which resumes too
+    assert (tmp_path / "t1").read_bytes() != (tmp_path / "t0").read_bytes()
+    assert s_client(port, pki, stls=how == "STLS", sess_in=tmp_path / "t1").how == "Reused"
+
+
+def test_tls_1_2_sessions_resume_from_tickets(sample, pki, tmp_path):
+    sample.deliver("fred@sample.demon.co.uk", data=message("resumed"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    _, secure = ports(server)
+    first = s_client(secure, pki, tls12=True, sess_out=tmp_path / "t0")
+    assert (first.how, first.protocol) == ("New", "TLSv1.2")
+    assert s_client(secure, pki, tls12=True, sess_in=tmp_path / "t0").how == "Reused"
+
+
+@pytest.mark.parametrize("how", ["implicit", "STLS"])
+def test_a_ticket_from_before_two_key_rotations_gets_a_full_handshake(sample, pki, tmp_path, how):
+    """SIGHUP with the same certificate rotates the session ticket keys:
+    a ticket sealed before one rotation still resumes (and is replaced),
+    one sealed before two does not, and its client gets a full handshake."""
+    sample.deliver("fred@sample.demon.co.uk", data=message("rotated"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    plain, secure = ports(server)
+    port, stls = (secure, False) if how == "implicit" else (plain, True)
+    assert s_client(port, pki, stls=stls, sess_out=tmp_path / "t0").how == "New"
+    rotate_by_sighup(server, 1)
+    assert s_client(port, pki, stls=stls, sess_in=tmp_path / "t0", sess_out=tmp_path / "t1").how == "Reused"
+    rotate_by_sighup(server, 2)
+    assert s_client(port, pki, stls=stls, sess_in=tmp_path / "t0").how == "New"
+    assert s_client(port, pki, stls=stls, sess_in=tmp_path / "t1").how == "Reused"
+
+
+def test_no_resumption_across_a_certificate_change(sample, pki, tmp_path):
+    """A session made under one certificate does not resume under another:
+    a certificate replaced (compromised, revoked) must not go on serving
+    sessions it authenticated."""
+    sample.deliver("fred@sample.demon.co.uk", data=message("changed"))
+    server = start(sample, pki, trusted_networks="[10.0.0.0/8]")
+    _, secure = ports(server)
+    assert s_client(secure, pki, sess_out=tmp_path / "t0").how == "New"
+    make_pki(pki)                                          # a new key and certificate from the same CA
+    import signal
+    server.send_signal(signal.SIGHUP)
+    wait_until(lambda: "TLS certificate" in server.log(), what="the reload")
+    assert "session ticket keys rotated" not in server.log()
+    assert s_client(secure, pki, sess_in=tmp_path / "t0").how == "New"
+
+
+def test_the_ticket_lifetime_follows_ticket_key_rotation(sample, pki, tmp_path):
+    sample.deliver("fred@sample.demon.co.uk", data=message("hint"))
+    sample.write_config(top={"tls": f"{{certificate: {pki / 'cert.pem'}, key: {pki / 'key.pem'}, "
+                                    f"ticket_key_rotation: 2h}}", "trusted_networks": "[10.0.0.0/8]"})
+    server = sample.start(extra_args=["--listen-tls", "127.0.0.1:0"])
+    implicit_tls_ready(server)
+    first = s_client(ports(server)[1], pki, sess_out=tmp_path / "t0")
+    assert "lifetime hint: 7200 (seconds)" in first.text, first.text
 
 
 # ---------------------------------------------------------------- PROXY header, then TLS

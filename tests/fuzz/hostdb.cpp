@@ -1,5 +1,5 @@
-// The host database file (lib/hostdb parse, format, prefix::parse,
-// normalise_host).
+// The host database file (lib/hostdb parse, format, normalise_host, and
+// the dialup prefixes in it, lib/base address_prefix).
 //
 // Properties: every line is either a host or a reported problem (or blank
 // or a comment), problems come in line order; format() of what was read
@@ -18,20 +18,20 @@ namespace hdb = sdps::hostdb;
 
 namespace {
 
-bool same_prefix(const hdb::prefix& a, const hdb::prefix& b) { return a.network == b.network && a.length == b.length; }
+using sdps::base::address_prefix;
 
 bool same_host(const hdb::host_record& a, const hdb::host_record& b) {
   return a.name == b.name && a.dialup_hash == b.dialup_hash && a.pop3_hash == b.pop3_hash &&
-         std::equal(a.dialup.begin(), a.dialup.end(), b.dialup.begin(), b.dialup.end(), same_prefix);
+         a.dialup == b.dialup;
 }
 
 void check_prefix(std::string_view text) {
-  const auto p = hdb::prefix::parse(text);
+  const auto p = address_prefix::parse(text);
   if (!p) return;
-  SDPS_FUZZ_CHECK(p->length <= (p->network.is_v4() ? 32u : 128u));
-  SDPS_FUZZ_CHECK(p->contains(p->network));
-  const auto again = hdb::prefix::parse(p->to_string());
-  SDPS_FUZZ_CHECK(again && same_prefix(*again, *p));
+  SDPS_FUZZ_CHECK(p->length() <= (p->is_v4() ? 32u : 128u));
+  SDPS_FUZZ_CHECK(p->contains(p->network()));
+  const auto again = address_prefix::parse(p->to_string());
+  SDPS_FUZZ_CHECK(again && *again == *p);
 }
 
 }  // namespace

@@ -81,14 +81,21 @@ void check_command(const std::string& line) {
   } else {
     SDPS_FUZZ_CHECK(cmd.argument == line.substr(space + 1));
   }
-  // args(): the argument's words, none empty, none holding a space, in order.
+  // args(): the argument's words, none empty, none holding a space, in
+  // order; size() counts them all (a word starts after a space or at the
+  // start), also beyond the ones it keeps.
   std::size_t from = 0;
-  for (std::string_view word : cmd.args()) {
+  const auto words = cmd.args();
+  for (std::string_view word : words) {
     SDPS_FUZZ_CHECK(!word.empty() && word.find(' ') == std::string_view::npos);
     const auto at = cmd.argument.find(word, from);
     SDPS_FUZZ_CHECK(at != std::string::npos);
     from = at + word.size();
   }
+  std::size_t starts = 0;
+  for (std::size_t i = 0; i < cmd.argument.size(); ++i)
+    if (cmd.argument[i] != ' ' && (i == 0 || cmd.argument[i - 1] == ' ')) ++starts;
+  SDPS_FUZZ_CHECK(words.size() == starts);
 }
 
 }  // namespace

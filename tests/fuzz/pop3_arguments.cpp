@@ -4,7 +4,7 @@
 // Properties: parse_decimal agrees with a wide-integer model (digits only,
 // saturating at UINT64_MAX) and prints back to its input when the input
 // has no leading zeros; choose_message, against maildrops of 0 to 7
-// messages with some deleted, either picks the message the argument names
+// messages with some marked deleted, either picks the message the argument names
 // (in range, not deleted unless allowed) or answers an -ERR, never both.
 
 #include "fuzz.hpp"
@@ -17,24 +17,30 @@
 
 namespace {
 
-/// A maildrop of `n` messages, every third marked deleted.
+/// A maildrop of `n` messages.
 class numbered_maildrop final : public sdps::maildrop {
  public:
-  explicit numbered_maildrop(std::size_t n) : infos_(n) {
-    for (std::size_t i = 0; i < n; i += 3) mark_deleted(i);
-  }
+  explicit numbered_maildrop(std::size_t n) : infos_(n) {}
   std::size_t count() const override { return infos_.size(); }
   const sdps::message_info& info(std::size_t index) const override { return infos_.at(index); }
-  sdps::awaitable<std::unique_ptr<sdps::body_source>> retrieve(std::size_t, std::optional<std::uint64_t>) override {
+  sdps::awaitable<std::unique_ptr<sdps::body_source>> retrieve(std::size_t, sdps::retrieval) override {
     throw std::logic_error("not used");
   }
-  sdps::awaitable<void> mark_read(std::size_t) override { throw std::logic_error("not used"); }
   sdps::awaitable<sdps::envelope> envelope(std::size_t) override { throw std::logic_error("not used"); }
-  sdps::awaitable<sdps::removal_result> remove_deleted() override { throw std::logic_error("not used"); }
+  sdps::awaitable<sdps::removal_result> remove(std::vector<std::size_t>) override {
+    throw std::logic_error("not used");
+  }
 
  private:
   std::vector<sdps::message_info> infos_;
 };
+
+/// The session's marks on it: every third message deleted.
+sdps::marks every_third(std::size_t n) {
+  sdps::marks m;
+  for (std::size_t i = 0; i < n; i += 3) m.mark_deleted(i);
+  return m;
+}
 
 std::optional<std::uint64_t> model_decimal(std::string_view text) {
   if (text.empty()) return std::nullopt;
@@ -65,15 +71,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   for (std::size_t n = 0; n < 8; ++n) {
     numbered_maildrop drop(n);
+    const sdps::marks marked = every_third(n);
     for (const bool allow_deleted : {false, true}) {
-      const auto choice = sdps::pop3::choose_message(drop, first, "RETR msg", allow_deleted);
+      const auto choice = sdps::pop3::choose_message(drop, marked, first, "RETR msg", allow_deleted);
       if (choice.error) {
         SDPS_FUZZ_CHECK(!choice.error->text.empty());
         continue;
       }
       SDPS_FUZZ_CHECK(choice.index < drop.count());
       SDPS_FUZZ_CHECK(first.size() <= 10 && sdps::pop3::parse_decimal(first) == choice.index + 1);
-      SDPS_FUZZ_CHECK(allow_deleted || !drop.deleted(choice.index));
+      SDPS_FUZZ_CHECK(allow_deleted || !marked.deleted(choice.index));
     }
   }
   return 0;

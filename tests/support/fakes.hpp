@@ -1,8 +1,9 @@
 #pragma once
 // The one set of stand-ins every unit test uses for what the core gives a
-// module: a logger that keeps its lines, the server context, a module's
-// config, and a session; plus helpers to run a coroutine to completion.
-// Module tests that need a whole chain use harness.hpp on top of these.
+// module: a logger that keeps its lines, the server context and a module's
+// config; plus helpers to run a coroutine to completion. Sessions are
+// never faked: session.hpp runs the core's own session engine over an
+// in-memory connection, and harness.hpp whole chains on it.
 
 #include "chain.hpp"
 #include "config.hpp"
@@ -114,6 +115,9 @@ class fake_config final : public module_config {
   logger& log() override { return log_; }
   std::size_t position() const override { return position_; }
   void terminal() override { terminal_ = true; }
+  void declare_role(const std::string& role) override { role_ = role; }
+  bool is_terminal() const { return terminal_; }
+  const std::string& role() const { return role_; }
 
   /// The settings built from YAML (not for the constructor taking settings).
   core::yaml_settings& yaml() { return *own_options_; }
@@ -134,120 +138,8 @@ class fake_config final : public module_config {
   logger& log_;
   core::service_registry* services_ = nullptr;
   bool terminal_ = false;
+  std::string role_;
   std::vector<std::pair<std::string, bool>> requirements_;
-};
-
-/// One client connection, as the core's connection would present it:
-/// state changes follow the core's rules, slots are destroyed newest first
-/// when it ends.
-class fake_session final : public session {
- public:
-  /// Connection `id`; capabilities() asks `*chain` when it is given and set.
-  fake_session(std::uint64_t id, executor ex, const core::chain* const* chain = nullptr)
-      : id_(id), executor_(std::move(ex)), chain_(chain) {}
-  /// Connection `id`, already past USER as `who`.
-  fake_session(std::uint64_t id, executor ex, identity who) : fake_session(id, std::move(ex)) {
-    login_ = std::move(who);
-  }
-  /// Connection 1 on `io`.
-  explicit fake_session(asio::io_context& io) : fake_session(1, io.get_executor()) {}
-  ~fake_session() override { clear_slots(); }
-
-  std::uint64_t id() const override { return id_; }
-  asio::ip::tcp::endpoint remote_endpoint() const override { return remote; }
-  asio::ip::tcp::endpoint local_endpoint() const override { return {asio::ip::make_address("127.0.0.1"), 1110}; }
-  executor get_executor() override { return executor_; }
-  logger& log() override { return log_to ? *log_to : log_; }
-  pop3_state state() const override { return state_; }
-  void enter(pop3_state next) override {
-    if (!state_changes_allowed) throw std::logic_error("this module must not change the session's state");
-    if (state_ == pop3_state::authorization && next == pop3_state::transaction) {
-      state_ = next;
-      authenticated_pending_ = true;
-      return;
-    }
-    if (state_ == pop3_state::transaction && next == pop3_state::update) {
-      state_ = next;
-      return;
-    }
-    throw std::logic_error(std::string("illegal state change from ") + to_string(state_) + " to " +
-                           to_string(next));
-  }
-  std::vector<std::string> capabilities() override {
-    return chain_ && *chain_ ? (*chain_)->capabilities(*this) : std::vector<std::string>{};
-  }
-  bool secure() const override { return tls; }
-  bool can_start_tls() const override { return tls_available && !tls; }
-  void start_tls() override {
-    if (!can_start_tls()) throw std::logic_error("STLS is not possible on this session");
-    tls = true;
-  }
-  bool plaintext_auth_allowed() const override { return tls || plaintext_allowed; }
-  /// Answers each continuation with the next of `client_lines` (nothing
-  /// when they are used up); the challenges sent are kept in `challenges`.
-  awaitable<std::optional<std::string>> continuation(std::string challenge) override {
-    challenges.push_back(std::move(challenge));
-    if (client_lines.empty()) co_return std::nullopt;
-    std::string line = std::move(client_lines.front());
-    client_lines.erase(client_lines.begin());
-    co_return line;
-  }
-  std::optional<identity>& login() override { return login_; }
-  void drop_slot(const void* owner) override {
-    const auto it = std::find_if(slots_.begin(), slots_.end(), [owner](const auto& s) { return s.first == owner; });
-    if (it != slots_.end()) slots_.erase(it);
-  }
-  /// Destroys every slot, newest first, as the core does after disconnect.
-  void clear_slots() {
-    while (!slots_.empty()) slots_.pop_back();
-  }
-  std::size_t slot_count() const { return slots_.size(); }
-
-  /// Logs in without an auth module, as auth would after a good password.
-  void set_login(std::string host, std::string user = {}) { login_ = identity{std::move(host), std::move(user)}; }
-
-  /// True once after enter(transaction): the core would fire `authenticated`.
-  bool take_authenticated() { return std::exchange(authenticated_pending_, false); }
-  capture_log& captured() { return log_; }
-
-  /// The client's address.
-  asio::ip::tcp::endpoint remote{asio::ip::make_address("192.0.2.7"), static_cast<unsigned short>(40000 + id_)};
-  /// TLS in force (start_tls() sets it at once).
-  bool tls = false;
-  /// STLS would be offered (TLS configured on a plain listener).
-  bool tls_available = false;
-  /// The plaintext policy's answer without TLS.
-  bool plaintext_allowed = true;
-  /// What continuation() hands back, in order, and the challenges it got.
-  std::vector<std::string> client_lines;
-  std::vector<std::string> challenges;
-  /// Set when a reply asked to close the connection (the harness does).
-  bool closed = false;
-  /// False for a module that must never call enter(): then enter() throws.
-  bool state_changes_allowed = true;
-  /// Where log() writes instead of captured(), when set.
-  logger* log_to = nullptr;
-
- protected:
-  std::shared_ptr<void>& slot_storage(const void* owner) override {
-    if (auto* p = find_slot_storage(owner)) return *p;
-    return slots_.emplace_back(owner, nullptr).second;
-  }
-  std::shared_ptr<void>* find_slot_storage(const void* owner) override {
-    for (auto& [key, value] : slots_)
-      if (key == owner) return &value;
-    return nullptr;
-  }
-
- private:
-  std::uint64_t id_;
-  executor executor_;
-  const core::chain* const* chain_ = nullptr;
-  capture_log log_;
-  pop3_state state_ = pop3_state::authorization;
-  bool authenticated_pending_ = false;
-  std::optional<identity> login_;
-  std::vector<std::pair<const void*, std::shared_ptr<void>>> slots_;
 };
 
 /// Runs one awaitable to completion on `io` and returns its result (or

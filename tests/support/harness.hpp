@@ -1,15 +1,18 @@
 #pragma once
 // The chain harness for module unit tests: an in-memory spool (spool +
 // maildrop_source + maildrop), a stand-in auth module, and a harness that
-// builds module instances from inline YAML, runs them through the core's
-// real chain and renders each reply as the client would read it (status
-// line, dot-stuffed body, terminating dot).
+// builds module instances from inline YAML, assembles them into a chain
+// as the loader does, and runs POP3 transcripts through the core's own
+// session engine over in-memory connections: what a test sees is exactly
+// what a client of sdpsd would read (status lines, dot-stuffed bodies,
+// terminating dots), with the core's state machine, login stages, event
+// order and time limits.
 
 #include "support/fakes.hpp"
+#include "support/session.hpp"
 
 #include "chain.hpp"
 #include "config.hpp"
-#include "dot_stuffer.hpp"
 #include "loader.hpp"
 #include "logging.hpp"
 
@@ -18,10 +21,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -43,10 +44,10 @@ struct fake_message {
   bool read = false;
 };
 
-/// Records lock and unlock calls of every fake spool in one order, and
-/// counts the locks each spool holds.
+/// Records the prepare, lock, unlock and open calls of every fake spool in
+/// one order.
 struct lock_journal {
-  std::vector<std::string> events;  ///< "lock finchley #1", "unlock finchley #1", "open docklands #2"
+  std::vector<std::string> events;  ///< "prepare finchley #1", "lock finchley #1", "unlock finchley #1", "open docklands #2"
 };
 
 /// The state of one punt, shared by its spool instance and its maildrops
@@ -59,12 +60,13 @@ struct fake_store {
   bool lock_throws = false;                   ///< lock() throws spool_error
   std::optional<std::uint64_t> other_holder;  ///< a session outside the test holds the lock
   std::set<std::uint64_t> holders;            ///< sessions holding the lock now
-  std::set<std::string> stuck;                ///< uidls that remove_deleted cannot remove
-  bool remove_throws = false;                 ///< remove_deleted throws spool_error
+  std::set<std::string> stuck;                ///< uidls that remove() cannot remove
+  bool remove_throws = false;                 ///< remove() throws spool_error
   bool require_lock = true;                   ///< open() refuses a session without the lock
   std::chrono::milliseconds lock_delay{0};    ///< lock() waits this long first
   std::vector<std::string> removed;           ///< uidls removed, in order
   std::vector<std::string> read_marks;        ///< uidls marked read, in order
+  std::vector<std::string> prepared;          ///< "sample #1" for each prepare()
 
   const fake_message* find(const std::string& uidl) const {
     for (const auto& m : messages)
@@ -109,22 +111,17 @@ class fake_maildrop final : public maildrop {
   std::size_t count() const override { return infos_.size(); }
   const message_info& info(std::size_t index) const override { return infos_.at(index); }
 
-  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t index,
-                                                   std::optional<std::uint64_t> body_lines) override {
+  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t index, retrieval how) override {
     check();
-    const fake_message* m = store_->find(infos_.at(index).uidl);
+    fake_message* m = store_->find(infos_.at(index).uidl);
     ++retrievals;
     if (!m)
       co_return std::make_unique<string_body>("Message-ID: <gone@pop3.test>\r\n\r\nThis message was delivered by SMTP.\r\n");
-    co_return std::make_unique<string_body>(render_message(*m, body_lines));
-  }
-  awaitable<void> mark_read(std::size_t index) override {
-    check();
-    if (fake_message* m = store_->find(infos_.at(index).uidl)) {
+    if (how.mark_read) {
       m->read = true;
       store_->read_marks.push_back(m->uidl);
     }
-    co_return;
+    co_return std::make_unique<string_body>(render_message(*m, how.body_lines));
   }
   awaitable<sdps::envelope> envelope(std::size_t index) override {
     check();
@@ -132,13 +129,12 @@ class fake_maildrop final : public maildrop {
     if (!m) throw spool_error("message " + infos_.at(index).uidl + " is gone");
     co_return sdps::envelope{m->read, store_->punt, m->from, m->to};
   }
-  awaitable<removal_result> remove_deleted() override {
+  awaitable<removal_result> remove(std::vector<std::size_t> indexes) override {
     check();
     if (store_->remove_throws) throw spool_error(store_->punt + ": cannot remove");
     removal_result out;
-    for (std::size_t i = 0; i < count(); ++i) {
-      if (!deleted(i)) continue;
-      const std::string& uidl = infos_[i].uidl;
+    for (const std::size_t i : indexes) {
+      const std::string& uidl = infos_.at(i).uidl;
       if (store_->stuck.count(uidl)) {
         ++out.failed;
         continue;
@@ -183,7 +179,11 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
 
   const std::string& punt() const override { return store->punt; }
 
-  awaitable<lock_status> lock(session& s) override {
+  void prepare(session& s, const identity& who) override {
+    store->prepared.push_back(who.display() + " #" + std::to_string(s.id()));
+    store->note("prepare " + store->punt + " #" + std::to_string(s.id()));
+  }
+  awaitable<lock_status> lock(session& s, const identity&) override {
     const std::shared_ptr<fake_store> st = store;  // owned across the suspension
     const std::uint64_t id = s.id();
     if (st->lock_delay.count() > 0) {
@@ -209,77 +209,118 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
     st->note("lock " + st->punt + " #" + std::to_string(id));
     co_return lock_status::acquired;
   }
-  /// Releases the lock; the snapshot taken under it goes too.
   void unlock(session& s) override {
     store->note("unlock " + store->punt + " #" + std::to_string(s.id()));
     store->holders.erase(s.id());
-    s.drop_slot(this);
   }
 
-  awaitable<std::shared_ptr<maildrop>> open(session& s) override {
+  awaitable<std::shared_ptr<maildrop>> open(session& s, const identity&) override {
     const std::shared_ptr<fake_store> st = store;
     const executor ex = s.get_executor();
     co_await asio::post(ex, asio::use_awaitable);
-    if (auto* cached = s.find_slot<std::shared_ptr<fake_maildrop>>(this); cached && *cached) co_return *cached;
     st->note("open " + st->punt + " #" + std::to_string(s.id()));
     if (st->down) throw spool_error(st->punt + " is down");
     if (st->require_lock && !st->holders.count(s.id()))
       throw spool_error(st->punt + ": the session does not hold the lock");
-    auto drop = std::make_shared<fake_maildrop>(st);
-    s.slot<std::shared_ptr<fake_maildrop>>(this) = drop;
-    co_return drop;
-  }
-  std::shared_ptr<maildrop> current(session& s) override {
-    auto* open = s.find_slot<std::shared_ptr<fake_maildrop>>(this);
-    return open ? *open : nullptr;
-  }
-  /// The maildrop this spool opened for `s`, for inspecting its marks.
-  fake_maildrop* opened(session& s) {
-    auto* open = s.find_slot<std::shared_ptr<fake_maildrop>>(this);
-    return open ? open->get() : nullptr;
+    co_return std::make_shared<fake_maildrop>(st);
   }
 
   std::shared_ptr<fake_store> store;
 };
 
-/// Stands in for the auth module: on PASS, sets the login from USER's
-/// argument ("host" or "user+host") when the password is "pw", else -ERR.
+/// Stands in for the auth module: USER remembers the name ("host" or
+/// "user+host"), PASS hands the core a login; in the verify stage the
+/// password "pw" is good and anything else refused (-ERR [AUTH] invalid
+/// password, reason "wrong password").
 class fake_auth final : public sdps::module {
  public:
   explicit fake_auth(module_config&) {}
   std::vector<command_spec> commands() const override {
-    return {{"USER", static_cast<state_mask>(pop3_state::authorization)},
-            {"PASS", static_cast<state_mask>(pop3_state::authorization)}};
+    return {{"USER", pop3_state::authorization}, {"PASS", pop3_state::authorization}};
   }
+  stage_set login_stages() const override { return {login_stage::verify}; }
   awaitable<verdict> on_command(session& s, const command& cmd) override {
     if (cmd.name == "USER") {
       const auto plus = cmd.argument.find('+');
-      if (plus == std::string::npos)
-        s.login() = identity{cmd.argument, ""};
-      else
-        s.login() = identity{cmd.argument.substr(plus + 1), cmd.argument.substr(0, plus)};
+      s.slot(user_).who = plus == std::string::npos
+                              ? identity{cmd.argument, ""}
+                              : identity{cmd.argument.substr(plus + 1), cmd.argument.substr(0, plus)};
       co_return verdict::answer(response::ok("send PASS"));
     }
-    if (!s.login() || cmd.argument != "pw") co_return verdict::answer(response::err("[AUTH] invalid password"));
-    co_return verdict::next();
+    auto* named = s.find_slot(user_);
+    if (!named || !named->who) co_return verdict::answer(response::err("send USER first"));
+    identity who = *named->who;
+    s.drop_slot(user_);
+    co_return verdict::login(credentials(std::move(who), "USER", cmd.argument));
+  }
+  awaitable<login_verdict> on_login(session&, login_stage, login_attempt& attempt) override {
+    if (attempt.password() != "pw")
+      co_return login_verdict::refuse(response::err("[AUTH] invalid password"), "wrong password");
+    attempt.accept("the test password");
+    co_return login_verdict::proceed();
   }
   void capabilities(session&, std::vector<std::string>& lines) const override {
     lines.insert(lines.end(), {"USER", "AUTH-RESP-CODE"});
   }
+
+ private:
+  struct named {
+    std::optional<identity> who;
+  };
+  slot_key<named> user_;
 };
 
 // ---------------------------------------------------------------------------
 // The harness.
 
+/// One client of the harness: a session of the real engine over an
+/// in-memory connection.
+class client {
+ public:
+  client(asio::io_context& io, std::uint64_t id, const core::chain& modules, core::engine_settings settings,
+         logging::source_log& log)
+      : session_(io, id, &modules, std::move(settings), &log) {}
+
+  sdps::session& session() { return session_.get(); }
+  core::session_engine& engine() { return session_.engine(); }
+  memory_transport& connection() { return session_.client(); }
+
+  pop3_state state() const { return const_cast<test_session&>(session_).engine().state(); }
+  const identity* login() { return session_.engine().login(); }
+  sdps::marks& marks() { return session_.engine().marks(); }
+  std::shared_ptr<sdps::maildrop> maildrop() { return session_.engine().maildrop(); }
+  std::size_t slot_count() const { return const_cast<test_session&>(session_).engine().slot_count(); }
+  /// The server closed the connection (QUIT, a refusal, a time limit).
+  bool closed() { return session_.client().closed(); }
+  /// The session's run() has returned: disconnect delivered, slots gone.
+  bool finished() const { return session_.finished(); }
+  /// What the server sent before the first command (the greeting).
+  std::string greeting;
+
+ private:
+  friend class harness;
+  test_session session_;
+};
+
 /// Builds a chain from module instances, in the order added, and runs POP3
-/// transcripts through the core's chain dispatch on one io_context.
+/// transcripts through the core's session engine on one io_context.
 class harness {
  public:
-  harness() : server_(io_), root_log_(log_level::error) {}
+  /// `site_yaml`: the config file's top level, as server_context::site()
+  /// shows it to the modules (auth's `hosts:`, say).
+  explicit harness(const std::string& site_yaml = "{}")
+      : server_(io_, site_yaml), root_log_(log_level::error, "harness") {
+    root_log_.copy_to(&core_log_);
+  }
   ~harness() {
-    // Let late (timed-out) module calls finish while everything exists.
-    settle();
-    for (auto& s : sessions_) s->clear_slots();
+    // Every session ends (disconnect, slots) while the chain exists.
+    for (auto& c : clients_)
+      if (!c->finished()) c->connection().hang_up();
+    try {
+      settle();
+    } catch (const std::exception&) {
+      // A stuck session: the chain goes anyway (the test has failed).
+    }
   }
 
   /// Creates instance `instance` of module type T from inline YAML settings
@@ -300,89 +341,80 @@ class harness {
     T& out = *object;
     l->object = std::move(object);
     l->specs = l->object->commands();
+    l->events = l->object->events();
+    l->stages = l->object->login_stages();
+    if (config.is_terminal() && terminal_at_ == SIZE_MAX) terminal_at_ = links_.size();
     requirements_.push_back(config.requirements());
+    services_.add_instance({l->instance, l->module, links_.size(), l->stages});
     links_.push_back(std::move(l));
     return out;
   }
 
-  /// Checks requirements and starts every instance in order, as the loader
-  /// does; throws config_error. Then builds the chain.
+  /// Checks the chain and starts every instance as the loader does
+  /// (core::assemble_chain); throws config_error.
   void start() {
-    for (std::size_t i = 0; i < links_.size(); ++i)
-      for (const auto& [id, earlier] : requirements_[i]) {
-        bool found = false;
-        for (const auto& e : services_.entries())
-          if (e.service == id && e.position != i && (!earlier || e.position < i)) found = true;
-        if (!found) throw config_error(links_[i]->instance + " needs a module providing " + id);
-      }
-    for (auto& l : links_) l->object->start(services_);
-    chain_ = std::make_unique<core::chain>(std::move(links_));
-    chain_ptr_ = chain_.get();
+    for (auto& l : links_) l->timeout = std::min(l->timeout, timeout);
+    chain_ = core::assemble_chain(std::move(links_), requirements_, services_, terminal_at_);
   }
 
-  /// A new connection.
-  std::shared_ptr<fake_session> connect() {
-    auto s = std::make_shared<fake_session>(++next_id_, io_.get_executor(), &chain_ptr_);
-    sessions_.push_back(s);
-    return s;
+  /// A new connection, run up to its greeting (in client::greeting).
+  std::shared_ptr<client> connect() {
+    if (!chain_) throw std::logic_error("harness::connect before start()");
+    auto c = std::make_shared<client>(io_, ++next_id_, *chain_, settings, root_log_);
+    clients_.push_back(c);
+    c->session_.run_engine();
+    run_until_idle(*c);
+    c->greeting = std::exchange(c->connection().sent(), {});
+    return c;
   }
 
-  /// Sends one command line and returns the reply exactly as the client
-  /// reads it: "+OK text\r\n", plus the dot-stuffed body and ".\r\n".
-  std::string send(const std::shared_ptr<fake_session>& s, const std::string& line) {
-    if (s->closed) throw std::logic_error("command on a closed session: " + line);
-    command cmd;
-    const auto space = line.find(' ');
-    cmd.name = line.substr(0, space);
-    if (space != std::string::npos) cmd.argument = line.substr(space + 1);
-    for (char& c : cmd.name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    core::dispatch_result result = run(chain_->dispatch(s, std::move(cmd)));
-    // A call past its time limit ends the session, as in the core.
-    if (result.late) late_[s.get()] = result.late;
-    const bool close = result.reply.close;
-    std::string out = run(render(std::move(result.reply)));
-    if (close) s->closed = true;
-    if (s->take_authenticated() && !s->closed) remember_late(s, run(chain_->fire(s, event::authenticated)));
-    if (s->state() == pop3_state::update && !result.late) {
-      remember_late(s, run(chain_->fire(s, event::quit)));
-      s->closed = true;
-    }
-    return out;
+  /// Sends one command line and returns what the client reads in answer:
+  /// "+OK text\r\n", plus the dot-stuffed body and ".\r\n" (and, for a
+  /// continuation, the "+ " line; a reply that closes the connection
+  /// closes it).
+  std::string send(const std::shared_ptr<client>& c, const std::string& line) {
+    if (c->closed()) throw std::logic_error("command on a closed connection: " + line);
+    c->connection().push(line);
+    run_until_idle(*c);
+    return std::exchange(c->connection().sent(), {});
   }
 
-  /// Sends several lines and concatenates the replies (a pipelined burst).
-  std::string send_all(const std::shared_ptr<fake_session>& s, const std::vector<std::string>& lines) {
-    std::string out;
-    for (const auto& line : lines) out += send(s, line);
-    return out;
+  /// Sends several lines in one go (pipelined) and returns every reply.
+  std::string send_all(const std::shared_ptr<client>& c, const std::vector<std::string>& lines) {
+    for (const auto& line : lines) c->connection().push(line);
+    run_until_idle(*c);
+    return std::exchange(c->connection().sent(), {});
   }
 
-  /// The connection ends: once a late call (past its time limit) has
-  /// returned, the disconnect event, then the slots go.
-  void disconnect(const std::shared_ptr<fake_session>& s) {
-    s->closed = true;
-    if (const auto it = late_.find(s.get()); it != late_.end()) {
-      const std::shared_ptr<core::late_call> late = it->second;
-      late_.erase(it);
-      run(wait_for(late));
-    }
-    run(chain_->fire(s, event::disconnect));
-    s->clear_slots();
+  /// The client goes away: the session ends as in sdpsd (once any late
+  /// call has returned, the disconnect event, then the slots go).
+  void disconnect(const std::shared_ptr<client>& c) {
+    c->connection().hang_up();
+    run_until_idle(*c);
   }
 
-  /// Runs queued work (late, timed-out module calls) until none is left.
+  /// Runs queued work until every session waits for its client or has
+  /// ended (late, timed-out module calls included).
   void settle() {
     io_.restart();
-    io_.run();
+    io_.poll();
+    for (auto& c : clients_) run_until_idle(*c);
   }
 
-  /// What instance `instance` logged.
+  /// What instance `instance` logged through its config's logger.
   capture_log& log_of(const std::string& instance) { return *logs_.at(instance); }
+  /// What the core logged (sessions, logins, instances' calls): "session
+  /// 1: login sample from ...".
+  capture_log& core_log() { return core_log_; }
   core::service_registry& services() { return services_; }
   asio::io_context& io() { return io_; }
+  server_context& server() { return server_; }
+  const core::chain& modules() const { return *chain_; }
 
-  /// Each module call's time limit (the YAML `timeout`).
+  /// Each module call's time limit (the YAML `timeout`), at most.
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+  /// What every session works under (set before connect()).
+  core::engine_settings settings = test_engine_settings();
 
   /// Runs `op` on the io_context until it completes; returns its value or
   /// rethrows its exception. Other work stays queued for later runs.
@@ -391,60 +423,57 @@ class harness {
     std::optional<T> value;
     std::exception_ptr error;
     bool done = false;
-    asio::co_spawn(io_, std::move(op), [&, this](std::exception_ptr e, T v) {
+    asio::co_spawn(io_, std::move(op), [&](std::exception_ptr e, T v) {
       done = true;
       error = e;
       if (!e) value.emplace(std::move(v));
-      io_.stop();
     });
     io_.restart();
-    io_.run();
+    while (!done && io_.run_one() > 0) {
+    }
     if (!done) throw std::logic_error("the operation never completed");
     if (error) std::rethrow_exception(error);
     return std::move(*value);
   }
 
+  /// Lets `span` of time pass with the sessions running (their deadlines
+  /// come due).
+  void pass_time(std::chrono::milliseconds span) {
+    asio::steady_timer pause(io_, span);
+    run(pause.async_wait(asio::use_awaitable));
+  }
+
+  /// The same for an operation without a value (a timer's wait, say).
+  void run(awaitable<void> op) {
+    auto wrapped = [](awaitable<void> inner) -> awaitable<bool> {
+      co_await std::move(inner);
+      co_return true;
+    };
+    run(wrapped(std::move(op)));
+  }
+
  private:
-  static awaitable<std::string> render(response r) {
-    std::string out = r.positive ? "+OK" : "-ERR";
-    if (!r.text.empty()) out += " " + r.text;
-    out += "\r\n";
-    if (r.multiline) {
-      core::dot_stuffer stuffer;
-      if (r.body) {
-        std::string chunk(7, '\0');  // small pieces: exercise streaming
-        for (;;) {
-          const std::size_t n = co_await r.body->read(std::span<char>(chunk));
-          if (n == 0) break;
-          stuffer.append(std::string_view(chunk.data(), n), out);
-        }
-      }
-      stuffer.finish(out);
+  /// Runs the loop until the session waits for the client with nothing
+  /// queued, or has ended.
+  void run_until_idle(client& c) {
+    io_.restart();
+    while (!c.finished() && !c.connection().idle()) {
+      if (io_.run_one() == 0) throw std::logic_error("the session is stuck: nothing left to run");
+      io_.restart();
     }
-    co_return out;
   }
 
-  void remember_late(const std::shared_ptr<fake_session>& s, const core::event_outcome& fired) {
-    if (!fired.late) return;
-    late_[s.get()] = fired.late;
-    s->closed = true;
-  }
-  static awaitable<bool> wait_for(std::shared_ptr<core::late_call> late) {
-    co_await late->wait();
-    co_return true;
-  }
-
-  std::map<const fake_session*, std::shared_ptr<core::late_call>> late_;
   asio::io_context io_;
   fake_server server_;
-  core::stderr_log root_log_;
+  capture_log core_log_;
+  logging::source_log root_log_;
   core::service_registry services_;
   std::map<std::string, std::unique_ptr<capture_log>> logs_;
   std::vector<std::unique_ptr<core::module_instance>> links_;
-  std::vector<std::vector<std::pair<std::string, bool>>> requirements_;
+  core::requirement_list requirements_;
+  std::size_t terminal_at_ = SIZE_MAX;
   std::unique_ptr<core::chain> chain_;
-  const core::chain* chain_ptr_ = nullptr;
-  std::vector<std::shared_ptr<fake_session>> sessions_;
+  std::vector<std::shared_ptr<client>> clients_;
   std::uint64_t next_id_ = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "line_reader.hpp"
 
+#include <sdps/module.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -84,4 +86,20 @@ TEST_CASE("empty lines are lines") {
 TEST_CASE("a custom limit") {
   line_reader reader(8);
   CHECK(run(reader, "123456\r\n1234567\r\n") == std::vector<std::string>{"line:123456", "overlong"});
+}
+
+TEST_CASE("a command's words: split on runs of spaces, counted all, the first eight kept") {
+  const sdps::command few{"TOP", "  1   20 "};
+  const auto a = few.args();
+  REQUIRE(a.size() == 2);
+  CHECK(a[0] == "1");
+  CHECK(a[1] == "20");
+  CHECK(std::vector<std::string_view>(a.begin(), a.end()) == std::vector<std::string_view>{"1", "20"});
+  CHECK(sdps::command{"NOOP", ""}.args().empty());
+  CHECK(sdps::command{"NOOP", "   "}.args().empty());
+  const sdps::command ten{"X", "1 2 3 4 5 6 7 8 9 10"};  // the words are views into it
+  const auto many = ten.args();
+  CHECK(many.size() == 10);  // a syntax check sees every word
+  CHECK(many.end() - many.begin() == 8);
+  CHECK(many[7] == "8");
 }

@@ -14,11 +14,12 @@ namespace {
 
 struct temp_config {
   std::filesystem::path dir;
-  explicit temp_config(const std::string& modules_yaml) {
+  explicit temp_config(const std::string& modules_yaml, const std::string& top = {}) {
     dir = std::filesystem::temp_directory_path() / ("sdps-loader-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(counter()++));
     std::filesystem::create_directories(dir);
-    std::ofstream(dir / "test.yaml") << "module_path: [" << SDPS_FIXTURE_DIR << "]\nmodules:\n" << modules_yaml;
+    std::ofstream(dir / "test.yaml") << "module_path: [" << SDPS_FIXTURE_DIR << "]\nmodules:\n"
+                                     << modules_yaml << top;
   }
   ~temp_config() { std::filesystem::remove_all(dir); }
   static int& counter() {
@@ -29,13 +30,13 @@ struct temp_config {
 };
 
 // Loads the chain; returns the error text, or "" if it loaded.
-std::string load(const std::string& modules_yaml) {
-  temp_config t(modules_yaml);
+std::string load(const std::string& modules_yaml, const std::string& top = {}) {
+  temp_config t(modules_yaml, top);
   asio::io_context io;
   try {
     auto config = core::load_config(t.file());
     testing::fake_server server(io, *config.globals);
-    core::stderr_log log(log_level::error, "test");
+    logging::source_log log(log_level::error, "test");
     core::service_registry services;
     auto chain = core::build_chain(config, server, log, services);
     return chain->links().empty() ? "no links" : "";
@@ -47,6 +48,16 @@ std::string load(const std::string& modules_yaml) {
 }  // namespace
 
 TEST_CASE("a healthy module loads") { CHECK(load("  - module: fixture_good\n    greeting: hi\n") == ""); }
+
+TEST_CASE("a top-level key that neither sdpsd, the site nor a module of the chain reads is refused") {
+  const auto error = load("  - module: fixture_good\n", "colour: blue\n");
+  CHECK_THAT(error, Catch::Contains("test.yaml:4"));
+  CHECK_THAT(error, Catch::Contains("unknown top-level setting 'colour'"));
+  // A module's own top-level key is known once the module has read it.
+  CHECK(load("  - module: fixture_good\n", "fixture_motd: hello\n") == "");
+  // The site's sections are known whatever the chain.
+  CHECK(load("  - module: fixture_good\n", "hosts: hosts\npunts: {a: a}\nmax_message_size: 2000\n") == "");
+}
 
 TEST_CASE("a module that is not there is named with the folders searched") {
   const auto error = load("  - module: no_such_module\n");

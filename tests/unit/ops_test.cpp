@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,21 +88,24 @@ TEST_CASE("metrics render in the Prometheus text format") {
                                    "sdps_test_seconds_bucket{punt=\"a\",le=\"+Inf\"} 3\n"
                                    "sdps_test_seconds_sum{punt=\"a\"} 5.55\n"
                                    "sdps_test_seconds_count{punt=\"a\"} 3\n"));
-  // Always present, at zero until fed.
-  CHECK_THAT(text, Catch::Contains("sdps_auth_cache_hits_total 0\n"));
-  CHECK_THAT(text, Catch::Contains("sdps_auth_cache_misses_total 0\n"));
+  // The core's own families are always present, at zero until fed; a
+  // module's come with the module (it declares them).
   CHECK_THAT(text, Catch::Contains("sdps_logins_total{result=\"failed\"} 0\n"));
+  CHECK_THAT(text, !Catch::Contains("sdps_auth_cache"));
+  CHECK_THAT(text, !Catch::Contains("sdps_punt_up"));
   CHECK(m.value("sdps_test_total", {{"verb", "RETR"}}) == 3);
 }
 
-TEST_CASE("the auth cache counters are fed through the module API") {
+TEST_CASE("a module's families are declared and fed through the module API") {
   sdps::core::metrics_registry m;
   sdps::metrics& api = m;
-  api.auth_cache_hit();
-  api.auth_cache_hit();
-  api.auth_cache_miss();
-  CHECK(m.value("sdps_auth_cache_hits_total") == 2);
-  CHECK(m.value("sdps_auth_cache_misses_total") == 1);
+  api.declare("sdps_module_thing_total", "counter", "Things a module counts.");
+  const auto hits = api.counter("sdps_module_thing_total");
+  CHECK_THAT(m.render(), Catch::Contains("# HELP sdps_module_thing_total Things a module counts.\n"
+                                          "# TYPE sdps_module_thing_total counter\nsdps_module_thing_total 0\n"));
+  hits.add();
+  hits.add();
+  CHECK(m.value("sdps_module_thing_total") == 2);
 }
 
 TEST_CASE("counter handles and the core's counts add up from several threads at once") {
@@ -149,20 +153,53 @@ TEST_CASE("the logout fields count commands and keep the first end reason") {
   r.ended(sdps::core::session_end::idle);
   r.ended(sdps::core::session_end::client_gone);
   const sdps::identity who{"sample", "fred"};
-  const auto fields = r.logout_fields(who, true, {sdps::asio::ip::make_address("192.0.2.7"), 1234},
+  const auto fields = r.logout_fields(&who, true, {sdps::asio::ip::make_address("192.0.2.7"), 1234},
                                       {sdps::asio::ip::make_address("127.0.0.1"), 110}, false);
   auto field = [&](const std::string& key) {
-    for (const auto& [k, v] : fields)
-      if (k == key) return v;
+    for (const auto& f : fields)
+      if (f.key == key) return f.text;
+    return std::string("(none)");
+  };
+  // In JSON, numbers: the counters and the duration in seconds.
+  auto json = [&](const std::string& key) {
+    for (const auto& f : fields)
+      for (const auto& member : f.json)
+        if (member.first == key) return member.second;
     return std::string("(none)");
   };
   CHECK(field("login") == "fred+sample");
   CHECK(field("host") == "sample");
   CHECK(field("user") == "fred");
+  CHECK(field("auth") == "yes");
   CHECK(field("rip") == "192.0.2.7");
   CHECK(field("tls") == "no");
   CHECK(field("retr") == "1/120");
   CHECK(field("top") == "1/40");
   CHECK(field("dele") == "1");
   CHECK(field("end") == "idle autologout");
+  CHECK(json("retr") == "1");
+  CHECK(json("retr_octets") == "120");
+  CHECK(json("top_octets") == "40");
+  CHECK(json("dele") == "1");
+  CHECK(json("end") == "(none)");  // a string: written from its text
+  CHECK(std::regex_match(json("duration"), std::regex(R"(\d+\.\d{3})")));
+  CHECK(std::regex_match(field("duration"), std::regex(R"(\d+\.\d{3}s)")));
+}
+
+TEST_CASE("a refused login's logout line names the login tried, made printable; none tried is -") {
+  sdps::core::session_record r;
+  const sdps::identity tried{"sam\x01ple", ""};
+  const auto fields = r.logout_fields(&tried, false, {sdps::asio::ip::make_address("192.0.2.7"), 1234},
+                                      {sdps::asio::ip::make_address("127.0.0.1"), 110}, false);
+  const auto none = r.logout_fields(nullptr, false, {sdps::asio::ip::make_address("192.0.2.7"), 1234},
+                                    {sdps::asio::ip::make_address("127.0.0.1"), 110}, false);
+  auto field = [](const auto& list, const std::string& key) {
+    for (const auto& f : list)
+      if (f.key == key) return f.text;
+    return std::string("(none)");
+  };
+  CHECK(field(fields, "login") == "sam\\x01ple");
+  CHECK(field(fields, "auth") == "failed");
+  CHECK(field(none, "login") == "-");
+  CHECK(field(none, "auth") == "none");
 }

@@ -18,25 +18,16 @@
 #include <cerrno>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <system_error>
 
 namespace sdps::admin {
 
 namespace {
 
-const char* deliver_usage =
-    "usage: sdps -c FILE deliver [--punt NAME] -f SENDER RECIPIENT...   (the message on stdin)\n"
-    "SENDER may be '' or '<>' (a bounce); addresses may be written <addr>.\n"
-    "Exit status: 0 stored, 67 unknown host or recipient, 75 temporary failure (try again later).\n";
-
 int fail(int status, const std::string& message) {
   std::cerr << "sdps: deliver: " << message << "\n";
   return status;
-}
-
-int usage(const std::string& message) {
-  std::cerr << "sdps: deliver: " << message << "\n" << deliver_usage;
-  return EX_USAGE;
 }
 
 /// Warnings from the spool library (a punt skipped) go to stderr, where
@@ -84,37 +75,30 @@ std::size_t read_stdin(std::span<char> buffer) {
 
 }  // namespace
 
-int deliver_main(const site& s, const std::vector<std::string>& args) {
+int deliver_main(tool& t, const std::vector<std::string>& words) {
+  arguments args("deliver", "[--punt NAME] -f SENDER [--] RECIPIENT...",
+                 "The spool's local delivery agent, run by an MTA: stores the message on standard input\n"
+                 "once per RECIPIENT (each copy with its own UIDL) on a random punt, or on --punt NAME.\n"
+                 "SENDER may be '' or '<>' (the null sender of a bounce); addresses may be written <addr>;\n"
+                 "`--` before the recipients keeps one that begins with '-' from being read as an option.\n"
+                 "Exit status: 0 stored; 67 unknown host or recipient (nothing stored); 65 unusable sender,\n"
+                 "or a message over max_message_size (nothing stored); 75 temporary failure (try again\n"
+                 "later); 64 usage.\n");
+  std::string sender;
   std::optional<std::string> punt;
-  std::optional<std::string> sender;
+  std::string punt_text;
+  args.options()(",f", po::value(&sender)->value_name("SENDER"), "the envelope sender (required)")(
+      "punt", po::value(&punt_text)->value_name("NAME"), "store on this punt only (no fallback to another)");
   std::vector<std::string> recipients;
-  bool options = true;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (options && a == "--") {
-      options = false;
-    } else if (options && a == "--punt") {
-      if (i + 1 >= args.size()) return usage("--punt needs a punt name");
-      punt = args[++i];
-    } else if (options && a.rfind("--punt=", 0) == 0) {
-      punt = a.substr(7);
-    } else if (options && a == "-f") {
-      if (i + 1 >= args.size()) return usage("-f needs a sender ('' for a bounce)");
-      sender = args[++i];
-    } else if (options && a.rfind("-f", 0) == 0) {
-      sender = a.substr(2);
-    } else if (options && a.size() > 1 && a[0] == '-') {
-      return usage("unknown option '" + printable(a, 40) + "'");
-    } else {
-      recipients.push_back(a);
-    }
-  }
-  if (!sender) return usage("the sender (-f SENDER) is required");
-  if (recipients.empty()) return usage("no recipient");
+  args.operands("RECIPIENT", recipients, 1);
+  if (const auto status = args.parse(words)) return *status;
+  if (!args.given("-f")) return args.usage_error("the sender (-f SENDER) is required");
+  if (args.given("punt")) punt = punt_text;
+  const site& s = t.site(tool::writes::punts);
 
-  const std::string from = unbracket(*sender);
+  const std::string from = unbracket(sender);
   if (!spoolstore::valid_address(from))
-    return fail(EX_DATAERR, "the sender '" + printable(*sender, 80) + "' is not a usable address");
+    return fail(EX_DATAERR, "the sender '" + printable(sender, 80) + "' is not a usable address");
 
   // Every recipient is checked before anything is stored: a 67 means
   // nothing was delivered, so the MTA may bounce the whole message.
@@ -133,9 +117,28 @@ int deliver_main(const site& s, const std::vector<std::string>& args) {
   if (punts.empty()) return fail(EX_TEMPFAIL, s.config_file.string() + " names no punts (the mail stays queued)");
 
   stderr_logger log;
+  // max_message_size, as sdps lmtp applies it: counted as the octets
+  // arrive, so a message over it is refused without being stored whole.
+  std::uint64_t received = 0;
+  bool too_big = false;
+  const spoolstore::input_reader input = [&](std::span<char> buffer) {
+    const std::size_t n = read_stdin(buffer);
+    received += n;
+    if (received > s.max_message_size) {
+      too_big = true;
+      throw std::length_error("over max_message_size");
+    }
+    return n;
+  };
   try {
-    spoolstore::deliver(punts, from, to, read_stdin, &log);
+    spoolstore::deliver(punts, from, to, input, &log);
   } catch (const spoolstore::delivery_error& e) {
+    // EX_DATAERR: every MTA takes it as permanent (Postfix bounces it as
+    // 5.6.0, Exim as any status but its temp_errors), which a message too
+    // big for the spool is; EX_NOPERM would read as "permission denied".
+    if (too_big)
+      return fail(EX_DATAERR, "the message is over max_message_size (" + std::to_string(s.max_message_size) +
+                                  " octets): refused, nothing stored");
     return fail(EX_TEMPFAIL, std::string(e.what()) + (e.partial() ? " (some copies were stored)" : ""));
   } catch (const std::invalid_argument& e) {
     return fail(EX_DATAERR, e.what());

@@ -1,10 +1,13 @@
-// sdps host ...: the host database from the command line (add, passwd,
-// dialup, del, list). The file format and the exit statuses are described in
-// modules/auth/README.md.
+// sdps host ...: the host store from the command line (add, passwd,
+// dialup, del, list; init, import, export), on a hosts file or a
+// PostgreSQL database alike (lib/hostdb's host_admin). The file format and
+// the exit statuses are described in modules/auth/README.md.
 
 #include "admin.hpp"
 
+#include "base/address_prefix.hpp"
 #include "hostdb/hostdb.hpp"
+#include "hostdb/store.hpp"
 
 #include <sdps/log.hpp>
 
@@ -17,6 +20,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <system_error>
@@ -25,22 +29,21 @@ namespace sdps::admin {
 
 namespace {
 
-const char* host_usage =
-    "usage: sdps -c FILE host add HOST [--dialup-ip ADDR[/PREFIX]]...\n"
-    "       sdps -c FILE host passwd HOST --dialup|--pop3   (the password, one line, on stdin)\n"
-    "       sdps -c FILE host dialup HOST [--clear] [--add ADDR[/PREFIX]]... [--remove ADDR[/PREFIX]]...\n"
-    "       sdps -c FILE host del HOST\n"
-    "       sdps -c FILE host list\n"
-    "HOST is the short name (sample) or the full one (sample.demon.co.uk).\n";
+const command_group host_commands{
+    "host",
+    "the host database",
+    {"add HOST [--dialup-ip ADDR[/PREFIX]]...", "passwd HOST --dialup|--pop3   (the password, one line, on stdin)",
+     "dialup HOST [--clear] [--add ADDR[/PREFIX]]... [--remove ADDR[/PREFIX]]...", "del HOST", "list",
+     "init                  (a database's schema; nothing to do for a file)",
+     "import HOSTS-FILE     (the store becomes the file's hosts, in one transaction)",
+     "export                (every host in the hosts file format, on stdout)"}};
+
+/// Said by every host subcommand's --help.
+const char* host_names = "HOST is the short name (sample) or the full one (sample.demon.co.uk).\n";
 
 int fail(int status, const std::string& message) {
   std::cerr << "sdps: " << message << "\n";
   return status;
-}
-
-int usage(const std::string& message) {
-  std::cerr << "sdps: " << message << "\n" << host_usage;
-  return EX_USAGE;
 }
 
 /// HOST, normalised; nullopt (after printing why) if it is not a host name
@@ -57,6 +60,15 @@ std::optional<std::string> host_argument(const site& s, const std::string& text)
 
 std::string full_name(const site& s, const std::string& host) {
   return s.customer_domain.empty() ? host : host + "." + s.customer_domain;
+}
+
+/// The admin face of the store `hosts:` names (a database: connected now).
+std::unique_ptr<hostdb::host_admin> open_hosts(const site& s) { return hostdb::open_admin(hosts_location(s)); }
+
+/// Malformed lines (a file) or rows (a database) that list or export skipped.
+void report_problems(const site& s, const std::vector<hostdb::problem>& problems) {
+  for (const auto& p : problems)
+    std::cerr << "sdps: " << (p.line > 0 ? hostdb::describe(s.hosts, p) : p.message) << " (skipped)\n";
 }
 
 std::string prefixes_text(const hostdb::host_record& r) {
@@ -147,41 +159,36 @@ int read_password(hostdb::secret& out, const std::string& prompt) {
   return status;
 }
 
-int host_add(const site& s, const std::vector<std::string>& args) {
-  std::optional<std::string> name;
-  std::vector<hostdb::prefix> dialup;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    std::string value;
-    if (arg == "--dialup-ip") {
-      if (i + 1 == args.size()) return usage("--dialup-ip needs ADDR or ADDR/PREFIX");
-      value = args[++i];
-    } else if (arg.rfind("--dialup-ip=", 0) == 0) {
-      value = arg.substr(12);
-    } else if (!arg.empty() && arg[0] == '-') {
-      return usage("host add: unknown option '" + printable(arg, 40) + "'");
-    } else {
-      if (name) return usage("host add takes one HOST");
-      name = host_argument(s, arg);
-      if (!name) return EX_DATAERR;
-      continue;
-    }
-    const auto p = hostdb::prefix::parse(value);
+int host_add(tool& t, const std::vector<std::string>& words) {
+  arguments args("host add", "HOST [--dialup-ip ADDR[/PREFIX]]...",
+                 std::string("Adds a customer host; set its passwords with `host passwd`.\n") + host_names +
+                     "Exit status: 0 added; 65 a bad host name or address, or the host exists; 64 usage.\n");
+  std::vector<std::string> dialup_text;
+  args.options()("dialup-ip", po::value(&dialup_text)->value_name("ADDR[/PREFIX]"),
+                 "an address, or a network, the host's dialup password is accepted from (repeatable)");
+  std::string host;
+  args.operand("HOST", host);
+  if (const auto status = args.parse(words)) return *status;
+
+  const site& s = t.site(tool::writes::hosts);
+  const auto name = host_argument(s, host);
+  if (!name) return EX_DATAERR;
+  std::vector<base::address_prefix> dialup;
+  for (const std::string& value : dialup_text) {
+    const auto p = base::address_prefix::parse(value);
     if (!p) return fail(EX_DATAERR, quoted(value, 80) + " is not an IP address or prefix (ADDR or ADDR/LEN)");
     if (std::none_of(dialup.begin(), dialup.end(), [&](const auto& q) { return q.to_string() == p->to_string(); }))
       dialup.push_back(*p);
   }
-  if (!name) return usage("host add needs HOST");
   for (const auto& p : dialup)
-    if (p.length == 0)
+    if (p.length() == 0)
       std::cerr << "sdps: warning: " << p.to_string()
                 << " is every address: the dialup password will work from anywhere\n";
 
   hostdb::host_record record;
   record.name = *name;
   record.dialup = dialup;
-  if (!hostdb::edit(s.hosts, [&](hostdb::database& db) { return db.add(record); }))
-    return fail(EX_DATAERR, "host " + *name + " already exists (see `sdps host list`)");
+  if (!open_hosts(s)->add(record)) return fail(EX_DATAERR, "host " + *name + " already exists (see `sdps host list`)");
   std::cout << "added host " << *name << " (" << full_name(s, *name) << "), dialup addresses: "
             << prefixes_text(record) << "\n"
             << "set its passwords with: sdps -c " << s.config_file.string() << " host passwd " << *name
@@ -189,58 +196,49 @@ int host_add(const site& s, const std::vector<std::string>& args) {
   return EX_OK;
 }
 
-int host_passwd(const site& s, const std::vector<std::string>& args) {
-  std::optional<std::string> name;
-  enum class which { none, dialup, pop3 } kind = which::none;
-  for (const std::string& arg : args) {
-    if (arg == "--dialup" || arg == "--pop3") {
-      const which chosen = arg == "--dialup" ? which::dialup : which::pop3;
-      if (kind != which::none && kind != chosen) return usage("host passwd takes --dialup or --pop3, not both");
-      kind = chosen;
-    } else if (!arg.empty() && arg[0] == '-') {
-      return usage("host passwd: unknown option '" + printable(arg, 40) + "'");
-    } else {
-      if (name) return usage("host passwd takes one HOST");
-      name = host_argument(s, arg);
-      if (!name) return EX_DATAERR;
-    }
-  }
-  if (!name) return usage("host passwd needs HOST");
-  if (kind == which::none) return usage("host passwd needs --dialup or --pop3");
+int host_passwd(tool& t, const std::vector<std::string>& words) {
+  arguments args("host passwd", "HOST --dialup|--pop3",
+                 std::string("Sets the host's dialup or POP3 password, read as one line from standard input\n"
+                             "(with the echo off on a terminal); stored as an Argon2id hash.\n") +
+                     host_names +
+                     "Exit status: 0 set; 67 no such host; 65 a bad host name, or an empty, too long or\n"
+                     "unsendable password; 66 nothing on standard input; 64 usage.\n");
+  bool dialup = false, pop3 = false;
+  args.options()("dialup", po::bool_switch(&dialup), "the dialup password (accepted from its dialup addresses)")(
+      "pop3", po::bool_switch(&pop3), "the POP3 password (accepted from anywhere)");
+  std::string host;
+  args.operand("HOST", host);
+  if (const auto status = args.parse(words)) return *status;
+  if (dialup && pop3) return args.usage_error("--dialup or --pop3, not both");
+  if (!dialup && !pop3) return args.usage_error("needs --dialup or --pop3");
+  enum class which { dialup, pop3 } kind = dialup ? which::dialup : which::pop3;
+
+  const site& s = t.site(tool::writes::hosts);
+  const auto name = host_argument(s, host);
+  if (!name) return EX_DATAERR;
   const char* label = kind == which::dialup ? "dialup" : "POP3";
 
   const auto cost = hostdb::parse_cost(s.password_cost);
   if (!cost)
     return fail(EX_CONFIG, s.config_file.string() + ": 'password_cost' must be interactive, moderate, sensitive or min");
-  // Ask for the password only for a host that exists (checked again under
-  // the lock below).
-  {
-    const auto current = hostdb::load(s.hosts);
-    if (!current.hosts.find(*name)) return fail(EX_NOUSER, "no host " + *name + " (add it with `sdps host add`)");
-  }
+  // Ask for the password only for a host that exists (checked again in
+  // the edit below).
+  const auto hosts = open_hosts(s);
+  if (!hosts->find(*name)) return fail(EX_NOUSER, "no host " + *name + " (add it with `sdps host add`)");
 
   hostdb::secret password;
   if (const int status = read_password(password, std::string(label) + " password for " + *name + ": "))
     return status;
-  // Hash before taking the lock: Argon2id is slow on purpose.
+  // Hash before the edit (the file's lock, the row's): Argon2id is slow on purpose.
   const std::string hash = hostdb::hash_password(password.view(), *cost);
   password.clear();
 
-  bool found = true;
-  hostdb::edit(s.hosts, [&](hostdb::database& db) {
-    hostdb::host_record* r = db.find(*name);
-    if (!r) {
-      found = false;
-      return false;
-    }
-    (kind == which::dialup ? r->dialup_hash : r->pop3_hash) = hash;
-    return true;
-  });
-  if (!found) return fail(EX_NOUSER, "no host " + *name + " (it was deleted meanwhile)");
+  const auto field = kind == which::dialup ? hostdb::password_kind::dialup : hostdb::password_kind::pop3;
+  if (!hosts->set_password(*name, field, hash))
+    return fail(EX_NOUSER, "no host " + *name + " (it was deleted meanwhile)");
   std::cout << label << " password of host " << *name << " set\n";
   if (kind == which::dialup) {
-    const auto after = hostdb::load(s.hosts);
-    const auto* r = after.hosts.find(*name);
+    const auto r = hosts->find(*name);
     if (r && r->dialup.empty())
       std::cerr << "sdps: warning: host " << *name
                 << " has no dialup addresses, so its dialup password is accepted from nowhere\n";
@@ -253,59 +251,51 @@ int host_passwd(const site& s, const std::vector<std::string>& args) {
 /// edit is --clear first, then every --remove, then every --add, whatever
 /// their order on the command line; removing an address the host does not
 /// have changes nothing and fails, adding one it has is a no-op.
-int host_dialup(const site& s, const std::vector<std::string>& args) {
-  std::optional<std::string> name;
+int host_dialup(tool& t, const std::vector<std::string>& words) {
+  arguments args("host dialup", "HOST [--clear] [--add ADDR[/PREFIX]]... [--remove ADDR[/PREFIX]]...",
+                 std::string("Shows the host's dialup addresses, one a line; or changes them in one edit:\n"
+                             "--clear first, then every --remove, then every --add, whatever their order.\n") +
+                     host_names +
+                     "Exit status: 0 shown or changed; 67 no such host; 65 a bad address, or one to\n"
+                     "remove that the host does not have (then nothing changes); 64 usage.\n");
   bool clear = false;
-  std::vector<hostdb::prefix> adds, removes;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    std::string option = arg, value;
-    const auto equals = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && equals != std::string::npos) {
-      option = arg.substr(0, equals);
-      value = arg.substr(equals + 1);
-    }
-    if (option == "--clear") {
-      if (option != arg) return usage("--clear takes no value");
-      clear = true;
-    } else if (option == "--add" || option == "--remove") {
-      if (option == arg) {
-        if (i + 1 == args.size()) return usage(option + " needs ADDR or ADDR/PREFIX");
-        value = args[++i];
-      }
-      const auto p = hostdb::prefix::parse(value);
+  std::vector<std::string> add_text, remove_text;
+  args.options()("clear", po::bool_switch(&clear), "remove every dialup address")(
+      "add", po::value(&add_text)->value_name("ADDR[/PREFIX]"), "add this address or network (repeatable)")(
+      "remove", po::value(&remove_text)->value_name("ADDR[/PREFIX]"),
+      "remove this address or network (repeatable)");
+  std::string host;
+  args.operand("HOST", host);
+  if (const auto status = args.parse(words)) return *status;
+
+  const bool changes = clear || !add_text.empty() || !remove_text.empty();
+  const site& s = t.site(changes ? tool::writes::hosts : tool::writes::nothing);
+  const auto name = host_argument(s, host);
+  if (!name) return EX_DATAERR;
+  std::vector<base::address_prefix> adds, removes;
+  for (const auto* texts : {&add_text, &remove_text})
+    for (const std::string& value : *texts) {
+      const auto p = base::address_prefix::parse(value);
       if (!p)
         return fail(EX_DATAERR, quoted(value, 80) + " is not an IP address or prefix (ADDR or ADDR/LEN)");
-      (option == "--add" ? adds : removes).push_back(*p);
-    } else if (!arg.empty() && arg[0] == '-') {
-      return usage("host dialup: unknown option '" + printable(arg, 40) + "'");
-    } else {
-      if (name) return usage("host dialup takes one HOST");
-      name = host_argument(s, arg);
-      if (!name) return EX_DATAERR;
+      (texts == &add_text ? adds : removes).push_back(*p);
     }
-  }
-  if (!name) return usage("host dialup needs HOST");
-  const auto same = [](const hostdb::prefix& a, const hostdb::prefix& b) { return a.to_string() == b.to_string(); };
+  const auto same = [](const base::address_prefix& a, const base::address_prefix& b) { return a.to_string() == b.to_string(); };
 
+  const auto hosts = open_hosts(s);
   if (!clear && adds.empty() && removes.empty()) {
-    const auto current = hostdb::load(s.hosts);
-    const auto* r = current.hosts.find(*name);
+    const auto r = hosts->find(*name);
     if (!r) return fail(EX_NOUSER, "no host " + *name + " (add it with `sdps host add`)");
     for (const auto& p : r->dialup) std::cout << p.to_string() << "\n";
     return EX_OK;
   }
 
-  enum class outcome { changed, unchanged, no_host, not_there } result = outcome::unchanged;
+  enum class outcome { changed, unchanged, no_host, not_there } result = outcome::no_host;
   std::string missing;
   hostdb::host_record after;
-  hostdb::edit(s.hosts, [&](hostdb::database& db) {
-    hostdb::host_record* r = db.find(*name);
-    if (!r) {
-      result = outcome::no_host;
-      return false;
-    }
-    std::vector<hostdb::prefix> dialup = clear ? std::vector<hostdb::prefix>{} : r->dialup;
+  hosts->edit(*name, [&](hostdb::host_record& record) {
+    hostdb::host_record* r = &record;
+    std::vector<base::address_prefix> dialup = clear ? std::vector<base::address_prefix>{} : r->dialup;
     for (const auto& p : removes) {
       const auto at = std::find_if(dialup.begin(), dialup.end(), [&](const auto& q) { return same(p, q); });
       if (at == dialup.end()) {
@@ -339,7 +329,7 @@ int host_dialup(const site& s, const std::vector<std::string>& args) {
   std::cout << "dialup addresses of host " << *name << (result == outcome::changed ? " now: " : " unchanged: ")
             << prefixes_text(after) << "\n";
   for (const auto& p : after.dialup)
-    if (p.length == 0)
+    if (p.length() == 0)
       std::cerr << "sdps: warning: " << p.to_string()
                 << " is every address: the dialup password will work from anywhere\n";
   if (after.dialup.empty() && !after.dialup_hash.empty())
@@ -348,56 +338,109 @@ int host_dialup(const site& s, const std::vector<std::string>& args) {
   return EX_OK;
 }
 
-int host_del(const site& s, const std::vector<std::string>& args) {
-  if (args.size() != 1 || (!args[0].empty() && args[0][0] == '-')) return usage("host del takes one HOST");
-  const auto name = host_argument(s, args[0]);
+int host_del(tool& t, const std::vector<std::string>& words) {
+  arguments args("host del", "HOST",
+                 std::string("Removes a host from the host database; mail queued for it stays in the spools.\n") +
+                     host_names + "Exit status: 0 removed; 67 no such host; 65 a bad host name; 64 usage.\n");
+  std::string host;
+  args.operand("HOST", host);
+  if (const auto status = args.parse(words)) return *status;
+  const site& s = t.site(tool::writes::hosts);
+  const auto name = host_argument(s, host);
   if (!name) return EX_DATAERR;
-  if (!hostdb::edit(s.hosts, [&](hostdb::database& db) { return db.remove(*name); }))
-    return fail(EX_NOUSER, "no host " + *name);
+  if (!open_hosts(s)->remove(*name)) return fail(EX_NOUSER, "no host " + *name);
   std::cout << "deleted host " << *name << "; mail already queued for it stays in the spools"
             << " (sdps spool list " << *name << " shows it; new mail for it is refused)\n";
   return EX_OK;
 }
 
-int host_list(const site& s, const std::vector<std::string>& args) {
-  if (!args.empty()) return usage("host list takes no arguments");
-  const auto current = hostdb::load(s.hosts);
-  std::size_t width = 4;
-  for (const auto& [name, r] : current.hosts.hosts()) width = std::max(width, name.size());
-  std::size_t dialup_width = 6;
-  for (const auto& [name, r] : current.hosts.hosts()) dialup_width = std::max(dialup_width, prefixes_text(r).size());
-  for (const auto& [name, r] : current.hosts.hosts()) {
-    std::string line = name;
-    line.resize(width + 2, ' ');
-    std::string dialup = prefixes_text(r);
-    dialup.resize(dialup_width + 2, ' ');
-    std::cout << line << dialup << passwords_text(r) << "\n";
+int host_list(tool& t, const std::vector<std::string>& words) {
+  arguments args("host list", "",
+                 "Lists the hosts, one a line: name, dialup addresses (comma-separated, - for none),\n"
+                 "passwords set (dialup,pop3 | dialup | pop3 | none), separated by tabs.\n"
+                 "Exit status: 0; 65 the host database has lines it cannot read (named on stderr).\n");
+  if (const auto status = args.parse(words)) return *status;
+  const site& s = t.site();
+  const auto problems = open_hosts(s)->list([](const hostdb::host_record& r) {
+    std::cout << r.name << '\t' << prefixes_text(r) << '\t' << passwords_text(r) << '\n';
+  });
+  report_problems(s, problems);
+  return problems.empty() ? EX_OK : EX_DATAERR;
+}
+
+int host_init(tool& t, const std::vector<std::string>& words) {
+  arguments args("host init", "",
+                 "Creates the host store's schema in a PostgreSQL database (idempotent); for a hosts\n"
+                 "file there is nothing to do, and it says so.\n"
+                 "Exit status: 0 done; 75 the database cannot be reached; 64 usage.\n");
+  if (const auto status = args.parse(words)) return *status;
+  std::cout << open_hosts(t.site())->init() << "\n";
+  return EX_OK;
+}
+
+int host_import(tool& t, const std::vector<std::string>& words) {
+  arguments args("host import", "HOSTS-FILE",
+                 "Makes the host store hold exactly the hosts of HOSTS-FILE (the hosts file format), in one\n"
+                 "transaction: hosts added, changed and removed; a file with a malformed line changes nothing.\n"
+                 "Exit status: 0 imported; 65 a malformed line; 66 no such file; 75 the database cannot be\n"
+                 "reached; 64 usage.\n");
+  std::string file_text;
+  args.operand("HOSTS-FILE", file_text);
+  if (const auto status = args.parse(words)) return *status;
+  const std::filesystem::path file = std::filesystem::absolute(file_text);
+  const auto hosts = open_hosts(t.site(tool::writes::hosts));
+  hostdb::import_summary done;
+  try {
+    done = hosts->import_file(file);
+  } catch (const hostdb::malformed_file& e) {
+    // The file to import is at fault, not the store: nothing was changed.
+    return fail(EX_DATAERR, std::string(e.what()) + "; nothing imported");
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::no_such_file_or_directory) return fail(EX_NOINPUT, e.what());
+    throw;
   }
-  for (const auto& p : current.problems) std::cerr << "sdps: " << hostdb::describe(s.hosts, p) << " (skipped)\n";
-  return current.problems.empty() ? EX_OK : EX_DATAERR;
+  std::cout << "imported " << file.string() << " into " << hosts->where() << ": " << done.hosts << " host(s), "
+            << done.added << " added, " << done.changed << " changed, " << done.removed << " removed\n";
+  return EX_OK;
+}
+
+int host_export(tool& t, const std::vector<std::string>& words) {
+  arguments args("host export", "",
+                 "Writes every host in the hosts file format on standard output (a backup, or a file for\n"
+                 "`host import`).\n"
+                 "Exit status: 0; 65 malformed lines or rows were skipped (named on stderr); 75 the\n"
+                 "database cannot be reached; 64 usage.\n");
+  if (const auto status = args.parse(words)) return *status;
+  const site& s = t.site();
+  const auto problems = open_hosts(s)->export_to(std::cout);
+  if (!std::cout) return fail(EX_IOERR, "cannot write the export to standard output");
+  report_problems(s, problems);
+  return problems.empty() ? EX_OK : EX_DATAERR;
 }
 
 }  // namespace
 
-int host_main(const site& s, const std::vector<std::string>& args) {
-  if (args.empty()) return usage("host needs a subcommand");
-  const std::string& command = args[0];
-  const std::vector<std::string> rest(args.begin() + 1, args.end());
+int host_main(tool& t, const std::vector<std::string>& words) {
+  std::string command;
+  if (const auto status = pick_subcommand(host_commands, words, command)) return *status;
+  const std::vector<std::string> rest(words.begin() + 1, words.end());
   try {
-    if (command == "add") return host_add(s, rest);
-    if (command == "passwd") return host_passwd(s, rest);
-    if (command == "dialup") return host_dialup(s, rest);
-    if (command == "del") return host_del(s, rest);
-    if (command == "list") return host_list(s, rest);
-    if (command == "-h" || command == "--help") {
-      std::cout << host_usage;
-      return EX_OK;
-    }
-    return usage("unknown host subcommand '" + printable(command, 40) + "'");
+    if (command == "add") return host_add(t, rest);
+    if (command == "passwd") return host_passwd(t, rest);
+    if (command == "dialup") return host_dialup(t, rest);
+    if (command == "del") return host_del(t, rest);
+    if (command == "init") return host_init(t, rest);
+    if (command == "import") return host_import(t, rest);
+    if (command == "export") return host_export(t, rest);
+    return host_list(t, rest);
   } catch (const hostdb::malformed_file& e) {
     return fail(EX_CONFIG, e.what());
   } catch (const hostdb::busy& e) {
     return fail(EX_TEMPFAIL, e.what());
+  } catch (const hostdb::store_unavailable& e) {
+    return fail(EX_TEMPFAIL, e.what());
+  } catch (const hostdb::store_error& e) {  // a malformed row in the way, a missing schema
+    return fail(EX_CONFIG, e.what());
   } catch (const std::system_error& e) {  // filesystem_error too
     return fail(EX_IOERR, e.what());
   }

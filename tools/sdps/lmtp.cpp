@@ -1,82 +1,180 @@
 // sdps lmtp: an LMTP server (RFC 2033) for the MTA, beside `sdps deliver`.
 // The same checks and the same storage as deliver, one reply per
-// recipient. One thread per connection (each copy is fsynced, which
-// blocks), at most --max-connections at once. docs/smtp.md explains the
-// choice and the Postfix wiring.
+// recipient. Every connection is a coroutine on one event loop (Boost.Asio,
+// as sdpsd); the conversation itself is lib/smtp's lmtp_protocol; what
+// blocks (reading the host database, storing a copy with its fsyncs) runs
+// on a small thread pool. docs/smtp.md explains the service and the
+// Postfix wiring.
 
 #include "admin.hpp"
 
-#include "smtp/client.hpp"
-#include "smtp/connection.hpp"
-#include "spoolstore/delivery.hpp"
-#include "smtp/protocol.hpp"
+#include "base/account.hpp"
+#include "base/activation.hpp"
+#include "base/descriptor.hpp"
+#include "base/duration.hpp"
+#include "base/endpoint.hpp"
+#include "logging/sink.hpp"
+#include "base/watchdog.hpp"
 #include "queue.hpp"
+#include "smtp/connection.hpp"
+#include "smtp/lmtp.hpp"
+#include "spoolstore/delivery.hpp"
+
+#include <boost/asio/signal_set.hpp>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sysexits.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <condition_variable>
 #include <cstring>
 #include <iostream>
-#include <mutex>
-#include <thread>
+#include <set>
 
 namespace sdps::admin {
 
 namespace {
 
-const char* lmtp_usage =
-    "usage: sdps -c FILE lmtp --listen ADDR:PORT [--listen ...] [--max-connections N] [--timeout DUR]\n"
-    "Serves LMTP (RFC 2033) until SIGTERM or SIGINT: the MTA's way into the spool, one reply\n"
-    "per recipient. Listens on numeric addresses only ([::1]:24 for IPv6).\n";
+using acceptor_type = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
 
-constexpr std::size_t max_command_line = 2048;
-constexpr std::size_t max_data_piece = 8192;
-constexpr std::size_t max_recipients = 1000;
+/// Threads for the blocking work (host database reads, stored copies).
+constexpr std::size_t blocking_threads = 4;
+/// DATA octets gathered before they are written to the temporary file.
+constexpr std::size_t spool_chunk = 64 * 1024;
+/// How long a closing reply (421) may take to leave.
+constexpr std::chrono::seconds goodbye_limit{5};
+/// Pause after a failed accept (out of descriptors) before the next one.
+constexpr std::chrono::milliseconds accept_pause{100};
 
-int usage(const std::string& message) {
-  std::cerr << "sdps: lmtp: " << message << "\n" << lmtp_usage;
-  return EX_USAGE;
+/// Where to listen, as given with --listen.
+struct listen_spec {
+  std::string text;                    ///< as written, for messages
+  std::optional<base::endpoint> tcp;   ///< ADDR:PORT
+  std::filesystem::path unix_path;     ///< unix:PATH
+};
+
+/// How unix sockets are made.
+struct socket_rights {
+  mode_t mode = 0660;
+  std::optional<uid_t> owner;
+  std::optional<gid_t> group;
+};
+
+/// A listening socket, and how the log names it.
+struct listener {
+  base::unique_fd fd;
+  std::string name;
+  std::filesystem::path unix_path;  ///< removed at the end when we made it
+};
+
+std::string errno_text(int code) { return std::strerror(code); }
+
+/// "127.0.0.1:24", "[::1]:24", "unix:/path": the socket's own address.
+std::string local_name(int fd) {
+  sockaddr_storage storage{};
+  socklen_t length = sizeof storage;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return "?";
+  return base::socket_address_text(reinterpret_cast<const sockaddr*>(&storage));
 }
 
-int stop_pipe[2] = {-1, -1};
-extern "C" void on_stop_signal(int) {
-  const char c = 1;
-  [[maybe_unused]] auto n = ::write(stop_pipe[1], &c, 1);
+/// A bound, listening TCP socket for a numeric ADDR:PORT. Throws
+/// tool_exit (69) when it cannot be had.
+listener open_tcp(const base::endpoint& e) {
+  const asio::ip::tcp::endpoint address = e.tcp();
+  const int family = address.data()->sa_family;
+  base::unique_fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  if (fd.valid()) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (!fd.valid() || ::bind(fd.get(), address.data(), static_cast<socklen_t>(address.size())) < 0 ||
+      ::listen(fd.get(), SOMAXCONN) < 0)
+    throw tool_exit(EX_UNAVAILABLE, "cannot listen on " + e.to_string() + ": " + errno_text(errno));
+  listener out;
+  out.name = local_name(fd.get());
+  out.fd = std::move(fd);
+  return out;
 }
 
-/// An unlinked temporary file holding one DATA payload.
+/// A unix socket at `path` with `rights`: a stale socket file there is
+/// replaced, anything else is refused. Throws tool_exit (69).
+listener open_unix(const std::filesystem::path& path, const socket_rights& rights) {
+  const auto failed = [&path](const std::string& why) {
+    return tool_exit(EX_UNAVAILABLE, "cannot listen on unix:" + path.string() + ": " + why);
+  };
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.native().size() >= sizeof address.sun_path) throw failed("the path is too long for a unix socket");
+  std::memcpy(address.sun_path, path.c_str(), path.native().size());
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // What a previous run left: a socket nobody listens on any more (two
+    // servers on one path would be a configuration mistake either way).
+    if (!S_ISSOCK(st.st_mode)) throw failed("it exists and is not a socket");
+    ::unlink(path.c_str());
+  }
+  base::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) throw failed(errno_text(errno));
+  // Born with its mode: no moment when others may connect.
+  const mode_t saved = ::umask(static_cast<mode_t>(0777 & ~rights.mode));
+  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int bind_error = errno;
+  ::umask(saved);
+  if (bound < 0) throw failed(errno_text(bind_error));
+  listener out;
+  out.unix_path = path;
+  if (::chmod(path.c_str(), rights.mode) < 0) throw failed("chmod: " + errno_text(errno));
+  if ((rights.owner || rights.group) &&
+      ::chown(path.c_str(), rights.owner ? *rights.owner : static_cast<uid_t>(-1),
+              rights.group ? *rights.group : static_cast<gid_t>(-1)) < 0)
+    throw failed("chown: " + errno_text(errno) + " (setting the owner takes root)");
+  if (::listen(fd.get(), SOMAXCONN) < 0) throw failed(errno_text(errno));
+  out.name = local_name(fd.get());
+  out.fd = std::move(fd);
+  return out;
+}
+
+/// Runs `fn` on `pool` and resumes the caller on its own executor with the
+/// result (or the exception). Not a coroutine itself, and `fn` is named by
+/// the caller first: docs/toolchain.md (1, 2).
+template <typename F>
+awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F fn) {
+  using result = std::invoke_result_t<F>;
+  return asio::co_spawn(
+      pool, [fn = std::move(fn)]() mutable -> awaitable<result> { co_return fn(); }, asio::use_awaitable);
+}
+
+/// An unlinked temporary file holding one DATA message, written from the
+/// event loop in chunks (page-cache writes) and read by the pool's stores.
 class spool_file {
  public:
   spool_file() {
     std::string path = (std::filesystem::temp_directory_path() / "sdps-lmtp-XXXXXX").string();
-    fd_ = ::mkostemp(path.data(), O_CLOEXEC);
-    if (fd_ < 0) throw std::runtime_error("temporary file: " + std::string(std::strerror(errno)));
+    fd_.reset(::mkostemp(path.data(), O_CLOEXEC));
+    if (!fd_.valid()) throw std::runtime_error("temporary file: " + errno_text(errno));
     ::unlink(path.c_str());
   }
-  ~spool_file() { ::close(fd_); }
   void write(std::string_view data) {
     while (!data.empty()) {
-      const ssize_t n = ::write(fd_, data.data(), data.size());
+      const ssize_t n = ::write(fd_.get(), data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw std::runtime_error("temporary file: " + std::string(std::strerror(errno)));
+      if (n <= 0) throw std::runtime_error("temporary file: " + errno_text(n < 0 ? errno : ENOSPC));
       data.remove_prefix(static_cast<std::size_t>(n));
     }
   }
-  /// A reader of `prefix` then the file's contents from the start.
-  spoolstore::input_reader reader(std::string prefix) {
+  /// A reader of `prefix`, then the file from its start (one per copy).
+  spoolstore::input_reader reader(std::string prefix) const {
     auto offset = std::make_shared<off_t>(0);
     auto head = std::make_shared<std::string>(std::move(prefix));
-    const int fd = fd_;
+    const int fd = fd_.get();
     return [fd, offset, head](std::span<char> buffer) -> std::size_t {
       if (!head->empty()) {
         const std::size_t n = head->copy(buffer.data(), buffer.size());
@@ -89,361 +187,510 @@ class spool_file {
           *offset += n;
           return static_cast<std::size_t>(n);
         }
-        if (errno != EINTR) throw std::runtime_error("temporary file: " + std::string(std::strerror(errno)));
+        if (errno != EINTR) throw std::runtime_error("temporary file: " + errno_text(errno));
       }
     };
   }
 
  private:
-  int fd_ = -1;
+  base::unique_fd fd_;
 };
 
 struct server_settings {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
-  std::uint64_t max_message_size = 0;
+  std::size_t max_connections = 20;
+};
+
+class lmtp_session;
+
+/// The service: listeners, sessions, the pool, signals. All on one event
+/// loop, one thread; the pool's threads only run the jobs they are given.
+class lmtp_server {
+ public:
+  lmtp_server(const site& s, server_settings settings, logging::source_log& log, std::vector<listener> listeners)
+      : site_(s), settings_(settings), log_(log), listeners_(std::move(listeners)), pool_(blocking_threads) {}
+  ~lmtp_server() {
+    // Jobs still running finish first; then the loop (declared last) goes,
+    // with every session frame still queued in it (sessions let go here
+    // end with those frames, while the loop is being shut down).
+    pool_.join();
+    sessions_.clear();
+    for (const auto& l : listeners_)
+      if (!l.unix_path.empty()) ::unlink(l.unix_path.c_str());
+  }
+
+  /// Serves until SIGTERM or SIGINT; returns the exit status.
+  int run();
+
+  const site& site_config() const { return site_; }
+  const server_settings& settings() const { return settings_; }
+  logging::source_log& log() { return log_; }
+  asio::thread_pool& pool() { return pool_; }
+  bool stopping() const { return stopping_; }
+
+ private:
+  awaitable<void> accept_loop(std::size_t index);
+  void spawn_accept_loop(std::size_t index);
+  void start_session(smtp::connection::socket_type socket);
+  void stop(int signal);
+  void session_ended(lmtp_session* s);
+
+  const site& site_;
+  server_settings settings_;
+  logging::source_log& log_;
+  std::vector<listener> listeners_;
+  asio::thread_pool pool_;
+  bool stopping_ = false;
+  std::set<std::shared_ptr<lmtp_session>> sessions_;
+  asio::io_context loop_{1};
+  std::vector<std::unique_ptr<acceptor_type>> acceptors_;
+  std::unique_ptr<base::watchdog> dog_;
+  base::watchdog::id give_up_ = 0;
+  std::vector<base::watchdog::id> resume_;  ///< per listener: accept again after a pause
+  std::unique_ptr<asio::signal_set> signals_;
 };
 
 /// One LMTP conversation, from greeting to QUIT or a dropped connection.
-class lmtp_session {
+class lmtp_session : public std::enable_shared_from_this<lmtp_session> {
  public:
-  lmtp_session(const site& s, const server_settings& settings, smtp::connection c, logger& log)
-      : site_(s), settings_(settings), c_(std::move(c)), log_(log), peer_(c_.peer()) {}
+  lmtp_session(lmtp_server& server, smtp::connection::socket_type socket)
+      : server_(server),
+        c_(std::make_unique<smtp::connection>(std::move(socket), server.settings().timeout)),
+        peer_(c_->peer()),
+        protocol_(limits(server)) {}
 
-  void run() {
-    try {
-      reply("220 " + site_.server_name + " LMTP sdps ready");
-      c_.flush();
-      for (;;) {
-        std::string line = c_.read_line(max_command_line);
-        if (line.empty()) return;
-        if (line.back() != '\n') {  // too long: skip the rest of it
-          while (!line.empty() && line.back() != '\n') line = c_.read_line(max_command_line);
-          reply("500 5.5.2 Line too long");
-        } else if (!command(line)) {
-          c_.flush();
-          return;
-        }
-        if (c_.buffered() == 0) c_.flush();  // answer once a pipelined batch is read
-      }
-    } catch (const std::exception& e) {
-      log_.info(peer_, ": ", e.what());
-    }
+  awaitable<void> run();
+  /// The server is stopping: a session waiting for a command ends now
+  /// (421); one in a transaction ends after it.
+  void stop() {
+    if (waiting_for_command_) c_->cancel();
   }
 
  private:
-  void reply(const std::string& text) { c_.write(text + "\r\n"); }
-
-  void reset() {
-    from_.reset();
-    to_.clear();
+  static smtp::lmtp_protocol::limits limits(const lmtp_server& server) {
+    smtp::lmtp_protocol::limits l;
+    l.server_name = server.site_config().server_name;
+    l.max_message_size = server.site_config().max_message_size;
+    l.usable_sender = [](std::string_view sender) { return spoolstore::valid_address(sender); };
+    return l;
   }
 
-  /// False when the session ends.
-  bool command(const std::string& line) {
-    const auto cmd = smtp::parse_command(line);
-    if (cmd.verb == "LHLO") {
-      if (cmd.argument.empty()) {
-        reply("501 5.5.4 LHLO needs a name");
-        return true;
-      }
-      greeted_ = true;
-      reset();
-      reply("250-" + site_.server_name);
-      reply("250-PIPELINING");
-      reply("250-ENHANCEDSTATUSCODES");
-      reply("250-8BITMIME");
-      reply("250-SMTPUTF8");
-      reply("250 SIZE " + std::to_string(settings_.max_message_size));
-    } else if (cmd.verb == "HELO" || cmd.verb == "EHLO") {
-      reply("500 5.5.1 This is LMTP: say LHLO");
-    } else if (cmd.verb == "MAIL") {
-      mail(cmd.argument);
-    } else if (cmd.verb == "RCPT") {
-      rcpt(cmd.argument);
-    } else if (cmd.verb == "DATA") {
-      data();
-    } else if (cmd.verb == "RSET") {
-      reset();
-      reply("250 2.0.0 Ok");
-    } else if (cmd.verb == "NOOP") {
-      reply("250 2.0.0 Ok");
-    } else if (cmd.verb == "VRFY") {
-      reply("252 2.5.0 Send some mail, I'll try my best");
-    } else if (cmd.verb == "QUIT") {
-      reply("221 2.0.0 Bye");
-      return false;
-    } else {
-      reply("500 5.5.2 Command not recognised");
-    }
-    return true;
-  }
+  /// Does what a request asks, on the pool, and answers the protocol.
+  awaitable<void> check_recipient();
+  awaitable<void> store();
+  /// DATA octets the protocol handed out: to the temporary file.
+  void keep(bool final);
+  /// Sends the replies written so far (at once when `now`, else when the
+  /// client has sent nothing more: a pipelined batch gets one write).
+  awaitable<void> answer(bool now);
+  /// The last words: a 421 (or the QUIT reply), bounded by goodbye_limit.
+  awaitable<void> goodbye();
+  void log_transactions();
 
-  void mail(const std::string& argument) {
-    if (!greeted_) return reply("503 5.5.1 Say LHLO first");
-    if (from_) return reply("503 5.5.1 Nested MAIL command");
-    const auto path = smtp::parse_path(argument, "FROM");
-    if (!path) return reply("501 5.5.4 Syntax: MAIL FROM:<address>");
-    for (const auto& [key, value] : path->params) {
-      if (key == "SIZE") {
-        std::uint64_t size = 0;
-        if (std::from_chars(value.data(), value.data() + value.size(), size).ec != std::errc())
-          return reply("501 5.5.4 Bad SIZE");
-        if (size > settings_.max_message_size) return reply("552 5.3.4 Message too big for the spool");
-      } else if (key != "BODY" && key != "SMTPUTF8") {
-        return reply("555 5.5.4 Unsupported parameter " + printable(key, 40));
-      }
-    }
-    if (!spoolstore::valid_address(path->address)) return reply("553 5.1.7 The sender address is not usable");
-    from_ = path->address;
-    reply("250 2.1.0 Ok");
-  }
-
-  void rcpt(const std::string& argument) {
-    if (!from_) return reply("503 5.5.1 Need MAIL first");
-    if (to_.size() >= max_recipients) return reply("452 4.5.3 Too many recipients");
-    const auto path = smtp::parse_path(argument, "TO");
-    if (!path || path->address.empty()) return reply("501 5.5.4 Syntax: RCPT TO:<address>");
-    if (!path->params.empty()) return reply("555 5.5.4 Unsupported parameter " + printable(path->params[0].first, 40));
-    const auto checked = check_customer_address(site_, path->address);
-    if (checked.status == EX_TEMPFAIL) {
-      log_.warning(peer_, ": <", printable(path->address, 100), ">: ", checked.error);
-      return reply("451 4.3.0 Temporary failure, try again later");
-    }
-    if (checked.status != EX_OK) return reply("550 5.1.1 <" + printable(path->address, 100) + ">: " + checked.error);
-    to_.push_back(checked.recipient);
-    reply("250 2.1.5 Ok");
-  }
-
-  void data() {
-    if (!from_) return reply("503 5.5.1 Need MAIL first");
-    if (to_.empty()) return reply("503 5.5.1 Need RCPT first");
-    reply("354 End data with <CR><LF>.<CR><LF>");
-    c_.flush();
-
-    std::optional<spool_file> file;
-    std::string temp_error;
-    try {
-      file.emplace();
-    } catch (const std::exception& e) {
-      temp_error = e.what();
-    }
-    smtp::dot_unstuffer unstuffer;
-    std::uint64_t size = 0;
-    std::string out;
-    for (;;) {  // the message is read to its end whatever happens, to stay in step
-      const std::string piece = c_.read_line(max_data_piece);
-      if (piece.empty()) throw smtp::network_error("connection lost during DATA");
-      out.clear();
-      if (unstuffer.feed(piece, out)) break;
-      size += out.size();
-      if (file && temp_error.empty() && size <= settings_.max_message_size) {
-        try {
-          file->write(out);
-        } catch (const std::exception& e) {
-          temp_error = e.what();
-        }
-      }
-    }
-
-    for (const auto& r : to_) {
-      if (size > settings_.max_message_size) {
-        reply("552 5.3.4 <" + r.address + ">: message too big for the spool");
-      } else if (!temp_error.empty()) {
-        log_.error(peer_, ": ", temp_error);
-        reply("451 4.3.0 <" + r.address + ">: temporary failure, try again later");
-      } else {
-        store(*file, r);
-      }
-    }
-    c_.flush();
-    reset();
-  }
-
-  void store(spool_file& file, const spoolstore::recipient& r) {
-    // A per-recipient Delivered-To: like Postfix's flags=D, so copies for
-    // several users of one host differ (fetchmail multidrop keeps them).
-    const std::string delivered_to = "Delivered-To: " + r.address + "\r\n";
-    try {
-      const auto copies = spoolstore::deliver(shuffled_punts(site_), *from_, {r}, file.reader(delivered_to), &log_);
-      log_.info(peer_, ": from=<", printable(*from_, 100), "> to=<", printable(r.address, 100), "> stored ",
-                copies.empty() ? std::string("?") : copies.front().uidl + " on " + copies.front().punt);
-      reply("250 2.0.0 <" + r.address + "> " + (copies.empty() ? std::string() : copies.front().uidl) + " stored");
-    } catch (const spoolstore::delivery_error& e) {
-      log_.error(peer_, ": to=<", printable(r.address, 100), ">: ", e.what());
-      reply("451 4.3.0 <" + r.address + ">: temporary failure, try again later");
-    } catch (const std::invalid_argument& e) {
-      reply("554 5.6.0 <" + r.address + ">: " + printable(e.what(), 100));
-    }
-  }
-
-  const site& site_;
-  const server_settings& settings_;
-  smtp::connection c_;
-  logger& log_;
+  lmtp_server& server_;
+  std::unique_ptr<smtp::connection> c_;
   std::string peer_;
-  bool greeted_ = false;
-  std::optional<std::string> from_;
-  std::vector<spoolstore::recipient> to_;
+  smtp::lmtp_protocol protocol_;
+  /// The recipients the site accepted, as the protocol's recipients().
+  std::vector<spoolstore::recipient> accepted_;
+  std::string message_;
+  std::shared_ptr<spool_file> file_;
+  bool waiting_for_command_ = false;
 };
 
-/// A bound, listening socket for a numeric ADDR:PORT; prints where.
-int open_listener(const smtp::endpoint& e, std::string& error) {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
-  if (inet_pton(AF_INET, e.address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(e.port);
-    length = sizeof *v4;
-  } else if (inet_pton(AF_INET6, e.address.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(e.port);
-    length = sizeof *v6;
+awaitable<void> lmtp_session::run() {
+  try {
+    c_->write(protocol_.greeting());
+    co_await c_->flush();
+    for (;;) {
+      if (server_.stopping() && !protocol_.in_data()) {
+        c_->write("421 4.3.2 " + server_.site_config().server_name + " Service shutting down\r\n");
+        co_await goodbye();
+        break;
+      }
+      const bool data = protocol_.in_data();
+      std::string piece;
+      waiting_for_command_ = !data;
+      bool broken = false;
+      try {
+        piece = co_await c_->read_line(data ? smtp::max_data_piece : smtp::max_command_line);
+      } catch (const smtp::network_error& e) {
+        broken = true;
+        if (!c_->timed_out() && !server_.stopping()) server_.log().info(peer_, ": ", e.what());
+      }
+      waiting_for_command_ = false;
+      if (broken && c_->timed_out()) {
+        server_.log().info(peer_, ": idle for ", server_.settings().timeout.count() / 1000, "s",
+                           data ? " in DATA" : "", ": closing with 421");
+        protocol_.timed_out();
+        c_->write(protocol_.take_replies());
+        co_await goodbye();
+        break;
+      }
+      if (broken && server_.stopping()) continue;  // says 421 above
+      if (broken || piece.empty()) break;          // the client left
+
+      const auto request = protocol_.feed(piece, message_);
+      if (protocol_.in_data()) keep(false);
+      switch (request) {
+        case smtp::lmtp_protocol::request::none:
+          break;
+        case smtp::lmtp_protocol::request::check_recipient:
+          co_await check_recipient();
+          break;
+        case smtp::lmtp_protocol::request::store:
+          keep(true);
+          co_await store();
+          break;
+        case smtp::lmtp_protocol::request::close:
+          c_->write(protocol_.take_replies());
+          log_transactions();
+          co_await goodbye();
+          co_return;
+      }
+      if (protocol_.recipients().empty()) accepted_.clear();
+      if (!protocol_.in_data()) {
+        file_.reset();
+        message_.clear();
+      }
+      log_transactions();
+      co_await answer(false);
+    }
+  } catch (const std::exception& e) {
+    server_.log().info(peer_, ": ", e.what());
   }
-  const int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return -1;
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (storage.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) < 0 || ::listen(fd, 64) < 0) {
-    error = std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  protocol_.ended();
+  log_transactions();
 }
 
-std::string local_name(int fd) {
-  sockaddr_storage storage{};
-  socklen_t length = sizeof storage;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length);
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (storage.ss_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&storage);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+void lmtp_session::keep(bool final) {
+  if (message_.size() < spool_chunk && !final) return;
+  try {
+    if (!file_) file_ = std::make_shared<spool_file>();
+    file_->write(message_);
+  } catch (const std::exception& e) {
+    server_.log().error(peer_, ": ", e.what());
+    protocol_.spool_failed();
   }
-  const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-  inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-  return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+  message_.clear();
+}
+
+awaitable<void> lmtp_session::check_recipient() {
+  // The host database is a file: read on the pool.
+  const site* s = &server_.site_config();
+  auto job = [s, address = protocol_.recipient_asked()]() { return check_customer_address(*s, address); };
+  const address_check checked = co_await on_pool(server_.pool(), std::move(job));
+  smtp::recipient_verdict verdict;
+  if (checked.status == EX_OK) {
+    accepted_.push_back(checked.recipient);
+  } else {
+    verdict.result = checked.status == EX_TEMPFAIL ? smtp::recipient_verdict::kind::unavailable
+                                                   : smtp::recipient_verdict::kind::unknown;
+    verdict.reason = checked.error;
+  }
+  protocol_.recipient_checked(verdict);
+}
+
+awaitable<void> lmtp_session::store() {
+  if (!file_) file_ = std::make_shared<spool_file>();  // an empty message
+  // accepted_ follows the protocol's recipients() one for one (run() keeps
+  // them in step); at() would end the session on a mismatch.
+  for (std::size_t i = 0; i < protocol_.recipients().size(); ++i) {
+    // Each copy on the pool (it fsyncs): one recipient at a time, so the
+    // replies come in order. A per-recipient Delivered-To: as Postfix's
+    // flags=D, so copies for several users of one host differ (fetchmail
+    // multidrop keeps them).
+    const site* s = &server_.site_config();
+    logging::source_log* log = &server_.log();
+    auto job = [s, log, from = protocol_.sender(), r = accepted_.at(i), file = file_]() {
+      smtp::store_outcome outcome;
+      try {
+        const auto copies =
+            spoolstore::deliver(shuffled_punts(*s), from, {r}, file->reader("Delivered-To: " + r.address + "\r\n"), log);
+        outcome.result = smtp::store_outcome::kind::stored;
+        if (!copies.empty()) {
+          outcome.uidl = copies.front().uidl;
+          outcome.detail = "on " + copies.front().punt;
+        }
+      } catch (const spoolstore::delivery_error& e) {
+        outcome.result = smtp::store_outcome::kind::failed;
+        outcome.detail = e.what();
+      } catch (const std::invalid_argument& e) {
+        outcome.result = smtp::store_outcome::kind::refused;
+        outcome.detail = e.what();
+      } catch (const std::exception& e) {
+        outcome.result = smtp::store_outcome::kind::failed;
+        outcome.detail = e.what();
+      }
+      return outcome;
+    };
+    const smtp::store_outcome outcome = co_await on_pool(server_.pool(), std::move(job));
+    if (outcome.result == smtp::store_outcome::kind::failed)
+      server_.log().error(peer_, ": <", printable(accepted_[i].address, 100), ">: ", outcome.detail);
+    protocol_.stored(outcome);
+  }
+}
+
+awaitable<void> lmtp_session::answer(bool now) {
+  c_->write(protocol_.take_replies());
+  if (now || c_->buffered() == 0) co_await c_->flush();
+}
+
+awaitable<void> lmtp_session::goodbye() {
+  c_->set_timeout(goodbye_limit);
+  try {
+    co_await c_->flush();
+  } catch (const smtp::network_error&) {
+  }
+  c_->close();
+}
+
+void lmtp_session::log_transactions() {
+  for (const smtp::lmtp_transaction& t : protocol_.take_transactions()) {
+    std::string outcomes;
+    bool deferred = false;
+    for (const auto& r : t.recipients) {
+      if (!outcomes.empty()) outcomes += "; ";
+      outcomes.append(r.first).append(" ").append(r.second);
+      deferred = deferred || r.second.starts_with("deferred");
+    }
+    std::string from = "<";
+    from += printable(t.from, 200);
+    from += '>';
+    const logging::fields fields{logging::text_field("client", peer_), logging::text_field("from", from),
+                                 logging::number_field("size", t.size),
+                                 logging::text_field("data", t.data ? "complete" : "none"),
+                                 logging::text_field("recipients", outcomes)};
+    server_.log().write_event(deferred ? log_level::warning : log_level::info, "delivery", fields);
+  }
+}
+
+int lmtp_server::run() {
+  dog_ = std::make_unique<base::watchdog>(loop_.get_executor());
+  // Stopping waits for the transactions in progress, but not for ever.
+  give_up_ = dog_->add([this](base::watchdog::time_point) {
+    log_.warning(sessions_.size(), " session(s) still open after ", settings_.timeout.count() / 1000,
+                 "s; leaving them");
+    loop_.stop();
+  });
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    const int fd = listeners_[i].fd.get();
+    sockaddr_storage storage{};
+    socklen_t length = sizeof storage;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length);
+    int protocol = 0;
+    socklen_t size = sizeof protocol;
+    ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &size);
+    auto acceptor = std::make_unique<acceptor_type>(loop_);
+    acceptor->assign(asio::generic::stream_protocol(storage.ss_family, protocol), listeners_[i].fd.release());
+    acceptors_.push_back(std::move(acceptor));
+    resume_.push_back(dog_->add([this, i](base::watchdog::time_point) { spawn_accept_loop(i); }));
+  }
+  signals_ = std::make_unique<asio::signal_set>(loop_, SIGTERM, SIGINT);
+  signals_->async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (!ec) stop(signal);
+  });
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) spawn_accept_loop(i);
+  loop_.run();
+  log_.info("stopped");
+  return EX_OK;
+}
+
+void lmtp_server::spawn_accept_loop(std::size_t index) {
+  if (!stopping_) asio::co_spawn(loop_, accept_loop(index), asio::detached);
+}
+
+awaitable<void> lmtp_server::accept_loop(std::size_t index) {
+  acceptor_type& acceptor = *acceptors_[index];
+  for (;;) {
+    boost::system::error_code ec;
+    smtp::connection::socket_type socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors or the like: let the load pass, then go on.
+      log_.warning("accept on ", listeners_[index].name, ": ", ec.message());
+      dog_->set_after(resume_[index], accept_pause);
+      co_return;
+    }
+    if (sessions_.size() >= settings_.max_connections) {
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      const std::string busy = "421 4.3.2 Too many connections, try again later\r\n";
+      socket.write_some(asio::buffer(busy), ignored);
+      log_.warning("refusing a connection: ", sessions_.size(), " open (--max-connections)");
+      continue;
+    }
+    start_session(std::move(socket));
+  }
+}
+
+void lmtp_server::start_session(smtp::connection::socket_type socket) {
+  auto session = std::make_shared<lmtp_session>(*this, std::move(socket));
+  sessions_.insert(session);
+  asio::co_spawn(
+      loop_,
+      [this, session]() -> awaitable<void> {
+        co_await session->run();
+        session_ended(session.get());
+      },
+      asio::detached);
+}
+
+void lmtp_server::session_ended(lmtp_session* s) {
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
+    if (it->get() == s) {
+      sessions_.erase(it);
+      break;
+    }
+  if (stopping_ && sessions_.empty()) {
+    dog_->stop();  // nothing left to wait for: the loop runs out
+    boost::system::error_code ignored;
+    signals_->cancel(ignored);
+  }
+}
+
+void lmtp_server::stop(int signal) {
+  log_.info(signal == SIGINT ? "SIGINT" : "SIGTERM", ": stopping; ", sessions_.size(),
+            " session(s) finish their transaction");
+  stopping_ = true;
+  for (auto& acceptor : acceptors_) {
+    boost::system::error_code ignored;
+    acceptor->close(ignored);
+  }
+  for (const auto& session : sessions_) session->stop();
+  if (sessions_.empty()) {
+    dog_->stop();
+    return;
+  }
+  dog_->set_after(give_up_, settings_.timeout);
+}
+
+/// --listen ADDR:PORT or unix:PATH.
+std::optional<listen_spec> parse_listen(const std::string& text, std::string& error) {
+  listen_spec out;
+  out.text = text;
+  if (text.starts_with("unix:")) {
+    out.unix_path = text.substr(5);
+    if (out.unix_path.empty()) {
+      error = "unix:PATH needs a path";
+      return std::nullopt;
+    }
+    return out;
+  }
+  try {
+    out.tcp = base::parse_endpoint(text, {base::endpoint_host::address, false, true, 0});
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+  return out;
 }
 
 }  // namespace
 
-int lmtp_main(const site& s, const std::vector<std::string>& args) {
-  std::vector<smtp::endpoint> listen;
-  server_settings settings;
-  settings.max_message_size = s.max_message_size;
-  std::size_t max_connections = 20;
-  bool verbose = true;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const bool has_value = i + 1 < args.size();
-    if (a == "-h" || a == "--help") {
-      std::cout << lmtp_usage;
-      return EX_OK;
-    } else if (a == "--listen") {
-      if (!has_value) return usage("--listen needs ADDR:PORT");
-      try {
-        listen.push_back(smtp::endpoint::parse(args[++i], 0, true));
-      } catch (const std::invalid_argument& e) {
-        return usage(std::string("--listen ") + e.what());
-      }
-    } else if (a == "--max-connections") {
-      std::size_t n = 0;
-      if (!has_value || std::from_chars(args[i + 1].data(), args[i + 1].data() + args[i + 1].size(), n).ec !=
-                            std::errc() || n == 0 || n > 1000)
-        return usage("--max-connections needs 1 to 1000");
-      max_connections = n;
-      ++i;
-    } else if (a == "--timeout") {
-      const auto t = has_value ? parse_age(args[++i]) : std::nullopt;
-      if (!t) return usage("--timeout needs a duration (30s, 5m)");
-      settings.timeout = *t;
-    } else if (a == "--quiet" || a == "-q") {
-      verbose = false;
-    } else {
-      return usage("unknown argument '" + printable(a, 40) + "'");
-    }
-  }
-  if (listen.empty()) return usage("--listen ADDR:PORT is required");
-  if (s.punts.empty()) {
-    std::cerr << "sdps: lmtp: " << s.config_file.string() << " names no punts\n";
-    return EX_CONFIG;
-  }
+int lmtp_main(tool& t, const std::vector<std::string>& words) {
+  arguments args("lmtp",
+                 "--listen ADDR:PORT|unix:PATH [--listen ...] [--socket-mode MODE] [--socket-owner USER]\n"
+                 "                  [--socket-group GROUP] [--max-connections N] [--timeout DUR] [--quiet]",
+                 "Serves LMTP (RFC 2033) until SIGTERM or SIGINT: the MTA's way into the spool, one reply\n"
+                 "per recipient. Listens on numeric addresses ([::1]:24 for IPv6) and unix sockets, or on\n"
+                 "the sockets systemd passes (socket activation, LISTEN_FDS); binds before it switches to\n"
+                 "the config's user. Logs as sdpsd does (log_level, log_format): one line per transaction.\n"
+                 "Exit status: 0 stopped by a signal; 69 cannot listen; 77 the user cannot write the\n"
+                 "spools; 78 configuration; 64 usage.\n");
+  std::vector<std::string> listen_text;
+  std::string mode_text, owner_text, group_text, max_text, timeout_text;
+  bool quiet = false;
+  args.options()("listen", po::value(&listen_text)->value_name("ADDR:PORT|unix:PATH"),
+                 "where to listen (repeatable); with socket activation, in addition")(
+      "socket-mode", po::value(&mode_text)->value_name("MODE"), "unix sockets' mode, octal (default 0660)")(
+      "socket-owner", po::value(&owner_text)->value_name("USER"),
+      "unix sockets' owner (default: the config's user: when started as root)")(
+      "socket-group", po::value(&group_text)->value_name("GROUP"),
+      "unix sockets' group (the MTA's, e.g. postfix)")(
+      "max-connections", po::value(&max_text)->value_name("N"), "connections served at once, 1 to 1000 (default 20)")(
+      "timeout", po::value(&timeout_text)->value_name("DUR"),
+      "the limit for each wait for the client (default 5m); then 421")(
+      "quiet,q", po::bool_switch(&quiet), "log warnings and errors only");
+  if (const auto status = args.parse(words)) return *status;
 
-  command_logger log("lmtp", verbose);
-  std::vector<int> listeners;
-  for (const auto& e : listen) {
+  std::vector<listen_spec> listen;
+  for (const std::string& text : listen_text) {
     std::string error;
-    const int fd = open_listener(e, error);
-    if (fd < 0) {
-      log.error("cannot listen on ", e.to_string(), ": ", error);
-      for (int l : listeners) ::close(l);
-      return EX_UNAVAILABLE;
-    }
-    listeners.push_back(fd);
-    log.info("listening on ", local_name(fd));
+    auto spec = parse_listen(text, error);
+    if (!spec) return args.usage_error("--listen " + error);
+    listen.push_back(std::move(*spec));
+  }
+  server_settings settings;
+  if (args.given("max-connections")) {
+    std::size_t n = 0;
+    const auto parsed = std::from_chars(max_text.data(), max_text.data() + max_text.size(), n);
+    if (parsed.ec != std::errc() || parsed.ptr != max_text.data() + max_text.size() || n == 0 || n > 1000)
+      return args.usage_error("--max-connections needs 1 to 1000");
+    settings.max_connections = n;
+  }
+  if (args.given("timeout")) {
+    const auto limit = base::parse_duration(timeout_text, base::zero_duration::refused);
+    if (!limit)
+      return args.usage_error(std::string("--timeout ").append(base::duration_expected(base::zero_duration::refused)));
+    settings.timeout = *limit;
+  }
+  socket_rights rights;
+  if (args.given("socket-mode")) {
+    unsigned mode = 0;
+    const auto parsed = std::from_chars(mode_text.data(), mode_text.data() + mode_text.size(), mode, 8);
+    if (mode_text.empty() || parsed.ec != std::errc() || parsed.ptr != mode_text.data() + mode_text.size() ||
+        mode > 0777)
+      return args.usage_error("--socket-mode needs an octal mode, 0000 to 0777 (0660)");
+    rights.mode = static_cast<mode_t>(mode);
+  }
+  if (args.given("socket-group")) {
+    rights.group = base::find_group(group_text);
+    if (!rights.group) return args.usage_error("--socket-group: no group " + quoted(group_text, 40));
+  }
+  if (args.given("socket-owner")) {
+    const auto who = base::find_account(owner_text);
+    if (!who) return args.usage_error("--socket-owner: no user " + quoted(owner_text, 40));
+    rights.owner = who->uid;
   }
 
-  if (::pipe2(stop_pipe, O_CLOEXEC) < 0) return EX_OSERR;
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+  // Taken first, before any thread: it edits the environment.
+  std::vector<base::activated_socket> activated = base::take_activated_sockets();
+  if (listen.empty() && activated.empty())
+    return args.usage_error("--listen ADDR:PORT or unix:PATH is required (or sockets from systemd)");
+
+  const site& s = t.site_as_started();
+  if (s.punts.empty()) throw config_error(s.config_file.string() + " names no punts");
+  logging::options log_options = s.log;
+  log_options.ident = "sdps";
+  if (quiet) log_options.minimum = log_level::warning;
+  logging::source_log log(std::make_shared<logging::sink>(log_options), "sdps lmtp");
+
+  if (!rights.owner && ::geteuid() == 0 && !s.user.empty()) {
+    if (const auto who = base::find_account(s.user)) rights.owner = who->uid;
+  }
+  // Bound as started (root may take port 24 and chown the sockets), then
+  // the config's user for everything else.
+  std::vector<listener> listeners;
+  for (const auto& a : activated) {
+    listener l;
+    l.fd.reset(a.fd);
+    l.name = local_name(a.fd);
+    log.info("listening on ", l.name, " (from systemd", a.name.empty() ? "" : ", " + a.name, ")");
+    listeners.push_back(std::move(l));
+  }
+  for (const auto& spec : listen) {
+    listener l = spec.tcp ? open_tcp(*spec.tcp) : open_unix(spec.unix_path, rights);
+    log.info("listening on ", l.name);
+    listeners.push_back(std::move(l));
+  }
+  if (t.become_user()) log.info("running as user ", s.user);
+  t.check_writable(tool::writes::punts);
+
   ::signal(SIGPIPE, SIG_IGN);
-
-  std::mutex mutex;
-  std::condition_variable idle;
-  std::size_t active = 0;
-  std::vector<pollfd> polls;
-  for (int fd : listeners) polls.push_back({fd, POLLIN, 0});
-  polls.push_back({stop_pipe[0], POLLIN, 0});
-  for (;;) {
-    if (::poll(polls.data(), polls.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (polls.back().revents) break;
-    for (std::size_t i = 0; i + 1 < polls.size(); ++i) {
-      if (!(polls[i].revents & POLLIN)) continue;
-      const int fd = ::accept4(polls[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      smtp::connection c(fd, settings.timeout);
-      {
-        std::lock_guard guard(mutex);
-        if (active >= max_connections) {
-          try {
-            c.write("421 4.3.2 Too many connections, try again later\r\n");
-            c.flush();
-          } catch (...) {
-          }
-          continue;
-        }
-        ++active;
-      }
-      std::thread([&, c = std::move(c)]() mutable {
-        lmtp_session(s, settings, std::move(c), log).run();
-        std::lock_guard guard(mutex);
-        --active;
-        idle.notify_all();
-      }).detach();
-    }
-  }
-  for (int fd : listeners) ::close(fd);
-  log.info("stopping");
-  std::unique_lock lock(mutex);
-  // Sessions in DATA finish their message; the MTA retries what is cut off.
-  if (!idle.wait_for(lock, settings.timeout, [&] { return active == 0; })) {
-    log.warning(active, " session(s) still open; leaving");
-    std::cerr.flush();
-    ::_exit(EX_OK);  // sessions still hold references to this frame
-  }
-  return EX_OK;
+  lmtp_server server(s, settings, log, std::move(listeners));
+  return server.run();
 }
 
 }  // namespace sdps::admin

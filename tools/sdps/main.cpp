@@ -1,126 +1,142 @@
-// sdps: the admin tool (hosts, local delivery, spool listing).
+// sdps: the admin tool (hosts, local delivery, the spool, its SMTP side).
 
 #include "admin.hpp"
 
-#include "config.hpp"
-#include "ownership.hpp"
-#include "version.hpp"
+#include "base/version.hpp"
+
+#include <boost/program_options/parsers.hpp>
+#include <boost/program_options/positional_options.hpp>
 
 #include <sodium.h>
 #include <sysexits.h>
 
-#include <filesystem>
+#include <climits>
 #include <iostream>
-
-#include <unistd.h>
+#include <map>
 
 namespace {
 
-const char* usage =
-    "usage: sdps -c FILE COMMAND ...\n"
+namespace po = boost::program_options;
+namespace admin = sdps::admin;
+
+const char* commands_usage =
+    "usage: sdps -c FILE COMMAND [ARGUMENTS...]\n"
+    "       sdps COMMAND --help       (that command's usage and exit statuses; no -c needed)\n"
     "       sdps --version\n"
+    "Commands:\n"
     "  host add HOST [--dialup-ip ADDR[/PREFIX]]...\n"
     "  host passwd HOST --dialup|--pop3      (reads the password, one line, from stdin)\n"
+    "  host dialup HOST [--clear] [--add ADDR[/PREFIX]]... [--remove ADDR[/PREFIX]]...\n"
     "  host del HOST\n"
     "  host list\n"
-    "  deliver [--punt NAME] -f SENDER RECIPIENT...   (message on stdin)\n"
+    "  host init\n"
+    "  host import HOSTS-FILE\n"
+    "  host export\n"
+    "  deliver [--punt NAME] -f SENDER RECIPIENT...   (the message on stdin)\n"
     "  spool list HOST\n"
     "  flush HOST [--to ADDR:PORT] [--helo NAME] [--max-messages N] [--timeout DUR]\n"
-    "  expire --older-than DUR [--read-older-than DUR] [--relay ADDR:PORT] [--dry-run] [HOST...]\n"
-    "  lmtp --listen ADDR:PORT [--listen ...] [--max-connections N] [--timeout DUR]\n";
+    "  expire --older-than DUR [--read-older-than DUR] [--relay ADDR:PORT] [--helo NAME] [--timeout DUR]\n"
+    "         [--dry-run] [HOST...]\n"
+    "  lmtp --listen ADDR:PORT|unix:PATH [--listen ...] [--socket-mode MODE] [--socket-owner USER]\n"
+    "       [--socket-group GROUP] [--max-connections N] [--timeout DUR] [--quiet]\n"
+    "  who [--json]                            (the running sdpsd's sessions, through control_socket:)\n"
+    "  kick ID | --host HOST | --login LOGIN   (ends sessions without UPDATE; exit 1 if none matched)\n"
+    "  status [--json]                         (each punt up or down; exit 1 if some is down)\n";
 
-// `host add|passwd|del` replace the host database file.
-bool command_writes_hosts(const std::vector<std::string>& args) {
-  return args.size() >= 2 && args[0] == "host" && args[1] != "list";
+using command_main = int (*)(admin::tool&, const std::vector<std::string>&);
+const std::map<std::string, command_main> commands = {
+    {"host", admin::host_main},   {"deliver", admin::deliver_main}, {"spool", admin::spool_main},
+    {"flush", admin::flush_main}, {"expire", admin::expire_main},   {"lmtp", admin::lmtp_main},
+    {"who", admin::who_main},     {"kick", admin::kick_main},       {"status", admin::status_main},
+};
+
+/// Program_options' style, abbreviations refused (as in arguments.cpp).
+constexpr int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+
+/// The first word that is not an option names the command: it and every
+/// word after it are the command's, never the tool's own options.
+std::vector<po::option> command_and_its_words(std::vector<std::string>& words) {
+  std::vector<po::option> out;
+  if (words.empty() || words.front().starts_with('-')) return out;
+  for (const std::string& word : words) {
+    po::option positional;
+    positional.value.push_back(word);
+    positional.original_tokens.push_back(word);
+    positional.position_key = INT_MAX;
+    out.push_back(std::move(positional));
+  }
+  words.clear();
+  return out;
 }
 
-sdps::admin::site load_site(const std::string& file, std::string& user) {
-  const auto config = sdps::core::load_config(file);
-  user = config.user;
-  sdps::admin::site s;
-  s.config_file = config.file;
-  s.customer_domain = config.customer_domain;
-  s.password_cost = config.globals->string_or("password_cost", s.password_cost);
-  s.server_name = config.server_name;
-  const auto max_size = config.globals->integer_or("max_message_size", static_cast<std::int64_t>(s.max_message_size));
-  if (max_size < 1024) config.globals->fail("max_message_size", "'max_message_size' must be at least 1024 octets");
-  s.max_message_size = static_cast<std::uint64_t>(max_size);
-  const auto& top = *config.globals;
-  if (!top.has("hosts")) top.fail("hosts", "'hosts' (the host database file) is required by the sdps tool");
-  s.hosts = top.path("hosts");
-  if (top.has("punts")) {
-    const auto punts = top.child("punts");
-    for (const auto& name : punts->keys()) s.punts[name] = punts->path(name);
-  }
-  return s;
+int usage_error(const std::string& problem, const po::options_description& options) {
+  std::cerr << "sdps: " << problem << "\n" << commands_usage << options;
+  return EX_USAGE;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
   std::string file;
-  if (args.size() >= 2 && (args[0] == "-c" || args[0] == "--config")) {
-    file = args[1];
-    args.erase(args.begin(), args.begin() + 2);
+  bool version = false, help = false;
+  std::vector<std::string> command;
+  po::options_description options("Options");
+  options.add_options()("config,c", po::value(&file)->value_name("FILE"),
+                        "the YAML configuration (the one sdpsd reads)")(
+      "version,V", po::bool_switch(&version), "print the version, commit and library versions and exit")(
+      "help,h", po::bool_switch(&help), "print this usage and exit");
+  po::options_description all;
+  all.add(options);
+  all.add_options()("command", po::value(&command));
+  po::positional_options_description positional;
+  positional.add("command", -1);
+  try {
+    po::variables_map values;
+    po::store(po::command_line_parser(std::vector<std::string>(argv + 1, argv + argc))
+                  .options(all)
+                  .positional(positional)
+                  .style(style)
+                  .extra_style_parser(command_and_its_words)
+                  .run(),
+              values);
+    po::notify(values);
+  } catch (const po::error& e) {
+    return usage_error(e.what(), options);
   }
-  if (!args.empty() && (args[0] == "--version" || args[0] == "-V")) {
-    std::cout << sdps::core::version::describe("sdps");
-    return 0;
+  if (version) {
+    std::cout << sdps::base::version::describe("sdps");
+    return EX_OK;
   }
-  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
-    std::cout << usage;
-    return 0;
+  if (help) {
+    std::cout << commands_usage << options;
+    return EX_OK;
   }
-  if (file.empty() || args.empty()) {
-    std::cerr << usage;
-    return EX_USAGE;
-  }
+  if (command.empty()) return usage_error("which command?", options);
+  const auto found = commands.find(command.front());
+  if (found == commands.end()) return usage_error("unknown command " + admin::quoted(command.front(), 40), options);
+  const std::vector<std::string> words(command.begin() + 1, command.end());
+
   if (sodium_init() < 0) {
     std::cerr << "sdps: libsodium failed to initialise\n";
     return EX_SOFTWARE;
   }
-  std::string user;
-  bool switched = false;
+  admin::tool tool(file);
   try {
-    const auto site = load_site(file, user);
-    // Run as root with `user:` configured, the tool becomes that user
-    // before touching anything, so the host database and spool files it
-    // writes belong to the user sdpsd runs as.
-    switched = sdps::core::become_configured_user(user);
-    if (switched) {
-      // Say what to do before failing half way with "Permission denied".
-      std::vector<std::filesystem::path> writes;
-      if (command_writes_hosts(args)) writes.push_back(site.hosts.parent_path());
-      if (!args.empty() && args[0] == "deliver")
-        for (const auto& [name, dir] : site.punts) writes.push_back(std::filesystem::exists(dir) ? dir : dir.parent_path());
-      for (const auto& dir : writes)
-        if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-          std::cerr << "sdps: run as root, sdps works as the config's user '" << user
-                    << "' so that sdpsd can use what it writes, but '" << user << "' cannot write " << dir.string()
-                    << ": run  chown -R " << user << ": " << dir.string() << "  and try again\n";
-          return EX_NOPERM;
-        }
-    }
-    const std::string command = args[0];
-    args.erase(args.begin());
-    if (command == "host") return sdps::admin::host_main(site, args);
-    if (command == "deliver") return sdps::admin::deliver_main(site, args);
-    if (command == "spool") return sdps::admin::spool_main(site, args);
-    if (command == "flush") return sdps::admin::flush_main(site, args);
-    if (command == "expire") return sdps::admin::expire_main(site, args);
-    if (command == "lmtp") return sdps::admin::lmtp_main(site, args);
-    std::cerr << "sdps: unknown command '" << command << "'\n" << usage;
-    return EX_USAGE;
+    return found->second(tool, words);
+  } catch (const admin::tool_exit& e) {
+    std::cerr << "sdps: " << command.front() << ": " << e.what() << "\n";
+    return e.status();
   } catch (const sdps::config_error& e) {
     std::cerr << "sdps: " << e.what() << "\n";
     return EX_CONFIG;
   } catch (const std::exception& e) {
     std::cerr << "sdps: " << e.what() << "\n";
-    if (switched && std::string(e.what()).find("ermission denied") != std::string::npos)
+    if (tool.switched() && std::string(e.what()).find("ermission denied") != std::string::npos) {
+      const std::string user = tool.user();
       std::cerr << "sdps: run as root, sdps works as the config's user '" << user
                 << "' (so that sdpsd can use what it writes); give that user the site's files: chown -R " << user
                 << ": <the hosts file's folder> <each punt's folder>, or run: sudo -u " << user << " sdps ...\n";
+    }
     return EX_SOFTWARE;
   }
 }

@@ -6,21 +6,30 @@
 #include <sys/file.h>
 #include <sysexits.h>
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <mutex>
 
 namespace sdps::admin {
 
 void command_logger::write(log_level level, std::string_view line) {
-  static std::mutex mutex;  // lmtp logs from one thread per connection
-  std::lock_guard guard(mutex);
   std::cerr << prefix_ << (level >= log_level::error ? "error: " : level >= log_level::warning ? "warning: " : "")
             << line << "\n";
+}
+
+hostdb::host_finder& host_finder_of(const site& s) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<hostdb::host_finder>> finders;  // by store
+  const hostdb::location where = hosts_location(s);
+  std::lock_guard guard(mutex);
+  auto& finder = finders[where.to_string()];
+  if (!finder) finder = std::make_unique<hostdb::host_finder>(where);
+  return *finder;
 }
 
 std::vector<queued> host_queue(const site& s, const std::string& host, logger& log, bool& complete) {
@@ -64,26 +73,23 @@ flush_lock::outcome flush_lock::acquire(const site& s, const std::string& host, 
       return outcome::failed;
     }
     const auto file = spoolstore::host_dir(root, host) / spoolstore::locks_folder / "flush";
-    const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
+    base::unique_fd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd.valid()) {
       error = file.string() + ": " + std::strerror(errno);
       return outcome::failed;
     }
-    fds_.push_back(fd);
-    if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
-      if (errno == EWOULDBLOCK) {
+    const int code = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0 ? 0 : errno;
+    fds_.push_back(std::move(fd));
+    if (code != 0) {
+      if (code == EWOULDBLOCK) {
         error = "another flush or expire of '" + host + "' is running (punt " + punt + ")";
         return outcome::busy;
       }
-      error = file.string() + ": " + std::strerror(errno);
+      error = file.string() + ": " + std::strerror(code);
       return outcome::failed;
     }
   }
   return outcome::acquired;
-}
-
-flush_lock::~flush_lock() {
-  for (int fd : fds_) ::close(fd);
 }
 
 stored_reader::stored_reader(spoolstore::message_file& file)
@@ -124,15 +130,17 @@ address_check check_customer_address(const site& s, const std::string& address) 
     out.error = "not in the customer domain" + (s.customer_domain.empty() ? std::string() : " " + s.customer_domain);
     return out;
   }
-  try {
-    if (!hostdb::host_exists(s.hosts, host)) {
-      out.status = EX_NOUSER;
-      out.error = "no such customer host '" + host + "'";
-      return out;
-    }
-  } catch (const std::exception& e) {
+  // A host whose record is malformed (a database row written by hand)
+  // exists: its mail is taken.
+  const hostdb::lookup_result found = host_finder_of(s).find(host);
+  if (found.status == hostdb::lookup_status::unknown) {
+    out.status = EX_NOUSER;
+    out.error = "no such customer host '" + host + "'";
+    return out;
+  }
+  if (found.status == hostdb::lookup_status::unavailable) {
     out.status = EX_TEMPFAIL;
-    out.error = "cannot read the host database: " + std::string(e.what());
+    out.error = "cannot read the host database: " + found.detail;
     return out;
   }
   out.recipient.local_part = local;
@@ -149,22 +157,16 @@ std::vector<spoolstore::punt_target> shuffled_punts(const site& s) {
   return punts;
 }
 
-std::optional<std::chrono::milliseconds> parse_age(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  std::size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  if (digits == 0 || digits > 12) return std::nullopt;
-  const long long n = std::stoll(text.substr(0, digits));
-  const std::string unit = text.substr(digits);
-  long long ms = 0;
-  if (unit.empty() || unit == "s") ms = n * 1000;
-  else if (unit == "ms") ms = n;
-  else if (unit == "m") ms = n * 60'000;
-  else if (unit == "h") ms = n * 3'600'000;
-  else if (unit == "d") ms = n * 86'400'000;
-  else return std::nullopt;
-  if (ms <= 0) return std::nullopt;
-  return std::chrono::milliseconds(ms);
+int run_on_loop(asio::io_context& loop, awaitable<int> work) {
+  int status = EX_SOFTWARE;
+  std::exception_ptr failure;
+  asio::co_spawn(loop, std::move(work), [&status, &failure](std::exception_ptr e, int result) {
+    failure = e;
+    status = result;
+  });
+  loop.run();
+  if (failure) std::rethrow_exception(failure);
+  return status;
 }
 
 std::string random_hex(std::size_t octets) {

@@ -1,13 +1,15 @@
 #pragma once
 // What flush, expire and lmtp share: a host's queue across punts, the
 // flush lock, a stored message as SMTP sends it, customer address checks,
-// and the command-line helpers of these three commands.
+// running on an event loop.
 
 #include "admin.hpp"
 
+#include "base/descriptor.hpp"
 #include "spoolstore/delivery.hpp"
 #include "spoolstore/store.hpp"
 
+#include <sdps/asio.hpp>
 #include <sdps/log.hpp>
 
 #include <chrono>
@@ -57,10 +59,9 @@ class flush_lock {
   enum class outcome { acquired, busy, failed };
   /// Tries to take the lock; `error` says why when not acquired.
   outcome acquire(const site& s, const std::string& host, std::string& error);
-  ~flush_lock();
 
  private:
-  std::vector<int> fds_;
+  std::vector<base::unique_fd> fds_;
 };
 
 /// Reads a stored message as SMTP sends it (the message without the
@@ -88,9 +89,10 @@ address_check check_customer_address(const site& s, const std::string& address);
 /// Every punt, the order shuffled (deliver's random choice with fallbacks).
 std::vector<spoolstore::punt_target> shuffled_punts(const site& s);
 
-/// "30d", "12h", "5m", "30s", "250ms", or seconds; nullopt if malformed or
-/// not positive.
-std::optional<std::chrono::milliseconds> parse_age(const std::string& text);
+/// Runs `work` to its end on an event loop of its own and returns its
+/// result; an exception out of it is rethrown here. flush and expire run
+/// their SMTP session so: one io_context per run, no thread of their own.
+int run_on_loop(asio::io_context& loop, awaitable<int> work);
 
 /// Random lower-case hex, `octets` * 2 characters (libsodium).
 std::string random_hex(std::size_t octets);

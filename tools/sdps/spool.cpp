@@ -17,10 +17,7 @@ namespace sdps::admin {
 
 namespace {
 
-const char* spool_usage =
-    "usage: sdps -c FILE spool list HOST\n"
-    "Prints one line per queued message, oldest first, fields separated by tabs:\n"
-    "  PUNT  UIDL  SIZE  read|unread  <FROM>  <TO>\n";
+const command_group spool_commands{"spool", "the queued messages", {"list HOST"}};
 
 int fail(int status, const std::string& message) {
   std::cerr << "sdps: spool: " << message << "\n";
@@ -41,16 +38,23 @@ struct listed {
   spoolstore::entry entry;
 };
 
-int list(const site& s, const std::string& argument) {
+int list(tool& t, const std::vector<std::string>& words) {
+  arguments args("spool list", "HOST",
+                 "Prints HOST's queued messages on every punt, one line each, oldest first, fields separated\n"
+                 "by tabs: PUNT  UIDL  SIZE  read|unread  <FROM>  <TO>\n"
+                 "Exit status: 0; 67 no such host (not in the host database, no spool folder); 65 a bad\n"
+                 "host name; 74 some punt or message could not be read (the rest is listed); 64 usage.\n");
+  std::string argument;
+  args.operand("HOST", argument);
+  if (const auto status = args.parse(words)) return *status;
+  const site& s = t.site();
   const std::string host = hostdb::normalise_host(argument, s.customer_domain);
   if (host.empty() || !spoolstore::valid_host(host))
     return fail(EX_DATAERR, quoted(argument, 80) + " is not a host name");
-  bool known = false;
-  try {
-    known = hostdb::host_exists(s.hosts, host);
-  } catch (const std::exception& e) {
-    return fail(EX_IOERR, "cannot read the host database: " + std::string(e.what()));
-  }
+  const hostdb::lookup_result found = host_finder_of(s).find(host);
+  if (found.status == hostdb::lookup_status::unavailable)
+    return fail(EX_IOERR, "cannot read the host database: " + found.detail);
+  const bool known = found.status != hostdb::lookup_status::unknown;
 
   stderr_logger log;
   int status = EX_OK;
@@ -95,14 +99,10 @@ int list(const site& s, const std::string& argument) {
 
 }  // namespace
 
-int spool_main(const site& s, const std::vector<std::string>& args) {
-  if (args.size() == 2 && args[0] == "list") return list(s, args[1]);
-  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
-    std::cout << spool_usage;
-    return EX_OK;
-  }
-  std::cerr << "sdps: spool: expected 'list HOST'\n" << spool_usage;
-  return EX_USAGE;
+int spool_main(tool& t, const std::vector<std::string>& words) {
+  std::string command;
+  if (const auto status = pick_subcommand(spool_commands, words, command)) return *status;
+  return list(t, std::vector<std::string>(words.begin() + 1, words.end()));
 }
 
 }  // namespace sdps::admin

@@ -1,7 +1,7 @@
 // The back-end protocol's pure parts: the secret file, XAUTH proofs (with
 // a vector computed independently by Python's hashlib.blake2b, as
-// docs/backend-protocol.md tells operators to), XLIST lines, challenges,
-// addresses and the streaming un-stuffer.
+// docs/backend-protocol.md tells operators to), XLIST lines, challenges
+// and the scanner that finds a relayed body's end. (`backend:` addresses: lib/base, endpoints.)
 
 #include "backend_proto/protocol.hpp"
 
@@ -75,20 +75,34 @@ std::string stuffed(const std::string& body) {
   return out + ".\r\n";
 }
 
-/// Unstuffs `wire` fed in pieces of `piece` octets into outputs of `room`.
-std::pair<std::string, std::size_t> unstuff(const std::string& wire, std::size_t piece, std::size_t room) {
-  unstuffer u;
+/// Scans `wire` as a front end reads it: in reads of `piece` octets,
+/// deciding at most `room` octets a call, showing the undecided octets
+/// again with the next read. Returns the body (still stuffed) and the
+/// octets used, terminator included.
+std::pair<std::string, std::size_t> relay(const std::string& wire, std::size_t piece, std::size_t room) {
+  body_scanner scanner;
   std::string out;
-  std::vector<char> buffer(room);
-  std::size_t at = 0;
-  while (!u.done() && at < wire.size()) {
-    const std::string_view in(wire.data() + at, std::min(piece, wire.size() - at));
-    const auto step = u.feed(in, buffer);
-    out.append(buffer.data(), step.produced);
-    at += step.consumed;
-    REQUIRE((step.consumed > 0 || step.produced > 0 || u.done()));
+  std::string pending;  // read, not yet decided
+  std::size_t read = 0;
+  for (;;) {
+    if (pending.empty() || read < wire.size()) {
+      const std::size_t n = std::min(piece, wire.size() - read);
+      pending.append(wire, read, n);
+      read += n;
+    }
+    const auto r = scanner.scan(pending, room);
+    REQUIRE(r.body <= room);
+    REQUIRE(r.body <= pending.size());
+    out.append(pending, 0, r.body);
+    if (r.end) {
+      REQUIRE(pending.substr(r.body, 3) == ".\r\n");
+      return {out, read - (pending.size() - r.body - 3)};
+    }
+    pending.erase(0, r.body);
+    // Never stuck: something was decided, or more input is needed.
+    REQUIRE((r.body > 0 || pending.size() < 3 || read < wire.size()));
+    if (read == wire.size() && r.body == 0) return {out, SIZE_MAX};  // no terminator in it
   }
-  return {out, at};
 }
 
 }  // namespace
@@ -221,24 +235,7 @@ TEST_CASE("XLIST lines round-trip and malformed ones are refused") {
   CHECK(parse_listing("1 " + std::string(70, 'u') + " 2 3"));
 }
 
-TEST_CASE("backend addresses are HOST:PORT or [IPv6]:PORT") {
-  auto a = parse_address("127.0.0.1:1111");
-  REQUIRE(a);
-  CHECK(a->host == "127.0.0.1");
-  CHECK(a->port == "1111");
-  a = parse_address("[::1]:1112");
-  REQUIRE(a);
-  CHECK(a->host == "::1");
-  CHECK(a->port == "1112");
-  a = parse_address("punt1.example.net:110");
-  REQUIRE(a);
-  CHECK(a->host == "punt1.example.net");
-  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", ":1111", "127.0.0.1:0", "127.0.0.1:65536", "::1:1111",
-                          "[::1]1111", "[::1]:", "host:port"})
-    CHECK_FALSE(parse_address(bad));
-}
-
-TEST_CASE("the un-stuffer undoes dot-stuffing in any chunking and stops at the terminator") {
+TEST_CASE("the body scanner passes a stuffed body on as it is and stops at the terminator, however it is cut") {
   const std::string body =
       "Return-Path: <a@example.com>\r\n"
       "Subject: dots\r\n"
@@ -252,30 +249,43 @@ TEST_CASE("the un-stuffer undoes dot-stuffing in any chunking and stops at the t
       "last line\r\n";
   const std::string next = "+OK the next reply\r\n";
   const std::string wire = stuffed(body) + next;
-  for (std::size_t piece : {1u, 2u, 3u, 7u, 64u, 4096u})
-    for (std::size_t room : {1u, 2u, 5u, 4096u}) {
+  const std::string sent = stuffed(body).substr(0, stuffed(body).size() - 3);
+  for (std::size_t piece : {1u, 2u, 3u, 4u, 5u, 7u, 64u, 4096u})
+    for (std::size_t room : {1u, 2u, 3u, 5u, 4096u}) {
       INFO("piece " << piece << ", room " << room);
-      const auto [out, used] = unstuff(wire, piece, room);
-      CHECK(out == body);
+      const auto [out, used] = relay(wire, piece, room);
+      CHECK(out == sent);
       CHECK(wire.substr(used) == next);
     }
 }
 
-TEST_CASE("the un-stuffer: an empty body, and random bodies") {
+TEST_CASE("the body scanner: an empty body, near misses, and random bodies") {
   {
-    const auto [out, used] = unstuff(".\r\n+OK", 1, 8);
+    const auto [out, used] = relay(".\r\n+OK", 1, 8);
     CHECK(out.empty());
     CHECK(used == 3);
   }
+  // A dot line that is not the terminator is body, wherever it is cut.
+  for (const std::string near : {".\rx\r\n", "..\r\n", ".x\r\n", "a\n.\n", "a\r\n.\rb\r\n", "a\r\n..\r\n"})
+    for (std::size_t piece : {1u, 2u, 3u, 100u}) {
+      INFO(near << " in pieces of " << piece);
+      const auto [out, used] = relay(near + ".\r\n+OK", piece, 4096);
+      CHECK(out == near);
+      CHECK(used == near.size() + 3);
+    }
   {
-    // ".\r" not followed by LF is no terminator: the dot goes, the rest stays.
-    const auto [out, used] = unstuff(".\rx\r\n.\r\n", 1, 1);
-    CHECK(out == "\rx\r\n");
-    CHECK(used == 8);
+    // No terminator yet: all but a possible start of one is decided.
+    body_scanner scanner;
+    const auto r = scanner.scan("line\r\n.");
+    CHECK(r.body == 6);
+    CHECK_FALSE(r.end);
+    const auto more = scanner.scan(".\r\n");
+    CHECK(more.body == 0);
+    CHECK(more.end);
   }
   std::mt19937 random(42);
   const std::string alphabet = ".\r\nab.";
-  for (int round = 0; round < 200; ++round) {
+  for (int round = 0; round < 500; ++round) {
     std::string body;
     const int lines = static_cast<int>(random() % 8);
     for (int l = 0; l < lines; ++l) {
@@ -289,10 +299,11 @@ TEST_CASE("the un-stuffer: an empty body, and random bodies") {
     }
     const std::size_t piece = 1 + random() % 5;
     const std::size_t room = 1 + random() % 5;
-    const auto [out, used] = unstuff(stuffed(body) + "tail", piece, room);
+    const std::string wire = stuffed(body);
+    const auto [out, used] = relay(wire + "tail", piece, room);
     INFO("body " << body);
-    CHECK(out == body);
-    CHECK(used == stuffed(body).size());
+    CHECK(out == wire.substr(0, wire.size() - 3));
+    CHECK(used == wire.size());
   }
 }
 
@@ -320,4 +331,23 @@ TEST_CASE("XUPDATE's counts round-trip, and nothing else parses", "[backend_prot
     INFO("'" << bad << "'");
     CHECK_FALSE(parse_update(bad));
   }
+}
+
+TEST_CASE("capabilities and arguments are words compared without regard to case", "[backend_proto]") {
+  CHECK(same_word("XRESET", reset_capability));
+  CHECK(same_word("xReset", reset_capability));
+  CHECK_FALSE(same_word("XRESETS", reset_capability));
+  CHECK_FALSE(same_word("XRESE", reset_capability));
+  CHECK(same_word("keep", keep_argument));
+  CHECK_FALSE(same_word("", keep_argument));
+}
+
+TEST_CASE("for_each_line reads a multi-line body's lines in place, un-stuffed", "[backend_proto]") {
+  std::vector<std::string> lines;
+  const auto keep = [&lines](std::string_view line) { lines.emplace_back(line); };
+  for_each_line("1 a 2 3\r\n..dots\r\n.\r\n\r\nbare LF\nlast", keep);
+  CHECK(lines == std::vector<std::string>{"1 a 2 3", ".dots", "", "", "bare LF", "last"});
+  lines.clear();
+  for_each_line("", keep);
+  CHECK(lines.empty());
 }

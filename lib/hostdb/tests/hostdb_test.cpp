@@ -1,4 +1,4 @@
-// The host database: prefixes, names, the file and its edits, hashes.
+// The host database: dialup addresses, names, the file and its edits, hashes.
 
 #include "hostdb/hostdb.hpp"
 #include "support/temp_dir.hpp"
@@ -12,19 +12,9 @@
 
 using namespace sdps::hostdb;
 using boost::asio::ip::make_address;
+using sdps::base::address_prefix;
 
 namespace {
-
-bool inside(const char* network, const char* address) {
-  const auto p = prefix::parse(network);
-  REQUIRE(p);
-  return p->contains(make_address(address));
-}
-
-std::string canonical(const char* text) {
-  const auto p = prefix::parse(text);
-  return p ? p->to_string() : "<invalid>";
-}
 
 struct sodium_ready {
   sodium_ready() { REQUIRE(sodium_init() >= 0); }
@@ -32,73 +22,14 @@ struct sodium_ready {
 
 }  // namespace
 
-TEST_CASE("prefix: addresses and prefixes parse to a canonical form", "[hostdb][prefix]") {
-  CHECK(canonical("192.0.2.7") == "192.0.2.7");
-  CHECK(canonical("192.0.2.7/32") == "192.0.2.7");
-  CHECK(canonical("192.0.2.7/24") == "192.0.2.0/24");
-  CHECK(canonical("192.0.2.7/024") == "192.0.2.0/24");
-  CHECK(canonical("10.1.2.3/0") == "0.0.0.0/0");
-  CHECK(canonical("2001:DB8::1") == "2001:db8::1");
-  CHECK(canonical("2001:db8::1/128") == "2001:db8::1");
-  CHECK(canonical("2001:db8:1:2::7/64") == "2001:db8:1:2::/64");
-  CHECK(canonical("2001:db8:1:3::7/63") == "2001:db8:1:2::/63");
-  CHECK(canonical("::/0") == "::/0");
-  // IPv4-mapped prefixes are IPv4 prefixes.
-  CHECK(canonical("::ffff:192.0.2.7") == "192.0.2.7");
-  CHECK(canonical("::ffff:192.0.2.7/120") == "192.0.2.0/24");
-  CHECK(canonical("::ffff:192.0.2.7/96") == "0.0.0.0/0");
-}
-
-TEST_CASE("prefix: junk is refused", "[hostdb][prefix]") {
-  for (const char* junk : {"", "/", "/24", "192.0.2.1/", "192.0.2.1/33", "192.0.2.1/-1", "192.0.2.1/ 24",
-                           " 192.0.2.1", "192.0.2.1 ", "192.0.2.256", "1.2.3", "192.0.2.1/24/8", "192.0.2.1/0024",
-                           "::1/129", "::1/", "fe80::1%eth0", "fe80::1%1", "hello", "sample", "1.2.3.4.5",
-                           "2001:db8::1::2", "192.0.2.1,192.0.2.2", "0x7f.0.0.1", "192.0.2.1/1e1"}) {
-    INFO("'" << junk << "'");
-    CHECK_FALSE(prefix::parse(junk));
-  }
-}
-
-TEST_CASE("prefix: IPv4 matching", "[hostdb][prefix]") {
-  CHECK(inside("192.0.2.7", "192.0.2.7"));
-  CHECK_FALSE(inside("192.0.2.7", "192.0.2.8"));
-  CHECK(inside("192.0.2.7/32", "192.0.2.7"));
-  CHECK(inside("192.0.2.0/24", "192.0.2.255"));
-  CHECK_FALSE(inside("192.0.2.0/24", "192.0.3.0"));
-  CHECK(inside("192.0.2.128/25", "192.0.2.200"));
-  CHECK_FALSE(inside("192.0.2.128/25", "192.0.2.127"));
-  CHECK(inside("0.0.0.0/0", "203.0.113.9"));
-  CHECK(inside("0.0.0.0/0", "255.255.255.255"));
-  // An IPv4 prefix never matches a real IPv6 client.
-  CHECK_FALSE(inside("0.0.0.0/0", "2001:db8::1"));
-  CHECK_FALSE(inside("0.0.0.0/0", "::1"));
-}
-
-TEST_CASE("prefix: IPv4 clients seen through a dual-stack listener (IPv4-mapped)", "[hostdb][prefix]") {
-  CHECK(inside("192.0.2.7", "::ffff:192.0.2.7"));
-  CHECK_FALSE(inside("192.0.2.7", "::ffff:192.0.2.8"));
-  CHECK(inside("192.0.2.0/24", "::ffff:192.0.2.99"));
-  CHECK(inside("::ffff:192.0.2.7", "192.0.2.7"));
-  CHECK(inside("::ffff:192.0.2.7", "::ffff:192.0.2.7"));
-  CHECK(inside("0.0.0.0/0", "::ffff:10.0.0.1"));
-}
-
-TEST_CASE("prefix: IPv6 matching", "[hostdb][prefix]") {
-  CHECK(inside("2001:db8::1", "2001:db8::1"));
-  CHECK(inside("2001:db8::1/128", "2001:db8::1"));
-  CHECK_FALSE(inside("2001:db8::1/128", "2001:db8::2"));
-  CHECK(inside("2001:db8::/32", "2001:db8:ffff::1"));
-  CHECK_FALSE(inside("2001:db8::/32", "2001:db9::1"));
-  CHECK(inside("2001:db8:0:1::/64", "2001:db8:0:1:abcd::1"));
-  CHECK_FALSE(inside("2001:db8:0:1::/64", "2001:db8:0:2::1"));
-  CHECK(inside("2001:db8::/33", "2001:db8:7fff::1"));
-  CHECK_FALSE(inside("2001:db8::/33", "2001:db8:8000::1"));
-  CHECK(inside("::/0", "2001:db8::1"));
-  CHECK(inside("::1", "::1"));
-  CHECK_FALSE(inside("2001:db8::/32", "192.0.2.1"));
-  // ::/0 means every address, IPv4 included, whichever listener took the call.
-  CHECK(inside("::/0", "192.0.2.1"));
-  CHECK(inside("::/0", "::ffff:192.0.2.1"));
+TEST_CASE("dialup_from: any of the host's dialup prefixes", "[hostdb]") {
+  const host_record sample{"sample", {*address_prefix::parse("192.0.2.7"), *address_prefix::parse("2001:db8::/64")},
+                           "", ""};
+  CHECK(sample.dialup_from(make_address("192.0.2.7")));
+  CHECK(sample.dialup_from(make_address("::ffff:192.0.2.7")));
+  CHECK(sample.dialup_from(make_address("2001:db8::99")));
+  CHECK_FALSE(sample.dialup_from(make_address("192.0.2.8")));
+  CHECK_FALSE(host_record{"none", {}, "", ""}.dialup_from(make_address("192.0.2.7")));
 }
 
 TEST_CASE("normalise_host: short names, full names, case, junk", "[hostdb][names]") {
@@ -219,7 +150,7 @@ TEST_CASE("file: save and load round trip", "[hostdb][file]") {
   sdps::testing::temp_dir dir;
   const auto file = dir / "var" / "hosts";  // the folder does not exist yet
   database db;
-  host_record sample{"sample", {*prefix::parse("192.0.2.7"), *prefix::parse("2001:db8::/64")},
+  host_record sample{"sample", {*address_prefix::parse("192.0.2.7"), *address_prefix::parse("2001:db8::/64")},
                      hash_password("dial", cost::min), hash_password("pop", cost::min)};
   REQUIRE(db.add(sample));
   REQUIRE(db.add({"other", {}, "", ""}));
@@ -362,4 +293,55 @@ TEST_CASE("file: editors are serialised by the lock", "[hostdb][file]") {
   const load_result r = load(file);
   CHECK(r.problems.empty());
   CHECK(r.hosts.size() == editors);
+}
+
+TEST_CASE("file: a folder others or its group can write is refused, unless sticky", "[hostdb][file][place]") {
+  sdps::testing::temp_dir dir;
+  const auto hosts = dir / "hosts";
+  sdps::testing::write_text(hosts, "sample - - -\n");
+  REQUIRE(::chmod(hosts.c_str(), 0600) == 0);
+  CHECK_NOTHROW(check_place(hosts, std::nullopt));
+  const std::pair<int, const char*> refused[] = {{0777, "chmod go-w "}, {0775, "chmod g-w "}, {0757, "chmod o-w "}};
+  for (const auto& [mode, fix] : refused) {
+    REQUIRE(::chmod(dir.path().c_str(), static_cast<mode_t>(mode)) == 0);
+    CHECK_THROWS_WITH(check_place(hosts, std::nullopt),
+                      Catch::Contains("could replace the file by rename") && Catch::Contains(fix + dir.path().string()));
+  }
+  // The sticky bit: only the file's owner may rename over it.
+  REQUIRE(::chmod(dir.path().c_str(), 01777) == 0);
+  CHECK_NOTHROW(check_place(hosts, std::nullopt));
+  // A missing file: its folder still counts (anyone could create it).
+  REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);
+  CHECK_THROWS_AS(check_place(dir / "absent", std::nullopt), insecure_file);
+  CHECK_NOTHROW(check_place(dir / "no" / "hosts", std::nullopt));
+  REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
+}
+
+TEST_CASE("file: a hosts file or folder owned by another user than root and sdps's is refused",
+          "[hostdb][file][place]") {
+  if (::geteuid() != 0) {
+    WARN("not root: cannot give files to another user");
+    return;
+  }
+  const uid_t other = 65534;  // nobody
+  sdps::testing::temp_dir dir;
+  const auto hosts = dir / "hosts";
+  sdps::testing::write_text(hosts, "sample - - -\n");
+  REQUIRE(::chmod(hosts.c_str(), 0600) == 0);
+  REQUIRE(::chown(hosts.c_str(), other, 0) == 0);
+  CHECK_THROWS_WITH(check_place(hosts, std::nullopt), Catch::Contains(hosts.string() + " is owned by") &&
+                                                          Catch::Contains("(uid 65534)") &&
+                                                          Catch::Contains("chown root: " + hosts.string()));
+  // The user sdps works as (`user:`) may own it, and root always may.
+  CHECK_NOTHROW(check_place(hosts, other));
+  REQUIRE(::chown(hosts.c_str(), 0, 0) == 0);
+  CHECK_NOTHROW(check_place(hosts, other));
+  CHECK_NOTHROW(check_place(hosts, 1));
+  REQUIRE(::chown(dir.path().c_str(), other, 0) == 0);
+  CHECK_THROWS_WITH(check_place(hosts, std::nullopt),
+                    Catch::Contains(dir.path().string() + ", the folder of the host database") &&
+                        Catch::Contains("could replace the file") &&
+                        Catch::Contains("chown root: " + dir.path().string()));
+  CHECK_NOTHROW(check_place(hosts, other));
+  REQUIRE(::chown(dir.path().c_str(), 0, 0) == 0);
 }

@@ -18,12 +18,9 @@ class numbered_maildrop final : public maildrop {
   explicit numbered_maildrop(std::size_t n) : infos_(n) {}
   std::size_t count() const override { return infos_.size(); }
   const message_info& info(std::size_t index) const override { return infos_.at(index); }
-  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t, std::optional<std::uint64_t>) override {
-    throw spool_error("not here");
-  }
-  awaitable<void> mark_read(std::size_t) override { co_return; }
+  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t, retrieval) override { throw spool_error("not here"); }
   awaitable<sdps::envelope> envelope(std::size_t) override { co_return sdps::envelope{}; }
-  awaitable<removal_result> remove_deleted() override { co_return removal_result{}; }
+  awaitable<removal_result> remove(std::vector<std::size_t>) override { co_return removal_result{}; }
 
  private:
   std::vector<message_info> infos_;
@@ -41,17 +38,46 @@ TEST_CASE("parse_decimal takes plain digits only", "[pop3][arguments]") {
   }
 }
 
-TEST_CASE("choose_message resolves a number against the maildrop", "[pop3][arguments]") {
+TEST_CASE("choose_message resolves a number against the maildrop and the session's marks", "[pop3][arguments]") {
   numbered_maildrop drop(2);
-  CHECK(pop3::choose_message(drop, "2", "RETR msg").index == 1);
-  CHECK_FALSE(pop3::choose_message(drop, "2", "RETR msg").error);
-  CHECK(pop3::choose_message(drop, "x", "RETR msg").error->text == "invalid message number (syntax: RETR msg)");
-  CHECK(pop3::choose_message(drop, "3", "RETR msg").error->text == "no such message, only 2 messages in maildrop");
-  CHECK(pop3::choose_message(drop, "0", "RETR msg").error->text == "no such message, only 2 messages in maildrop");
-  CHECK(pop3::choose_message(drop, "00000000001", "RETR msg").error);
-  drop.mark_deleted(0);
-  CHECK(pop3::choose_message(drop, "1", "RETR msg").error->text == "message 1 already deleted");
-  CHECK_FALSE(pop3::choose_message(drop, "1", "LIST [msg]", true).error);
+  marks marked;
+  CHECK(pop3::choose_message(drop, marked, "2", "RETR msg").index == 1);
+  CHECK_FALSE(pop3::choose_message(drop, marked, "2", "RETR msg").error);
+  CHECK(pop3::choose_message(drop, marked, "x", "RETR msg").error->text == "invalid message number (syntax: RETR msg)");
+  CHECK(pop3::choose_message(drop, marked, "3", "RETR msg").error->text ==
+        "no such message, only 2 messages in maildrop");
+  CHECK(pop3::choose_message(drop, marked, "0", "RETR msg").error->text ==
+        "no such message, only 2 messages in maildrop");
+  CHECK(pop3::choose_message(drop, marked, "00000000001", "RETR msg").error);
+  marked.mark_deleted(0);
+  CHECK(pop3::choose_message(drop, marked, "1", "RETR msg").error->text == "message 1 already deleted");
+  CHECK_FALSE(pop3::choose_message(drop, marked, "1", "LIST [msg]", true).error);
+  CHECK_FALSE(pop3::choose_message(drop, marked, "2", "RETR msg").error);
+  // RSET (and a login): nothing is deleted any more.
+  marked.reset();
+  CHECK_FALSE(pop3::choose_message(drop, marked, "1", "RETR msg").error);
+}
+
+TEST_CASE("the session's marks: deleted messages and LAST", "[pop3][marks]") {
+  numbered_maildrop drop(3);
+  marks m;
+  CHECK(m.deleted_count() == 0);
+  CHECK(m.last() == 0);
+  m.mark_deleted(2);
+  m.mark_deleted(0);
+  m.mark_deleted(2);  // twice is once
+  CHECK(m.deleted_count() == 2);
+  CHECK(m.deleted_indexes() == std::vector<std::size_t>{0, 2});
+  CHECK_FALSE(m.deleted(1));
+  CHECK_FALSE(m.deleted(99));
+  m.touch(1);
+  m.touch(0);
+  CHECK(m.last() == 2);  // the highest touched, not the latest
+  CHECK(live_totals(drop, m).first == 1);
+  m.reset();
+  CHECK(m.deleted_indexes().empty());
+  CHECK(m.last() == 0);
+  CHECK(live_totals(drop, m).first == 3);
 }
 
 TEST_CASE("count_messages agrees in number", "[pop3][arguments]") {

@@ -10,14 +10,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <optional>
 #include <thread>
 
 using namespace sdps::smtp;
 
 namespace {
 
-/// A one-connection server that answers each command line with the next
-/// scripted reply and records what it received.
+/// A one-connection server in a thread of its own (plain blocking
+/// sockets: the other side of the client's event loop) that answers each
+/// command line with the next scripted reply and records what it received.
 struct scripted_server {
   int listener = -1;
   std::uint16_t port = 0;
@@ -38,19 +40,24 @@ struct scripted_server {
     thread = std::thread([this, script = std::move(script)] {
       const int fd = ::accept(listener, nullptr, nullptr);
       if (fd < 0) return;
-      connection c(fd, std::chrono::seconds(10));
+      timeval limit{10, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+      char buffer[4096];
       for (const auto& [expect, answer] : script) {
         while (received.size() < expect.size() ||
                received.compare(received.size() - expect.size(), expect.size(), expect) != 0) {
-          const auto line = c.read_line(100000);
-          if (line.empty()) return;
-          received += line;
+          const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+          if (n <= 0) {
+            ::close(fd);
+            return;
+          }
+          received.append(buffer, static_cast<std::size_t>(n));
         }
-        c.write(answer);
-        c.flush();
+        ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
       }
-      while (!c.read_line(100000).empty()) {
+      while (::recv(fd, buffer, sizeof buffer, 0) > 0) {
       }
+      ::close(fd);
     });
   }
   void wait() {
@@ -62,6 +69,21 @@ struct scripted_server {
   }
 };
 
+/// Runs `work` on an event loop of its own to the end; rethrows.
+template <typename T>
+T run(sdps::awaitable<T> work) {
+  boost::asio::io_context io;
+  std::optional<T> result;
+  std::exception_ptr failure;
+  boost::asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
+    failure = e;
+    if (!e) result = std::move(value);
+  });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  return std::move(*result);
+}
+
 client_options quick() {
   client_options o;
   o.helo = "punt.example";
@@ -69,7 +91,7 @@ client_options quick() {
   return o;
 }
 
-message_reader from(std::string text) {
+message_reader from_text(std::string text) {
   auto data = std::make_shared<std::string>(std::move(text));
   auto pos = std::make_shared<std::size_t>(0);
   return [data, pos](std::span<char> buffer) {
@@ -80,7 +102,23 @@ message_reader from(std::string text) {
   };
 }
 
+/// 127.0.0.1:PORT.
+sdps::base::endpoint local(unsigned short port) { return {"127.0.0.1", port}; }
+
 }  // namespace
+
+/// One session: open, send one message, QUIT.
+sdps::awaitable<delivery_result> one_message(unsigned short port, std::string from, std::string to, std::string text) {
+  const sdps::executor ex = co_await boost::asio::this_coro::executor;
+  const sdps::base::endpoint where = local(port);
+  auto c = co_await client::open(ex, where, quick());
+  CHECK(c->greeting().code == 220);
+  const std::uint64_t size = text.size();
+  const message_reader read = from_text(std::move(text));
+  delivery_result r = co_await c->send(from, to, size, read);
+  co_await c->quit();
+  co_return r;
+}
 
 TEST_CASE("pipelined transaction with SIZE and 8BITMIME, multi-line EHLO") {
   scripted_server s({{"", "220 mx ESMTP\r\n"},
@@ -88,18 +126,13 @@ TEST_CASE("pipelined transaction with SIZE and 8BITMIME, multi-line EHLO") {
                      {"DATA\r\n", "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"},
                      {"\r\n.\r\n", "250 2.0.0 Ok: queued\r\n"},
                      {"QUIT\r\n", "221 bye\r\n"}});
-  {
-    client c(endpoint::parse("127.0.0.1:" + std::to_string(s.port)), quick());
-    CHECK(c.offers("PIPELINING"));
-    const auto r = c.send("alice@example.com", "fred@sample.demon.co.uk", 21, from("Subject: x\r\n\r\n.dot\r\n"));
-    CHECK(r.result == delivery_result::outcome::delivered);
-    CHECK(r.last.summary() == "250 2.0.0 Ok: queued");
-    c.quit();
-  }
+  const auto r = run(one_message(s.port, "alice@example.com", "fred@sample.demon.co.uk", "Subject: x\r\n\r\n.dot\r\n"));
+  CHECK(r.result == delivery_result::outcome::delivered);
+  CHECK(r.last.summary() == "250 2.0.0 Ok: queued");
   s.wait();
   CHECK(s.received ==
         "EHLO punt.example\r\n"
-        "MAIL FROM:<alice@example.com> SIZE=21 BODY=8BITMIME\r\nRCPT TO:<fred@sample.demon.co.uk>\r\nDATA\r\n"
+        "MAIL FROM:<alice@example.com> SIZE=20 BODY=8BITMIME\r\nRCPT TO:<fred@sample.demon.co.uk>\r\nDATA\r\n"
         "Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n");
 }
 
@@ -110,19 +143,15 @@ TEST_CASE("a rejected RCPT without PIPELINING is permanent, then RSET") {
                      {"RCPT TO:<fred@sample.demon.co.uk>\r\n", "550 5.1.1 no such user\r\n"},
                      {"RSET\r\n", "250 ok\r\n"},
                      {"QUIT\r\n", "221 bye\r\n"}});
-  {
-    client c(endpoint::parse("127.0.0.1:" + std::to_string(s.port)), quick());
-    const auto r = c.send("", "fred@sample.demon.co.uk", 3, from("x\r\n"));
-    CHECK(r.result == delivery_result::outcome::failed);
-    CHECK(r.stage == "RCPT");
-    c.quit();
-  }
+  const auto r = run(one_message(s.port, "", "fred@sample.demon.co.uk", "x\r\n"));
+  CHECK(r.result == delivery_result::outcome::failed);
+  CHECK(r.stage == "RCPT");
 }
 
-TEST_CASE("a 421 greeting is refused; a closed port is a network error") {
+TEST_CASE("a 421 greeting is refused; a closed port is a network error; silence times out") {
   {
     scripted_server s(std::vector<std::pair<std::string, std::string>>{{"", "421 busy\r\n"}});
-    CHECK_THROWS_AS(client(endpoint::parse("127.0.0.1:" + std::to_string(s.port)), quick()), refused);
+    CHECK_THROWS_AS(run(one_message(s.port, "", "x@y", "x\r\n")), refused);
   }
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -133,5 +162,26 @@ TEST_CASE("a 421 greeting is refused; a closed port is a network error") {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   const auto port = ntohs(a.sin_port);
   ::close(fd);  // nothing listens there now
-  CHECK_THROWS_AS(client(endpoint::parse("127.0.0.1:" + std::to_string(port)), quick()), network_error);
+  CHECK_THROWS_AS(run(one_message(port, "", "x@y", "x\r\n")), network_error);
+
+  // A server that accepts and never greets: the watchdog ends the wait.
+  scripted_server silent(std::vector<std::pair<std::string, std::string>>{{"never sent", ""}});
+  boost::asio::io_context io;
+  std::string error;
+  client_options brief = quick();
+  brief.command_timeout = std::chrono::milliseconds(200);
+  boost::asio::co_spawn(
+      io,
+      [&]() -> sdps::awaitable<void> {
+        const sdps::executor ex = co_await boost::asio::this_coro::executor;
+        const sdps::base::endpoint where = local(silent.port);
+        try {
+          auto c = co_await client::open(ex, where, brief);
+        } catch (const network_error& e) {
+          error = e.what();
+        }
+      },
+      boost::asio::detached);
+  io.run();
+  CHECK(error == "no answer within 200ms");
 }

@@ -219,7 +219,7 @@ TEST_CASE("TOP sends the header, the blank line and k body lines") {
 }
 
 TEST_CASE("the dummy message is a small valid RFC 5322 message") {
-  dummy_details d{"01732650000123456.0123456789abcdef", 4321, "fred@sample.demon.co.uk", "pop3.test", 1732650000000000};
+  dummy_details d{"01732650000123456.0123456789abcdef", 4321, "fred@sample.demon.co.uk", "pop3.test", 1732650000000000, std::nullopt};
   const std::string m = dummy_message(d);
   const auto split = m.find("\r\n\r\n");
   REQUIRE(split != std::string::npos);
@@ -244,4 +244,24 @@ TEST_CASE("the dummy message is a small valid RFC 5322 message") {
   CHECK(dummy_message(d).find("\r\nTo: undisclosed-recipients:;\r\n") != std::string::npos);
   d.server_name = "bad name>\r\n";
   CHECK(dummy_message(d).find("@badname>") != std::string::npos);
+}
+
+TEST_CASE("the dummy message says what became of the message") {
+  dummy_details d{"01732650000123456.0123456789abcdef", 4321, "fred@sample.demon.co.uk", "pop3.test", 1732650000000000, std::nullopt};
+  const auto subject = [&d](std::optional<departure> why) {
+    d.why = why;
+    const std::string m = dummy_message(d);
+    const auto at = m.find("\r\nSubject: ") + 11;
+    return m.substr(at, m.find("\r\n", at) - at);
+  };
+  CHECK(subject(departure::delivered) == "Message already delivered by SMTP");
+  CHECK(subject(departure::returned) == "Message expired and returned to its sender");
+  CHECK(subject(departure::expired) == "Message expired");
+  CHECK(subject(std::nullopt) == "Message removed from the spool");
+  d.why = departure::returned;
+  const std::string returned = dummy_message(d);
+  CHECK(returned.find("returned to its sender") != std::string::npos);
+  CHECK(returned.find("You should already have it") == std::string::npos);
+  d.why = std::nullopt;
+  CHECK(dummy_message(d).find("delivered") == std::string::npos);
 }

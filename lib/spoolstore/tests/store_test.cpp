@@ -613,3 +613,82 @@ TEST_CASE("stale temporary files are swept, fresh ones kept") {
   CHECK(files_in(folder / "tmp") == std::vector<std::string>{"new"});
   CHECK(sweep_tmp(dir.path() / "none", 1) == 0);
 }
+
+TEST_CASE("a symlinked host folder is refused, named, by scan, lock and folder creation (issue 19.3)") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  // evil -> sample: writing or reading through it would reach sample's mail.
+  std::filesystem::create_directory_symlink(root / "sample", root / "evil");
+  try {
+    scan(root, "evil", "", nullptr);
+    FAIL("a scan followed the link");
+  } catch (const io_error& e) {
+    CHECK(e.code() == ELOOP);
+    CHECK(std::string(e.what()).find((root / "evil").string() + " is a symbolic link to " +
+                                     (root / "sample").string()) == 0);
+  }
+  const auto attempt = lock_maildrop(root, "evil", "");
+  CHECK(attempt.result == lock_attempt::outcome::failed);
+  CHECK(attempt.error.find("evil is a symbolic link") != std::string::npos);
+  CHECK(attempt.error.find("Not a directory") == std::string::npos);
+  CHECK_THROWS_AS(ensure_host_dir(root, "evil", tmp_folder, false), io_error);
+
+  // A real host folder whose tmp/ or locks/ is a link.
+  std::filesystem::create_directories(root / "other");
+  std::filesystem::create_directory_symlink(root / "sample", root / "other" / "tmp");
+  try {
+    ensure_host_dir(root, "other", tmp_folder, false);
+    FAIL("tmp/ was followed");
+  } catch (const io_error& e) {
+    CHECK(std::string(e.what()).find("other/tmp is a symbolic link") != std::string::npos);
+  }
+  std::filesystem::create_directory_symlink(root / "sample", root / "other" / "locks");
+  const auto through_locks = lock_maildrop(root, "other", "");
+  CHECK(through_locks.result == lock_attempt::outcome::failed);
+  CHECK(through_locks.error.find("other/locks is a symbolic link") != std::string::npos);
+}
+
+TEST_CASE("a departure is recorded before the message goes, read back by UIDL, swept when old") {
+  temp_dir dir;
+  const auto root = copy_fixture(dir);
+  const auto folder = root / "sample";
+  const auto file = folder / "01732650000123456.00000000000000aa,s=219,u=fred";
+  const std::string uidl = "01732650000123456.00000000000000aa";
+  CHECK_FALSE(recorded_departure(folder, uidl));
+  std::string error, note;
+  CHECK(depart(file, departure::returned, error, note));
+  CHECK(error.empty());
+  CHECK(note.empty());
+  CHECK_FALSE(std::filesystem::exists(file));
+  CHECK(recorded_departure(folder, uidl) == departure::returned);
+  CHECK(read_text(folder / gone_folder / uidl).rfind("returned ", 0) == 0);
+  CHECK(files_in(folder / gone_folder) == std::vector<std::string>{uidl});  // no temporary left
+
+  const auto second = folder / "01732650000123457.00000000000000bb,s=10,u=fred";
+  REQUIRE(std::filesystem::exists(second));
+  CHECK(record_departure(second, departure::delivered, error));
+  CHECK(recorded_departure(folder, "01732650000123457.00000000000000bb") == departure::delivered);
+  CHECK_FALSE(recorded_departure(folder, "../../etc/passwd"));
+  CHECK_FALSE(recorded_departure(folder, ".hidden"));
+
+  // gone/ is not a message, and is not logged as junk.
+  capture_log log;
+  scan(root, "sample", "", &log);
+  CHECK_FALSE(log.contains("gone"));
+
+  struct utimbuf old_times {
+    0, std::time(nullptr) - departure_record_seconds - 60
+  };
+  ::utime((folder / gone_folder / uidl).c_str(), &old_times);
+  CHECK(sweep_departures(folder) == 1);
+  CHECK_FALSE(recorded_departure(folder, uidl));
+  CHECK(recorded_departure(folder, "01732650000123457.00000000000000bb") == departure::delivered);
+
+  // A record that cannot be written does not keep the message.
+  std::filesystem::remove_all(folder / gone_folder);
+  write_text(folder / gone_folder, "a file where gone/ should be");
+  const auto third = folder / "01732650000123458.00000000000000cc,s=62,u=jim";
+  CHECK(depart(third, departure::expired, error, note));
+  CHECK_FALSE(std::filesystem::exists(third));
+  CHECK(note.find("only say it was removed") != std::string::npos);
+}

@@ -1,5 +1,5 @@
-// The auth cache on its own, with a clock the test moves by hand; and the
-// auth module using it (a fake session, as in auth_module_test.cpp).
+// The auth cache on its own, with a clock the test moves by hand. The auth
+// module's use of it is tested in auth_module_test.cpp ("auth cache: ...").
 
 #include "auth_cache.hpp"
 
@@ -27,6 +27,8 @@ struct manual_clock {
 };
 
 const std::string stored = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g";
+// Entries these tests make are not for verified_offline().
+const auth_cache::digest no_offline{};
 
 }  // namespace
 
@@ -36,7 +38,7 @@ TEST_CASE("auth cache: a remembered password passes; another password never does
   REQUIRE(cache.enabled());
   const auto good = cache.fingerprint(stored, "pop3 secret");
   CHECK_FALSE(cache.verified("sample", credential::pop3, good));  // nothing yet
-  cache.remember("sample", credential::pop3, good);
+  cache.remember("sample", credential::pop3, good, no_offline);
   CHECK(cache.verified("sample", credential::pop3, good));
   CHECK(cache.verified("sample", credential::pop3, cache.fingerprint(stored, "pop3 secret")));
 
@@ -47,7 +49,7 @@ TEST_CASE("auth cache: a remembered password passes; another password never does
   CHECK_FALSE(cache.verified("other", credential::pop3, good));
   CHECK_FALSE(cache.verified("sample", credential::dialup, good));
   CHECK_FALSE(cache.verified("sample", credential::none, good));
-  cache.remember("sample", credential::none, good);  // not a success: ignored
+  cache.remember("sample", credential::none, good, no_offline);  // not a success: ignored
   CHECK(cache.size() == 1);
 }
 
@@ -65,7 +67,7 @@ TEST_CASE("auth cache: the digest covers the stored hash, is keyed, and is not t
   CHECK(d != a.fingerprint(stored + "x", password));
   // The split between hash and password counts.
   CHECK(a.fingerprint("ab", "c") != a.fingerprint("a", "bc"));
-  a.remember("sample", credential::pop3, d);
+  a.remember("sample", credential::pop3, d, no_offline);
   CHECK_FALSE(a.verified("sample", credential::pop3, a.fingerprint(stored + "x", password)));
 }
 
@@ -73,13 +75,13 @@ TEST_CASE("auth cache: entries expire after the ttl, counted from the check", "[
   manual_clock t;
   auth_cache cache(60s, 10, t.fn());
   const auto d = cache.fingerprint(stored, "pw");
-  cache.remember("sample", credential::pop3, d);
+  cache.remember("sample", credential::pop3, d, no_offline);
   t.now += 59s;
   CHECK(cache.verified("sample", credential::pop3, d));  // a hit does not extend the entry
   t.now += 1s;
   CHECK_FALSE(cache.verified("sample", credential::pop3, d));
   CHECK(cache.size() == 0);  // removed when found expired
-  cache.remember("sample", credential::pop3, d);  // a fresh check starts a new period
+  cache.remember("sample", credential::pop3, d, no_offline);  // a fresh check starts a new period
   t.now += 30s;
   CHECK(cache.verified("sample", credential::pop3, d));
 }
@@ -89,7 +91,7 @@ TEST_CASE("auth cache: ttl 0 or size 0 store nothing", "[auth][cache]") {
     auth_cache cache(ttl, size);
     CHECK_FALSE(cache.enabled());
     const auto d = cache.fingerprint(stored, "pw");
-    cache.remember("sample", credential::pop3, d);
+    cache.remember("sample", credential::pop3, d, no_offline);
     CHECK_FALSE(cache.verified("sample", credential::pop3, d));
     CHECK(cache.size() == 0);
   }
@@ -99,18 +101,19 @@ TEST_CASE("auth cache: the size is bounded; the least recently used entry goes f
   manual_clock t;
   auth_cache cache(1h, 3, t.fn());
   auto d = [&](const std::string& host) { return cache.fingerprint(stored, "pw of " + host); };
-  for (const char* host : {"a", "b", "c"}) cache.remember(host, credential::pop3, d(host));
+  for (const char* host : {"a", "b", "c"}) cache.remember(host, credential::pop3, d(host), no_offline);
   CHECK(cache.verified("a", credential::pop3, d("a")));  // a is now the most recent; b the least
-  cache.remember("d", credential::pop3, d("d"));
+  cache.remember("d", credential::pop3, d("d"), no_offline);
   CHECK(cache.size() == 3);
   CHECK_FALSE(cache.verified("b", credential::pop3, d("b")));
   for (const char* host : {"a", "c", "d"}) CHECK(cache.verified(host, credential::pop3, d(host)));
   // Replacing an entry does not grow the cache.
-  cache.remember("a", credential::pop3, d("a"));
+  cache.remember("a", credential::pop3, d("a"), no_offline);
   CHECK(cache.size() == 3);
   // (std::string("h").append(...), not "h" + std::to_string(...): GCC 12's
   // -Wrestrict false positive in Release builds, docs/toolchain.md.)
-  for (int i = 0; i < 100; ++i) cache.remember(std::string("h").append(std::to_string(i)), credential::dialup, d("x"));
+  for (int i = 0; i < 100; ++i)
+    cache.remember(std::string("h").append(std::to_string(i)), credential::dialup, d("x"), no_offline);
   CHECK(cache.size() == 3);
 }
 
@@ -118,9 +121,9 @@ TEST_CASE("auth cache: forget drops both of a host's entries and no other", "[au
   auth_cache cache(1h, 10);
   const auto p = cache.fingerprint(stored, "pop3 pw");
   const auto q = cache.fingerprint(stored, "dial pw");
-  cache.remember("sample", credential::pop3, p);
-  cache.remember("sample", credential::dialup, q);
-  cache.remember("other", credential::pop3, p);
+  cache.remember("sample", credential::pop3, p, no_offline);
+  cache.remember("sample", credential::dialup, q, no_offline);
+  cache.remember("other", credential::pop3, p, no_offline);
   cache.forget("sample");
   CHECK_FALSE(cache.verified("sample", credential::pop3, p));
   CHECK_FALSE(cache.verified("sample", credential::dialup, q));
@@ -139,7 +142,7 @@ TEST_CASE("auth cache: used from several threads at once", "[auth][cache]") {
       for (int i = 0; i < 2000; ++i) {
         const std::string host = std::string("h").append(std::to_string((i + n) % 100));
         const auto good = cache.fingerprint(stored, "good " + host);
-        cache.remember(host, credential::pop3, good);
+        cache.remember(host, credential::pop3, good, no_offline);
         cache.verified(host, credential::pop3, good);
         if (cache.verified(host, credential::pop3, cache.fingerprint(stored, "bad " + host))) ++wrong_admitted;
         if (i % 7 == 0) cache.forget(host);
@@ -148,4 +151,41 @@ TEST_CASE("auth cache: used from several threads at once", "[auth][cache]") {
   for (auto& t : threads) t.join();
   CHECK(wrong_admitted == 0);
   CHECK(cache.size() <= 64);
+}
+
+TEST_CASE("auth cache: offline, the password alone vouches, the dialup one from its prefixes only", "[auth][cache]") {
+  manual_clock t;
+  auth_cache cache(60s, 10, t.fn());
+  const auto from = [](const char* a) { return boost::asio::ip::make_address(a); };
+  const auto pop3 = cache.offline_fingerprint("pop3 pw");
+  const auto dial = cache.offline_fingerprint("dial pw");
+  CHECK(pop3 != dial);
+  // Another key than the stored-hash digest's: the two never coincide.
+  CHECK(pop3 != cache.fingerprint("", "pop3 pw"));
+  CHECK(cache.verified_offline("sample", pop3, from("203.0.113.5")) == credential::none);
+  cache.remember("sample", credential::pop3, cache.fingerprint(stored, "pop3 pw"), pop3);
+  cache.remember("sample", credential::dialup, cache.fingerprint(stored, "dial pw"), dial,
+                 {*base::address_prefix::parse("192.0.2.0/24")});
+  CHECK(cache.verified_offline("sample", pop3, from("203.0.113.5")) == credential::pop3);
+  CHECK(cache.verified_offline("sample", dial, from("192.0.2.77")) == credential::dialup);
+  CHECK(cache.verified_offline("sample", dial, from("::ffff:192.0.2.77")) == credential::dialup);
+  CHECK(cache.verified_offline("sample", dial, from("203.0.113.5")) == credential::none);
+  CHECK(cache.verified_offline("sample", cache.offline_fingerprint("wrong"), from("192.0.2.77")) == credential::none);
+  CHECK(cache.verified_offline("other", pop3, from("203.0.113.5")) == credential::none);
+  // A POP3 entry keeps no prefixes; entries expire offline as online.
+  t.now += 60s;
+  CHECK(cache.verified_offline("sample", pop3, from("203.0.113.5")) == credential::none);
+  CHECK(cache.size() == 0);
+}
+
+TEST_CASE("auth cache: clear drops every entry", "[auth][cache]") {
+  auth_cache cache(1h, 10);
+  const auto p = cache.fingerprint(stored, "pw");
+  cache.remember("a", credential::pop3, p, cache.offline_fingerprint("pw"));
+  cache.remember("b", credential::dialup, p, cache.offline_fingerprint("pw"));
+  cache.clear();
+  CHECK(cache.size() == 0);
+  CHECK_FALSE(cache.verified("a", credential::pop3, p));
+  CHECK(cache.verified_offline("a", cache.offline_fingerprint("pw"), boost::asio::ip::make_address("192.0.2.1")) ==
+        credential::none);
 }

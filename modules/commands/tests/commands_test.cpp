@@ -1,5 +1,5 @@
 // The commands module as POP3 transcripts: a fake auth, one fake spool and
-// commands, run through the core's chain.
+// commands, run through the core's session engine.
 
 #include "commands.hpp"
 #include "support/harness.hpp"
@@ -19,7 +19,7 @@ const std::string m2 = "Subject: two\r\n\r\nl1\r\nl2\r\nl3\r\n";              //
 struct one_spool {
   harness h;
   fake_spool& spool;
-  std::shared_ptr<fake_session> s;
+  std::shared_ptr<client> s;
 
   explicit one_spool(bool with_mail = true, const std::string& commands_yaml = "{}")
       : spool((h.add<fake_auth>("auth"), h.add<fake_spool>("finchley", "{}", "finchley"))) {
@@ -47,6 +47,9 @@ TEST_CASE("PASS answers with the count and size and enters TRANSACTION", "[comma
   REQUIRE(t.send("USER sample") == "+OK send PASS\r\n");
   REQUIRE(t.send("PASS wrong") == "-ERR [AUTH] invalid password\r\n");
   REQUIRE(t.s->state() == pop3_state::authorization);
+  // A refused PASS uses up its USER (RFC 1939 7): the client starts again.
+  REQUIRE(t.send("PASS pw") == "-ERR send USER first\r\n");
+  REQUIRE(t.send("USER sample") == "+OK send PASS\r\n");
   REQUIRE(t.send("PASS pw") == "+OK sample has 2 messages (127 octets)\r\n");
   REQUIRE(t.s->state() == pop3_state::transaction);
   REQUIRE(t.send("PASS pw") == "-ERR command not valid in the TRANSACTION state\r\n");
@@ -79,19 +82,20 @@ TEST_CASE("PASS when the spool cannot be read: -ERR [SYS/TEMP], still AUTHORIZAT
   REQUIRE(t.send("USER sample") == "+OK send PASS\r\n");
   REQUIRE(t.send("PASS pw") == "-ERR [SYS/TEMP] your mail cannot be read just now, try again later\r\n");
   REQUIRE(t.s->state() == pop3_state::authorization);
-  REQUIRE(t.h.log_of("commands").contains("finchley is down"));
+  REQUIRE(t.h.core_log().contains("finchley is down"));
   t.spool.store->down = false;
+  REQUIRE(t.send("USER sample") == "+OK send PASS\r\n");
   REQUIRE(t.send("PASS pw") == "+OK sample has 2 messages (127 octets)\r\n");
 }
 
-TEST_CASE("PASS without a login (no auth before commands) fails closed", "[commands]") {
+TEST_CASE("PASS is not this module's: without a module that takes logins it is unknown", "[commands]") {
   harness h;
   auto& spool = h.add<fake_spool>("finchley", "{}", "finchley");
   spool.store->require_lock = false;
   h.add<commands_module>("commands");
   h.start();
   auto s = h.connect();
-  REQUIRE(h.send(s, "PASS pw") == "-ERR [AUTH] authentication failed\r\n");
+  REQUIRE(h.send(s, "PASS pw") == "-ERR unknown command\r\n");
   REQUIRE(s->state() == pop3_state::authorization);
 }
 
@@ -181,7 +185,7 @@ TEST_CASE("argument errors get a clear -ERR each and the session goes on", "[com
   // Nothing was touched, read or deleted by any of that.
   REQUIRE(t.send("STAT") == "+OK 2 127\r\n");
   REQUIRE(t.spool.store->read_marks.empty());
-  REQUIRE(t.spool.opened(*t.s)->last() == 0);
+  REQUIRE(t.s->marks().last() == 0);
   REQUIRE(t.s->state() == pop3_state::transaction);
   REQUIRE(t.send("NOOP") == "+OK\r\n");
 }
@@ -217,7 +221,7 @@ TEST_CASE("QUIT in TRANSACTION removes the deleted messages and closes", "[comma
   t.login();
   REQUIRE(t.send("DELE 2") == "+OK message 2 deleted\r\n");
   REQUIRE(t.send("QUIT") == "+OK pop3.test POP3 server signing off (1 message removed)\r\n");
-  REQUIRE(t.s->closed);
+  REQUIRE(t.s->closed());
   REQUIRE(t.s->state() == pop3_state::update);
   REQUIRE(t.spool.store->removed == std::vector<std::string>{"u2"});
   REQUIRE(t.spool.store->messages.size() == 1);
@@ -242,7 +246,7 @@ TEST_CASE("QUIT when some deleted messages cannot be removed: -ERR [SYS/TEMP], s
     t.send("DELE 2");
     REQUIRE(t.send("QUIT") ==
             "-ERR [SYS/TEMP] 1 of 2 messages marked deleted could not be removed, try again later\r\n");
-    REQUIRE(t.s->closed);
+    REQUIRE(t.s->closed());
     REQUIRE(t.spool.store->removed == std::vector<std::string>{"u2"});
   }
   SECTION("the spool throws") {
@@ -252,7 +256,7 @@ TEST_CASE("QUIT when some deleted messages cannot be removed: -ERR [SYS/TEMP], s
     t.spool.store->remove_throws = true;
     REQUIRE(t.send("QUIT") ==
             "-ERR [SYS/TEMP] 1 of 1 message marked deleted could not be removed, try again later\r\n");
-    REQUIRE(t.s->closed);
+    REQUIRE(t.s->closed());
     REQUIRE(t.spool.store->messages.size() == 2);
   }
 }
@@ -261,7 +265,7 @@ TEST_CASE("QUIT in AUTHORIZATION says goodbye and removes nothing", "[commands]"
   one_spool t;
   REQUIRE(t.send("USER sample") == "+OK send PASS\r\n");
   REQUIRE(t.send("QUIT") == "+OK pop3.test POP3 server signing off\r\n");
-  REQUIRE(t.s->closed);
+  REQUIRE(t.s->closed());
   REQUIRE(t.s->state() == pop3_state::authorization);
   REQUIRE(t.spool.store->messages.size() == 2);
 }
@@ -294,13 +298,13 @@ TEST_CASE("a punt error on RETR or TOP is -ERR [SYS/TEMP] and the session goes o
   t.spool.store->down = true;
   REQUIRE(t.send("RETR 1") == "-ERR [SYS/TEMP] message 1 cannot be read just now, try again later\r\n");
   REQUIRE(t.send("TOP 2 1") == "-ERR [SYS/TEMP] message 2 cannot be read just now, try again later\r\n");
-  REQUIRE(t.s->captured().contains("finchley is down"));
+  REQUIRE(t.h.core_log().contains("finchley is down"));
   // LIST and STAT come from the snapshot and still work; nothing was touched.
   REQUIRE(t.send("STAT") == "+OK 2 127\r\n");
-  REQUIRE(t.spool.opened(*t.s)->last() == 0);
+  REQUIRE(t.s->marks().last() == 0);
   t.spool.store->down = false;
   REQUIRE(t.send("RETR 1").rfind("+OK 69 octets\r\n", 0) == 0);
-  REQUIRE(t.spool.opened(*t.s)->last() == 1);
+  REQUIRE(t.s->marks().last() == 1);
 }
 
 TEST_CASE("a message SMTP removed since login: RETR gives the spool's notice, LIST the original size",
@@ -328,19 +332,32 @@ TEST_CASE("pipelined commands are answered in order", "[commands]") {
 }
 
 TEST_CASE("commands configuration", "[commands][config]") {
-  SECTION("no maildrop source before it") {
+  SECTION("no maildrop source in the chain") {
     harness h;
     h.add<fake_auth>("auth");
     h.add<commands_module>("commands");
-    h.add<fake_spool>("finchley", "{}", "finchley");  // after: not found
-    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("needs a maildrop source"));
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("needs a module providing sdps.maildrop_source"));
   }
-  SECTION("source: names an instance") {
+  SECTION("the sessions' maildrop is the chain's last source, wherever commands is") {
     harness h;
     h.add<fake_auth>("auth");
+    h.add<commands_module>("commands");
     auto& a = h.add<fake_spool>("finchley", "{}", "finchley");
     auto& b = h.add<fake_spool>("docklands", "{}", "docklands");
     a.store->require_lock = b.store->require_lock = false;
+    a.add("fa", 1, "Subject: f\r\n\r\nf\r\n");
+    b.add("db", 1, "Subject: d\r\n\r\nd\r\n");
+    h.start();
+    auto s = h.connect();
+    h.send(s, "USER sample");
+    REQUIRE(h.send(s, "PASS pw").rfind("+OK sample has 1 message (", 0) == 0);
+    REQUIRE(h.send(s, "UIDL") == "+OK unique-id listing follows\r\n1 db\r\n.\r\n");
+  }
+  SECTION("source: may name that instance") {
+    harness h;
+    h.add<fake_auth>("auth");
+    auto& a = h.add<fake_spool>("finchley", "{}", "finchley");
+    a.store->require_lock = false;
     a.add("fa", 1, "Subject: f\r\n\r\nf\r\n");
     h.add<commands_module>("commands", "source: finchley");
     h.start();
@@ -349,25 +366,18 @@ TEST_CASE("commands configuration", "[commands][config]") {
     REQUIRE(h.send(s, "PASS pw").rfind("+OK sample has 1 message (", 0) == 0);
     REQUIRE(h.send(s, "UIDL 1") == "+OK 1 fa\r\n");
   }
+  SECTION("source: naming another maildrop is refused: a session has one") {
+    harness h;
+    h.add<fake_spool>("finchley", "{}", "finchley");
+    h.add<fake_spool>("docklands", "{}", "docklands");
+    h.add<commands_module>("commands", "source: finchley");
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("a session has one maildrop") && Catch::Contains("'docklands'"));
+  }
   SECTION("source: names nothing") {
     harness h;
     h.add<fake_spool>("finchley", "{}", "finchley");
     h.add<commands_module>("commands", "source: nowhere");
-    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("source 'nowhere'"));
-  }
-  SECTION("the nearest source before it wins") {
-    harness h;
-    h.add<fake_auth>("auth");
-    auto& a = h.add<fake_spool>("finchley", "{}", "finchley");
-    auto& b = h.add<fake_spool>("docklands", "{}", "docklands");
-    a.store->require_lock = b.store->require_lock = false;
-    b.add("db", 1, "Subject: d\r\n\r\nd\r\n");
-    h.add<commands_module>("commands");
-    h.start();
-    auto s = h.connect();
-    h.send(s, "USER sample");
-    h.send(s, "PASS pw");
-    REQUIRE(h.send(s, "UIDL") == "+OK unique-id listing follows\r\n1 db\r\n.\r\n");
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("source: nowhere"));
   }
   SECTION("a misspelt setting is refused") {
     harness h;

@@ -1,5 +1,5 @@
 // LAST and *ENV as POP3 transcripts: fake auth, one fake spool, commands,
-// extensions.
+// extensions, run through the core's session engine.
 
 #include "commands.hpp"
 #include "extensions.hpp"
@@ -15,7 +15,7 @@ namespace {
 struct with_extensions {
   harness h;
   fake_spool* spool = nullptr;
-  std::shared_ptr<fake_session> s;
+  std::shared_ptr<client> s;
 
   explicit with_extensions(const std::string& extensions_yaml = "{}") {
     h.add<fake_auth>("auth");
@@ -38,7 +38,7 @@ struct with_extensions {
 
 }  // namespace
 
-TEST_CASE("LAST follows RETR and DELE, not TOP; RSET and PASS set it to 0", "[extensions]") {
+TEST_CASE("LAST follows RETR and DELE, not TOP; RSET and a login set it to 0", "[extensions]") {
   with_extensions t;
   REQUIRE(t.send("LAST") == "-ERR command not valid in the AUTHORIZATION state\r\n");
   t.login();
@@ -57,6 +57,15 @@ TEST_CASE("LAST follows RETR and DELE, not TOP; RSET and PASS set it to 0", "[ex
   REQUIRE(t.send("RETR 4").rfind("-ERR", 0) == 0);
   REQUIRE(t.send("LAST") == "+OK 0\r\n");
   REQUIRE(t.send("LAST 1") == "-ERR syntax: LAST\r\n");
+  // LAST reads the session's marks, which commands keeps.
+  REQUIRE(t.send("RETR 3").rfind("+OK", 0) == 0);
+  REQUIRE(t.s->marks().last() == 3);
+  REQUIRE(t.send("LAST") == "+OK 3\r\n");
+  REQUIRE(t.send("QUIT").rfind("+OK", 0) == 0);
+  // The next session of the host starts at 0.
+  t.s = t.h.connect();
+  t.login();
+  REQUIRE(t.send("LAST") == "+OK 0\r\n");
 }
 
 TEST_CASE("*ENV: four lines, OK or RD, punt, sender, recipient", "[extensions]") {
@@ -136,17 +145,31 @@ TEST_CASE("extensions configuration", "[extensions][config]") {
   SECTION("no maildrop source") {
     harness h;
     h.add<extensions::extensions_module>("extensions");
-    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("needs a maildrop source"));
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("'extensions' (extensions) needs a module providing " +
+                                                   std::string(maildrop_source::service_id)));
   }
   SECTION("source: names nothing") {
     harness h;
     h.add<fake_spool>("finchley", "{}", "finchley");
     h.add<extensions::extensions_module>("extensions", "source: merge");
-    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("source 'merge'"));
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("'source: merge' is not where the sessions' maildrop comes from"));
   }
-  SECTION("source: names the spool") {
+  SECTION("source: names the spool the sessions' maildrop comes from") {
     with_extensions t("source: finchley");
     t.login();
     REQUIRE(t.send("LAST") == "+OK 0\r\n");
+    REQUIRE(t.send("*ENV 1").rfind("+OK envelope follows\r\nOK\r\nfinchley\r\n", 0) == 0);
+  }
+  SECTION("source: naming another maildrop is refused: a session has one") {
+    harness h;
+    h.add<fake_spool>("finchley", "{}", "finchley");
+    h.add<fake_spool>("docklands", "{}", "docklands");
+    h.add<extensions::extensions_module>("extensions", "source: finchley");
+    REQUIRE_THROWS_WITH(h.start(), Catch::Contains("a session has one maildrop") && Catch::Contains("'docklands'"));
+  }
+  SECTION("an empty source:") {
+    harness h;
+    REQUIRE_THROWS_WITH(h.add<extensions::extensions_module>("extensions", "source: ''"),
+                        Catch::Contains("'source' must name the module instance"));
   }
 }

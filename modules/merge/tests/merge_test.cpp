@@ -1,5 +1,6 @@
-// The merge module: two fake punts merged into one maildrop, read through
-// the commands and extensions modules.
+// The merge module: two fake punts merged into one maildrop, opened by the
+// core at login as the chain's maildrop source and read through the
+// commands and extensions modules.
 
 #include "commands.hpp"
 #include "extensions.hpp"
@@ -23,7 +24,7 @@ struct merged {
   fake_spool* finchley = nullptr;
   fake_spool* docklands = nullptr;
   merge::merge_module* merger = nullptr;
-  std::shared_ptr<fake_session> s;
+  std::shared_ptr<client> s;
 
   explicit merged(const std::string& merge_yaml = "{}") {
     h.add<fake_auth>("auth");
@@ -57,12 +58,16 @@ const std::string full_uidl =
 
 TEST_CASE("the merged maildrop is numbered oldest first, ties by UIDL", "[merge]") {
   merged t;
-  REQUIRE(t.merger->current(*t.s) == nullptr);
+  REQUIRE(t.s->maildrop() == nullptr);
   REQUIRE(t.login().rfind("+OK sample has 6 messages (", 0) == 0);
   REQUIRE(t.send("UIDL") == full_uidl);
   REQUIRE(t.send("STAT") == "+OK 6 336\r\n");
   REQUIRE(t.send("LIST 3") == "+OK 3 60\r\n");
-  REQUIRE(t.merger->current(*t.s) != nullptr);
+  // merge, after the spools, is the chain's maildrop source: the session's
+  // maildrop is its merged one.
+  REQUIRE(t.h.modules().source_instance()->instance == "merge");
+  REQUIRE(dynamic_cast<merge::merged_maildrop*>(t.s->maildrop().get()) != nullptr);
+  REQUIRE(t.s->maildrop()->count() == 6);
 }
 
 TEST_CASE("reads and marks go to the punt holding the message", "[merge]") {
@@ -82,6 +87,8 @@ TEST_CASE("QUIT removes each deleted message on its own punt", "[merge]") {
   merged t;
   t.login();
   for (const char* line : {"DELE 1", "DELE 3", "DELE 4"}) REQUIRE(t.send(line).rfind("+OK message", 0) == 0);
+  // The marks are the session's, by the merged numbering.
+  REQUIRE(t.s->marks().deleted_indexes() == std::vector<std::size_t>{0, 2, 3});
   REQUIRE(t.send("QUIT") == "+OK pop3.test POP3 server signing off (3 messages removed)\r\n");
   REQUIRE(t.docklands->store->removed == std::vector<std::string>{"d1", "tie-a"});
   REQUIRE(t.finchley->store->removed == std::vector<std::string>{"tie-b"});
@@ -133,21 +140,23 @@ TEST_CASE("a punt that cannot be opened is left out, logged and reported", "[mer
   REQUIRE(t.login() == "+OK sample has 3 messages (168 octets); mail on docklands is unavailable\r\n");
   REQUIRE(t.h.log_of("merge").contains("punt docklands left out: docklands is down"));
   REQUIRE(t.send("UIDL") == "+OK unique-id listing follows\r\n1 f1\r\n2 tie-b\r\n3 f2\r\n.\r\n");
-  REQUIRE(t.merger->current(*t.s)->missing() == std::vector<std::string>{"docklands"});
+  REQUIRE(t.s->maildrop()->missing() == std::vector<std::string>{"docklands"});
   t.send("DELE 1");
   REQUIRE(t.send("QUIT") == "+OK pop3.test POP3 server signing off (1 message removed)\r\n");
   REQUIRE(t.finchley->store->removed == std::vector<std::string>{"f1"});
 }
 
-TEST_CASE("no punt readable: PASS gets -ERR [SYS/TEMP] from merge", "[merge]") {
+TEST_CASE("no punt readable: merge's open throws and the login gets -ERR [SYS/TEMP]", "[merge]") {
   merged t;
   t.docklands->store->down = true;
   t.finchley->store->down = true;
   REQUIRE(t.login() == "-ERR [SYS/TEMP] your mail cannot be read just now, try again later\r\n");
   REQUIRE(t.s->state() == pop3_state::authorization);
-  REQUIRE(t.merger->current(*t.s) == nullptr);
+  REQUIRE(t.s->maildrop() == nullptr);
+  REQUIRE(t.h.core_log().contains("no punt could be read (finchley, docklands)"));
   t.docklands->store->down = false;
-  REQUIRE(t.send("PASS pw") == "+OK sample has 3 messages (168 octets); mail on finchley is unavailable\r\n");
+  // The refused PASS used up its USER: the client starts again.
+  REQUIRE(t.login() == "+OK sample has 3 messages (168 octets); mail on finchley is unavailable\r\n");
 }
 
 TEST_CASE("a punt going down mid-session fails only its own messages", "[merge]") {
@@ -161,43 +170,51 @@ TEST_CASE("a punt going down mid-session fails only its own messages", "[merge]"
   REQUIRE(t.send("LAST") == "+OK 2\r\n");
 }
 
-TEST_CASE("open() returns the PASS snapshot; a refused PASS drops it, a new PASS takes a new one", "[merge]") {
+TEST_CASE("each login opens one snapshot; a refused login drops it, the next takes a new one", "[merge]") {
   auto journal = std::make_shared<lock_journal>();
   harness h;
   h.add<fake_auth>("auth");
   h.add<lock::lock_module>("lock");
   auto& f = h.add<fake_spool>("finchley", "{}", "finchley", journal);
-  auto& merger = h.add<merge::merge_module>("merge");
-  // Refuses the first PASS that reaches it, after merge opened.
+  h.add<merge::merge_module>("merge");
+  // In the open stage: sees the maildrop the core opened from merge, and
+  // refuses the first login that reaches it.
   struct refuse_once final : sdps::module {
     explicit refuse_once(module_config&) {}
-    std::vector<command_spec> commands() const override {
-      return {{"PASS", static_cast<state_mask>(pop3_state::authorization)}};
-    }
-    awaitable<verdict> on_command(session&, const command&) override {
-      if (refused) co_return verdict::next();
+    stage_set login_stages() const override { return {login_stage::open}; }
+    awaitable<login_verdict> on_login(session&, login_stage, login_attempt& attempt) override {
+      seen.push_back(attempt.maildrop());
+      if (refused) co_return login_verdict::proceed();
       refused = true;
-      co_return verdict::answer(response::err("[SYS/TEMP] not now"));
+      co_return login_verdict::refuse(response::err("[SYS/TEMP] not now"), "not now");
     }
     bool refused = false;
+    std::vector<std::shared_ptr<maildrop>> seen;
   };
-  h.add<refuse_once>("refuse_once");
+  auto& refuser = h.add<refuse_once>("refuse_once");
   h.add<commands::commands_module>("commands");
   h.start();
   f.add("f1", 1, text("f1"));
   auto s = h.connect();
   h.send(s, "USER sample");
   REQUIRE(h.send(s, "PASS pw") == "-ERR [SYS/TEMP] not now\r\n");
-  // The refused PASS leaves no snapshot (command_failed), and no lock.
-  REQUIRE_FALSE(merger.current(*s));
+  // The refused login leaves the session no maildrop, and no lock.
+  REQUIRE(refuser.seen.size() == 1);
+  REQUIRE(refuser.seen[0]);
+  REQUIRE(refuser.seen[0]->count() == 1);
+  REQUIRE(s->maildrop() == nullptr);
   REQUIRE(f.store->holders.empty());
   f.add("f2", 2, text("f2"));
+  h.send(s, "USER sample");
   REQUIRE(h.send(s, "PASS pw") == "+OK sample has 2 messages (108 octets)\r\n");
-  const auto second = merger.current(*s);
-  REQUIRE(second);
-  REQUIRE(second->count() == 2);
-  REQUIRE(h.run(merger.open(*s)) == second);
-  REQUIRE(journal->events == std::vector<std::string>{"lock finchley #1", "open finchley #1", "unlock finchley #1",
+  // A new snapshot, and the session's maildrop is the one the open stage saw.
+  REQUIRE(refuser.seen.size() == 2);
+  REQUIRE(refuser.seen[1] != refuser.seen[0]);
+  REQUIRE(s->maildrop() == refuser.seen[1]);
+  REQUIRE(s->maildrop()->count() == 2);
+  // One open per login, after the lock; the refused login's lock released.
+  REQUIRE(journal->events == std::vector<std::string>{"prepare finchley #1", "lock finchley #1", "open finchley #1",
+                                                      "unlock finchley #1", "prepare finchley #1",
                                                       "lock finchley #1", "open finchley #1"});
 }
 

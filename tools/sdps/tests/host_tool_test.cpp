@@ -2,6 +2,7 @@
 // exit status, stdout and stderr out; the password through a pipe on fd 0.
 
 #include "admin.hpp"
+#include "run_host.hpp"
 #include "hostdb/hostdb.hpp"
 #include "support/temp_dir.hpp"
 
@@ -17,34 +18,11 @@ using sdps::admin::host_main;
 
 namespace {
 
-struct result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using sdps::admin::testing::result;
 
 /// Runs `sdps host ARGS...` with `input` on stdin.
-result run(const sdps::admin::site& s, std::vector<std::string> args, const std::string& input = "") {
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  REQUIRE(::write(pipe_fds[1], input.data(), input.size()) == static_cast<ssize_t>(input.size()));
-  ::close(pipe_fds[1]);
-  const int saved_stdin = ::dup(STDIN_FILENO);
-  REQUIRE(::dup2(pipe_fds[0], STDIN_FILENO) == STDIN_FILENO);
-  ::close(pipe_fds[0]);
-
-  std::ostringstream out, err;
-  auto* old_out = std::cout.rdbuf(out.rdbuf());
-  auto* old_err = std::cerr.rdbuf(err.rdbuf());
-  result r;
-  r.status = host_main(s, args);
-  std::cout.rdbuf(old_out);
-  std::cerr.rdbuf(old_err);
-  ::dup2(saved_stdin, STDIN_FILENO);
-  ::close(saved_stdin);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+result run(const sdps::admin::site& s, const std::vector<std::string>& args, const std::string& input = "") {
+  return sdps::admin::testing::run_host(s, args, input);
 }
 
 struct tool_fixture {
@@ -93,8 +71,8 @@ TEST_CASE("sdps host: add, passwd, list, del", "[host-tool]") {
   r = run(f.site, {"list"});
   CHECK(r.status == EX_OK);
   CHECK(r.out ==
-        "nopw    -                          none\n"
-        "sample  192.0.2.7,2001:db8:7::/48  dialup,pop3\n");
+        "nopw\t-\tnone\n"
+        "sample\t192.0.2.7,2001:db8:7::/48\tdialup,pop3\n");
   CHECK(r.out.find("argon2") == std::string::npos);
 
   r = run(f.site, {"del", "sample"});
@@ -150,4 +128,37 @@ TEST_CASE("sdps host: a malformed database is listed with warnings and never rew
   CHECK(r.err.find("fix them by hand") != std::string::npos);
   CHECK(run(f.site, {"del", "sample"}).status == EX_CONFIG);
   CHECK(sdps::testing::read_text(f.site.hosts) == text);
+}
+
+TEST_CASE("sdps host: --help on the group and on each subcommand needs no config", "[host-tool]") {
+  sdps::admin::site none;  // never read: a tool without -c would throw if asked for it
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"add", "--help"}, {"passwd", "-h"},
+                                             {"dialup", "--help"}, {"del", "--help"}, {"list", "--help"},
+                                             {"add", "--bogus", "--help"}}) {
+    std::ostringstream out, err;
+    auto* old_out = std::cout.rdbuf(out.rdbuf());
+    auto* old_err = std::cerr.rdbuf(err.rdbuf());
+    sdps::admin::tool tool{std::filesystem::path()};
+    const int status = host_main(tool, args);
+    std::cout.rdbuf(old_out);
+    std::cerr.rdbuf(old_err);
+    INFO(args.front() << (args.size() > 1 ? " " + args[1] : std::string()));
+    CHECK(status == EX_OK);
+    CHECK(out.str().rfind("usage: sdps -c FILE host ", 0) == 0);
+    CHECK(err.str().empty());
+  }
+}
+
+TEST_CASE("sdps host: a usage error says what is wrong in one line, then the usage", "[host-tool]") {
+  tool_fixture f;
+  result r = run(f.site, {"add", "x", "--bogus"});
+  CHECK(r.status == EX_USAGE);
+  CHECK(r.err.rfind("sdps: host add: unrecognised option '--bogus'\nusage: sdps -c FILE host add HOST", 0) == 0);
+  r = run(f.site, {"del"});
+  CHECK(r.err.rfind("sdps: host del: needs HOST\n", 0) == 0);
+  r = run(f.site, {"frob"});
+  CHECK(r.err.rfind("sdps: host: unknown subcommand 'frob'\nusage: ", 0) == 0);
+  // Abbreviations are not guessed.
+  CHECK(run(f.site, {"add", "x", "--dialup", "192.0.2.1"}).status == EX_USAGE);
 }

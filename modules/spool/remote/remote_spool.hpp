@@ -1,0 +1,157 @@
+#pragma once
+/// @file
+/// remote_spool: one punt served by a back end on another machine (or
+/// process), as a module instance of a front end. Like local_spool it
+/// answers no command; it offers `sdps::spool` (locks, taken by logging in
+/// on the back end) and `sdps::maildrop_source` (the back end's snapshot),
+/// so lock, merge, commands and extensions work unchanged over it.
+/// Settings: README.md beside this file. Protocol: docs/backend-protocol.md.
+
+#include "link_pool.hpp"
+#include "remote_link.hpp"
+#include "backend_proto/protocol.hpp"
+
+#include <sdps/maildrop.hpp>
+#include <sdps/module.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdps::remote {
+
+/// One session's snapshot of one punt, as the back end listed it at login.
+/// LIST, STAT and UIDL need nothing more; RETR, TOP and *ENV go to the back
+/// end over the session's link, and the removals at QUIT too. It works
+/// through the link only while the session holds it (the lease it was
+/// made with). All calls on the session's event loop.
+class remote_maildrop final : public sdps::maildrop {
+ public:
+  remote_maildrop(std::string punt, std::shared_ptr<backend_link> link, std::vector<listing_entry> listing,
+                  logger& log);
+
+  std::size_t count() const override { return infos_.size(); }
+  const message_info& info(std::size_t index) const override { return infos_.at(index); }
+  /// `RETR n` (which also sets the read flag on the back end) or `TOP n k`
+  /// (after `XREAD n` in the same write, if it is to mark the message
+  /// read); the body streams from the back end as the core reads it, as
+  /// the back end sent it (body_source::stuffed()): the core sends it on
+  /// unchanged. Throws spool_error when the back end is unreachable or
+  /// answers -ERR.
+  awaitable<std::unique_ptr<body_source>> retrieve(std::size_t index, retrieval how) override;
+  /// `*ENV n` on the back end, and in the same write `*ENV` for the next
+  /// few messages of this punt not asked yet (envelope_window): clients
+  /// ask for every message's envelope in turn, and then most of them cost
+  /// no round trip. What the back end answered is kept for the session
+  /// (nothing else changes an envelope while the session holds the lock);
+  /// the read flag is the back end's at the time, or set if this session
+  /// has marked the message read since.
+  awaitable<sdps::envelope> envelope(std::size_t index) override;
+  /// `DELE n` for each message, then `XUPDATE KEEP` (`XUPDATE` to a back
+  /// end without XRESET), in one write; the back end removes them in its
+  /// UPDATE and ends the login (with KEEP the link stays for the pool). Its
+  /// reply decides the counts. Throws spool_error if the back end cannot be
+  /// reached (then it removed nothing: it never saw XUPDATE).
+  awaitable<removal_result> remove(std::vector<std::size_t> indexes) override;
+
+ private:
+  /// Throws spool_error unless the session still holds the link.
+  void check_lease() const;
+
+  std::string punt_;
+  std::shared_ptr<backend_link> link_;
+  std::uint64_t lease_;
+  std::vector<message_info> infos_;
+  std::vector<std::size_t> numbers_;  // the back end's message numbers
+  std::vector<std::optional<sdps::envelope>> envelopes_;  // as *ENV answered
+  std::vector<bool> marked_read_;  // read through this session
+  logger& log_;
+};
+
+/// The module instance: one per punt in the front end's chain. Its links
+/// to the back end are kept between sessions in one pool per event loop
+/// (link_pool.hpp).
+class remote_spool final : public sdps::module, public sdps::spool, public sdps::maildrop_source {
+ public:
+  event_set events() const override { return {event::quit}; }
+  /// Reads `punt`, `backend`, `secret`, the time limits, the TLS and the
+  /// pool's settings (README.md); loads the secret; provides both services;
+  /// declares the back-end metric families and the process's role
+  /// (frontend). Throws config_error.
+  explicit remote_spool(module_config& config);
+
+  /// quit (the client's QUIT has been answered by UPDATE, not yet sent):
+  /// gives the links back and waits until each back end has ended its
+  /// login, so the client finds its maildrop free when it reads +OK.
+  awaitable<verdict> on_event(session& s, event e) override;
+  /// As the configured user: whether it can read the secret file (read
+  /// again at the next start).
+  std::vector<std::string> check() const override;
+
+  // sdps::spool
+  const std::string& punt() const override { return options_.punt; }
+  /// A lock() of this punt follows in this login: with no link idle in
+  /// this event loop's pool, starts opening one (the connection and its
+  /// greeting). The lock module prepares every punt before it locks the
+  /// first, so a login that needs new links waits for one connection, not
+  /// the sum of all.
+  void prepare(session& s, const identity& who) override;
+  /// Borrows a link from this event loop's pool (waiting up to link_wait
+  /// when every link is lent), authenticates it if it is new (XAUTH, CAPA),
+  /// and logs in as `who` on the back end, which takes the lock there,
+  /// snapshots the maildrop and lists it (XLIST) — all in one round trip.
+  /// An idle link the back end closed meanwhile (it restarted) is replaced
+  /// once, unseen. `in_use` when the back end answers PASS with [IN-USE]
+  /// for `in_use_wait` (retried: a session that just quit through another
+  /// front end may not have released it yet); `unavailable` when it cannot
+  /// be reached in time, refuses the secret, no link is free, or it fails
+  /// otherwise (logged).
+  awaitable<lock_status> lock(session& s, const identity& who) override;
+  /// Gives the link back: the back end ends the login (XRESET, no UPDATE)
+  /// and releases the lock, and the link returns to the pool (or, with a
+  /// back end that cannot reset links, is ended with QUIT).
+  void unlock(session& s) override;
+  /// A backend_probe (backend_probe.hpp): connect and XAUTH, then CAPA
+  /// on the link it keeps. The probe's link is its own, never one of the
+  /// pools': it runs on the core's executor, needs no login, and must
+  /// tell a back end that is down from a pool that is full.
+  std::unique_ptr<punt_probe> make_probe(executor ex) override;
+  /// Sessions logged in on the back end through this instance, on every
+  /// event loop (a lent link each; idle pooled links do not count).
+  std::size_t sessions() const override { return holders_.value(); }
+
+  // sdps::maildrop_source
+  /// The maildrop listed at lock(). Throws spool_error if lock() did not
+  /// succeed for this session.
+  awaitable<std::shared_ptr<sdps::maildrop>> open(session& s, const identity& who) override;
+
+ private:
+  struct session_state {
+    std::shared_ptr<link_pool> pool;
+    std::shared_ptr<backend_link> link;
+    std::vector<listing_entry> listing;
+    /// The link's reset, after unlock(); quit waits for it.
+    std::shared_ptr<link_pool::returning> returning;
+    session_count::hold held;  // while `link` is lent to this session's login
+    ~session_state();
+  };
+
+  /// This event loop's pool (kept in the session's state).
+  link_pool& pool(session& s, session_state& state);
+
+  link_options options_;
+  pool_settings pool_settings_;
+  std::chrono::milliseconds in_use_wait_{250};
+  std::shared_ptr<const backend_secret> secret_;
+  std::filesystem::path secret_file_;
+  logger& log_;
+  sdps::metrics* metrics_;  // back-end latency and link errors
+  std::shared_ptr<pool_stats> stats_;
+  std::uint64_t instance_id_;  // this instance's pools, in each loop's link_pools
+  session_count holders_;      // sessions holding a link (sessions())
+  slot_key<session_state> state_;
+};
+
+}  // namespace sdps::remote
