@@ -154,6 +154,29 @@ TEST_CASE("file store: an insecure or unreadable file makes it unavailable until
   CHECK(f.log.contains("up again"));
 }
 
+TEST_CASE("file store: the lookup right after the fix is answered, not the reader's next event",
+          "[hostdb][file_store]") {
+  file_fixture f;
+  auto store = f.open(f.events.options(f.log));
+  // Each time the file is made insecure, then fixed, and looked up at once:
+  // the lookup sees a version other than the one found broken and waits
+  // for the reader rather than answering from the broken state.
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(::chmod(f.file().c_str(), 0666) == 0);
+    REQUIRE(f.events.wait_health(false));
+    REQUIRE(::chmod(f.file().c_str(), 0600) == 0);
+    const lookup_result r = look(*store, "sample");
+    REQUIRE(r.status == lookup_status::found);
+  }
+  // Broken and unchanged since: answered at once, unavailable.
+  REQUIRE(::chmod(f.file().c_str(), 0666) == 0);
+  REQUIRE(f.events.wait_health(false));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(look(*store, "sample").status == lookup_status::unavailable);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(1));
+  REQUIRE(::chmod(f.file().c_str(), 0600) == 0);
+}
+
 TEST_CASE("file store: an insecure file at start is an error", "[hostdb][file_store]") {
   file_fixture f;
   std::filesystem::permissions(f.file(), std::filesystem::perms::others_read, std::filesystem::perm_options::add);
