@@ -100,6 +100,29 @@ def test_lmtp_binds_as_root_then_runs_as_the_configs_user(site):
         assert file.stat().st_uid == who.pw_uid, "stored as the config's user"
 
 
+@root_only
+def test_lmtp_gives_its_unix_socket_to_the_socket_owner(sample):
+    path = sample.root / "lmtp.sock"
+    who = pwd.getpwnam("nobody")
+    lmtp = Lmtp(sample, "--socket-owner", "nobody", listen=f"unix:{path}")
+    try:
+        st = os.stat(path)
+        assert st.st_uid == who.pw_uid, "the socket belongs to --socket-owner"
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert one_message(LineClient(path=str(path))) == 250
+    finally:
+        assert lmtp.stop() == 0
+
+
+def test_lmtp_refuses_a_socket_owner_or_group_that_does_not_exist(sample):
+    path = sample.root / "lmtp.sock"
+    result = sample.sdps("lmtp", "--listen", f"unix:{path}", "--socket-owner", "nosuchuser", expect=64)
+    assert b"--socket-owner: no user" in result.stderr
+    result = sample.sdps("lmtp", "--listen", f"unix:{path}", "--socket-group", "nosuchgroup", expect=64)
+    assert b"--socket-group: no group" in result.stderr
+    assert not path.exists()
+
+
 def test_lmtp_without_a_socket_is_a_usage_error(sample):
     result = sample.sdps("lmtp", expect=64)
     assert b"--listen" in result.stderr.splitlines()[0]
