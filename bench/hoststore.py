@@ -30,6 +30,12 @@ Measured:
                many of them finished within the window is shown beside it
                (each one rewrites a whole hosts file, and every sdpsd
                re-reads it)
+  cache drop   a third sdpsd C with the auth cache on (auth_cache_ttl:
+               300s) holds a host's success; `sdps -c A host passwd` of
+               that host, --notify-changes times: from the tool's exit to
+               C's log line saying it dropped the host's cache entries
+               (the trigger, NOTIFY and LISTEN for the database; the
+               re-read's announcement for the file), p50 and max
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ def parse_args():
     p.add_argument("--clients", type=int, default=8, help="concurrent login clients")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each login measurement")
     p.add_argument("--changes", type=int, default=100, help="passwords changed during the busy measurement")
+    p.add_argument("--notify-changes", type=int, default=20, help="changes timed for the cache drop")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args()
 
@@ -173,7 +180,43 @@ def measure(store: str, hosts_file: Path, names: list[str], spare: list[str], us
         row["busy_p99_ms"] = busy["pass_p99_ms"]
         row["changes_in_window"] = sum(1 for t in done if window_start <= t <= window_end)
         row["changes_done"] = len(done)
+
+        drops = cache_drop_latencies(a, where, names[1])
+        row["drop_p50_s"], row["drop_max_s"] = percentile(drops, 50), max(drops)
     return row
+
+
+DROPPED = "changed in the host store: its entries dropped"
+
+
+def cache_drop_latencies(changer: Site, where: str, host: str) -> list[float]:
+    """Seconds from each `host passwd`'s exit to the cache drop in C's log."""
+    with Site(fail_delay="0s", top={"hosts": f'"{where}"', "log_level": "debug"},
+              module_settings={"auth": {"auth_cache_ttl": "300s"}}) as c:
+        server_c = c.start()
+        out = []
+        for i in range(ARGS.notify_changes):
+            password = f"pw-{host}" if i % 2 else f"changed {i}"
+            previous = f"changed {i - 1}" if i % 2 else f"pw-{host}"
+            assert login_ok(server_c.port, host, previous) and login_ok(server_c.port, host, previous), \
+                "C cannot log in before the change"
+            before = server_c.log().count(f"auth cache: {host} {DROPPED}")
+            passwd(changer, host, password)
+            done = time.monotonic()
+            while server_c.log().count(f"auth cache: {host} {DROPPED}") == before:
+                if time.monotonic() - done > 60:
+                    raise RuntimeError("C never dropped the host's cache entries")
+                time.sleep(0.001)
+            out.append(time.monotonic() - done)
+            assert not login_ok(server_c.port, host, previous), "C let the old password in after the drop"
+        if ARGS.notify_changes % 2:
+            passwd(changer, host, f"pw-{host}")
+        return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 def main() -> int:
@@ -222,13 +265,14 @@ def main() -> int:
 
     print(f"\n{ARGS.clients} clients, {ARGS.seconds:g} s per login run, auth cache off, min-cost hashes\n")
     print("| hosts | store | start | RSS start, after logins | login p50, p99 | change seen by B (tool) "
-          "| login p99 during changes (changes in window) |")
-    print("|---|---|---|---|---|---|---|")
+          "| login p99 during changes (changes in window) | cache drop p50, max |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         imported = f" (import {r['import_s']:.1f} s)" if "import_s" in r else ""
         print(f"| {r['hosts']:,} | {r['store']}{imported} | {r['start_s']:.2f} s | {r['rss_start_mib']:.0f}, "
               f"{r['rss_after_mib']:.0f} MiB | {r['login_p50_ms']}, {r['login_p99_ms']} ms | {r['seen_s']:.3f} s "
-              f"({r['passwd_s']:.2f} s) | {r['busy_p99_ms']} ms ({r['changes_in_window']} of {ARGS.changes}) |")
+              f"({r['passwd_s']:.2f} s) | {r['busy_p99_ms']} ms ({r['changes_in_window']} of {ARGS.changes}) "
+              f"| {r['drop_p50_s'] * 1000:.1f}, {r['drop_max_s'] * 1000:.1f} ms |")
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
