@@ -111,6 +111,12 @@ server_config read_config(const config::document& doc) {
         throw config_error(text.rfind(config.file.filename().string(), 0) == 0 ? text : at + ": listen: " + text);
       }
     }
+    // Sockets from systemd replace the list, but without them an empty one
+    // would start a server nobody can reach.
+    if (config.listen.empty())
+      throw config_error(location(config.file, listen) +
+                         ": listen: an empty list: name at least one ADDRESS:PORT (sockets from systemd, when "
+                         "given, replace the list)");
   }
   if (top.has("tls")) {
     const auto section = top.mapping("tls");

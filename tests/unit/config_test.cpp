@@ -51,6 +51,9 @@ TEST_CASE("configuration errors name the file and line") {
              Catch::Contains("bad.yaml:3: 'timeout' must be a duration above 0 such as"));
   CHECK_THAT(error_of("listen: [127.0.0.1:110]\nlisten: [127.0.0.1:111]\nmodules:\n  - module: x\n"),
              Catch::Contains("bad.yaml:2: 'listen' is set twice (first at line 1)"));
+  // Found by the config fuzz target: a server with nothing to listen on.
+  CHECK_THAT(error_of("modules:\n  - module: x\nlisten: []\n"),
+             Catch::Contains("bad.yaml:3: listen: an empty list: name at least one ADDRESS:PORT"));
   CHECK_THAT(error_of("listen: [\"127.0.0.1\"]\nmodules:\n  - module: x\n"),
              Catch::Contains("bad.yaml:1: listen: '127.0.0.1' is not ADDRESS:PORT"));
   CHECK_THAT(error_of("max_message_size: 10\nmodules:\n  - module: x\n"),
