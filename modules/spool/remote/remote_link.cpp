@@ -111,16 +111,16 @@ void backend_link::on_keepalive(clock::time_point now) {
   if (closed_ || !keepalive_on_) return;
   const auto due = last_used_ + options_.keepalive;
   if (now >= due && !held_ && !body_pending_) {
-    asio::co_spawn(executor_, keepalive_noop(shared_from_this()), asio::detached);
+    asio::co_spawn(executor_, keepalive_noop(shared_from_this(), lease_), asio::detached);
   } else {
     // Busy means traffic: the back end's timer is being reset anyway.
     dog_.set(keepalive_, now >= due ? now + options_.keepalive : due);
   }
 }
 
-awaitable<void> backend_link::keepalive_noop(std::shared_ptr<backend_link> self) {
+awaitable<void> backend_link::keepalive_noop(std::shared_ptr<backend_link> self, std::uint64_t lease) {
   try {
-    co_await self->noop();
+    co_await self->noop(lease);
   } catch (const std::exception& e) {
     self->log_.warning(self->tag_, ": keepalive: ", e.what());
     co_return;
@@ -194,6 +194,7 @@ awaitable<void> backend_link::open() {
 
 void backend_link::park() {
   keepalive_on_ = false;
+  parked_ = true;
   dog_.clear_all();
   // A big listing grew the buffer: an idle link keeps a small one.
   if (capacity_ > small_buffer && buffered() == 0) {
@@ -295,6 +296,9 @@ awaitable<void> backend_link::acquire() {
 void backend_link::release() {
   held_ = false;
   turn_wakeup_.cancel();
+  // An operation that ended after park() (its time limit was a deadline
+  // of the watchdog): no wait may stay pending on an idle link's loop.
+  if (parked_) dog_.clear_all();
 }
 
 awaitable<void> backend_link::send(std::vector<std::string> lines) {
@@ -474,10 +478,14 @@ awaitable<void> backend_link::drain() {
   log_.debug(tag_, ": skipped ", dropped, " octets of a reply nobody read");
 }
 
-awaitable<void> backend_link::noop() {
+awaitable<void> backend_link::noop(std::uint64_t lease) {
   auto self = shared_from_this();
   co_await acquire();
   turn guard(*this);
+  // The session that wanted it ended while the NOOP waited for its turn:
+  // the link was reset (a NOOP now would be refused in the AUTHORIZATION
+  // state) and may be idle in its pool, where nothing may run.
+  if (lease != lease_ || !keepalive_on_) co_return;
   std::vector<std::string> lines{"NOOP"};
   co_await send(std::move(lines));
   const status reply = co_await read_status();

@@ -127,11 +127,18 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   /// out (its maildrop) checks it, so nothing of an earlier session's can
   /// touch the link once it went back to the pool.
   std::uint64_t lease() const { return lease_; }
-  std::uint64_t new_lease() { return ++lease_; }
+  /// A lease starts without keepalive (the session's login starts it), and
+  /// one that ends stops it: no NOOP goes after the session's reset.
+  std::uint64_t new_lease() {
+    parked_ = false;
+    keepalive_on_ = false;
+    return ++lease_;
+  }
 
   /// For a link idle in its pool: stops the keepalive and leaves no
   /// deadline and no wait pending (an idle link keeps no event loop
-  /// running). The next operation arms the watchdog again.
+  /// running). The next operation arms the watchdog again; one that ends
+  /// while the link is parked drops the watchdog's wait again.
   void park();
   /// For a link coming out of its pool: false if it is not fit to carry a
   /// login (closed, something unread, or the back end closed or reset its
@@ -211,7 +218,7 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   void disarm() { dog_.clear(operation_); }
   /// The keepalive deadline came: a NOOP if the link is idle, else later.
   void on_keepalive(clock::time_point now);
-  static awaitable<void> keepalive_noop(std::shared_ptr<backend_link> self);
+  static awaitable<void> keepalive_noop(std::shared_ptr<backend_link> self, std::uint64_t lease);
   static awaitable<void> ending(std::shared_ptr<backend_link> self, bool quit);
   bool ending_ = false;
   /// Reads more octets into the buffer (bounded); throws on EOF or error.
@@ -221,7 +228,7 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   /// Puts octets read into a body's buffer back in front of the link's.
   void unread(const char* data, std::size_t size);
   awaitable<void> drain();
-  awaitable<void> noop();
+  awaitable<void> noop(std::uint64_t lease);
   /// The client side of the TLS handshake, within `limit`; verifies the
   /// certificate's chain (options().tls) and name (options().server_name).
   awaitable<void> handshake(std::chrono::milliseconds limit);
@@ -268,6 +275,7 @@ class backend_link : public std::enable_shared_from_this<backend_link> {
   bool logged_in_ = false;
   std::uint64_t replies_ = 0;
   std::uint64_t lease_ = 0;
+  bool parked_ = false;  // idle in its pool, or a probe's between checks
 
   clock::time_point last_used_;
 };

@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 
 using namespace sdps;
 using namespace sdps::testing;
@@ -948,4 +949,25 @@ TEST_CASE("*ENV asks for the next envelopes of the punt in the same write; the r
   CHECK(fe.h.send(s, "*ENV 9").starts_with("+OK envelope follows\r\nOK\r\nfinchley\r\nalice9@example.com\r\n"));
   const std::vector<std::string> last(fe.back->received.end() - 2, fe.back->received.end());
   CHECK(last == std::vector<std::string>{"*ENV 9", "*ENV 10"});
+}
+
+TEST_CASE("a keepalive due as the session ends sends nothing after the reset") {
+  // The loop is kept from running past the keepalive's deadline, so that
+  // the client's QUIT and the keepalive are handled in one turn of it:
+  // the NOOP must not follow the XRESET onto a link that went back to its
+  // pool (a back end refuses it there, and its time limit would hold the
+  // loop, and sdpsd's SIGTERM, until it passed).
+  front_end fe(true, ", keepalive: 20ms");
+  fe.add("u1", 10, "Subject: one\r\n\r\n1\r\n");
+  for (int round = 0; round < 5; ++round) {
+    auto s = fe.login();
+    REQUIRE(fe.last_pass.starts_with("+OK"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    CHECK(fe.h.send(s, "QUIT").starts_with("+OK"));
+    pause(fe.h, std::chrono::milliseconds(60));
+    const auto& got = fe.back->received;
+    const auto reset = std::find(got.rbegin(), got.rend(), "XRESET");
+    REQUIRE(reset != got.rend());
+    CHECK(std::find(got.rbegin(), reset, "NOOP") == reset);
+  }
 }
