@@ -259,8 +259,10 @@ class fake_auth final : public sdps::module {
     attempt.accept("the test password");
     co_return login_verdict::proceed();
   }
-  void capabilities(session&, std::vector<std::string>& lines) const override {
-    lines.insert(lines.end(), {"USER", "AUTH-RESP-CODE"});
+  // As the auth module: USER only where it can be used (RFC 2449).
+  void capabilities(session& s, std::vector<std::string>& lines) const override {
+    if (s.state() == pop3_state::authorization) lines.push_back("USER");
+    lines.push_back("AUTH-RESP-CODE");
   }
 
  private:

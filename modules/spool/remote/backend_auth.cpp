@@ -62,9 +62,9 @@ void backend_auth::start(const registry& services) {
   punt_ = spools.front()->punt();
 }
 
-void backend_auth::capabilities(session&, std::vector<std::string>& lines) const {
-  lines.push_back("XAUTH");
-  lines.push_back("USER");
+void backend_auth::capabilities(session& s, std::vector<std::string>& lines) const {
+  lines.push_back("XAUTH");  // accepted in both states
+  if (s.state() == pop3_state::authorization) lines.push_back("USER");
 }
 
 awaitable<verdict> backend_auth::on_command(session& s, const command& cmd) {
