@@ -84,7 +84,12 @@ def shipped(name: str) -> str:
 
 # ---------------------------------------------------------------- a relay that can hold a link
 
-HOLD_AFTER = 64 * 1024          # what a held link passes of a reply: its status line and some body
+# What a held link passes of a reply: its status line and some body. Twice
+# the front end's flush threshold (64 KiB of output, session_engine's
+# flush_threshold), so that the client has been sent the status line and
+# a first piece before the hold, however the front end's reads fall (at
+# 64 KiB it depended on a few octets of status line and was flaky).
+HOLD_AFTER = 128 * 1024
 RELAY_CHUNK = 64 * 1024         # one read from either side
 RELAY_RCVBUF = 64 * 1024        # the relay's receive buffer towards the back end (fixed, not autotuned)
 

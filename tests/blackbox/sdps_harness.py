@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +133,19 @@ def lines_longer_than(octets: int) -> str:
 
 
 # ---------------------------------------------------------------- the client
+
+
+def _thread_stacks(pid: int) -> str:
+    """Every thread's stack of a process that will not stop (gdb, when the
+    machine has it), for the failure message."""
+    if not shutil.which("gdb"):
+        return "(no gdb: no stacks)"
+    try:
+        out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"],
+                             capture_output=True, text=True, timeout=120)
+        return "stacks:\n" + (out.stdout[-12000:] if "#0" in out.stdout else out.stderr[-2000:])
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"(gdb failed: {e})"
 
 class ProtocolError(AssertionError):
     pass
@@ -474,11 +488,13 @@ class Server:
             try:
                 self.returncode = self.process.wait(timeout or TIMEOUT)
             except subprocess.TimeoutExpired:
+                stacks = _thread_stacks(self.pid)
                 self.process.kill()
                 self.process.wait()
                 self.returncode = self.process.returncode
                 self.log_file.close()
-                raise AssertionError(f"sdpsd did not stop within {timeout or TIMEOUT:.0f}s of signal {signo}")
+                raise AssertionError(f"sdpsd ({self.log_path.name}) did not stop within {timeout or TIMEOUT:.0f}s "
+                                     f"of signal {signo}; its log ends:\n{self.log()[-3000:]}\n{stacks}")
             self.log_file.close()
             self.check_sanitizer()
         return self.returncode
@@ -676,7 +692,10 @@ class Site:
             except AssertionError as e:
                 errors.append(str(e))
         self.make_mutable()
-        self._tmp.cleanup()
+        if os.environ.get("SDPS_KEEP_SITES"):  # kept to read the servers' logs after a failure
+            self._tmp._finalizer.detach()
+        else:
+            self._tmp.cleanup()
         if errors:
             raise AssertionError("\n".join(errors))
 
