@@ -234,18 +234,29 @@ void check_place(const std::filesystem::path& file, std::optional<uid_t> owner) 
   }
 }
 
-load_result load(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return {};
+namespace {
+
+// `file` opened for reading, a regular file with a mode only its owner can
+// write (check_mode); `st` its stat. No descriptor when it does not exist.
+base::unique_fd open_checked(const std::filesystem::path& file, struct stat& st) {
+  base::unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return fd;
     fail_errno("cannot open " + file.string());
   }
-  const base::unique_fd guard(fd);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail_errno("cannot stat " + file.string());
+  if (::fstat(fd.get(), &st) != 0) fail_errno("cannot stat " + file.string());
   if (!S_ISREG(st.st_mode)) throw std::system_error(EINVAL, std::generic_category(), file.string() + " is not a file");
   check_mode(file, static_cast<std::uint32_t>(st.st_mode));
-  load_result out = parse(read_all(fd, file));
+  return fd;
+}
+
+}  // namespace
+
+load_result load(const std::filesystem::path& file) {
+  struct stat st {};
+  const base::unique_fd fd = open_checked(file, st);
+  if (!fd.valid()) return {};
+  load_result out = parse(read_all(fd.get(), file));
   out.stamp = stamp_of(st);
   return out;
 }
@@ -278,16 +289,10 @@ std::string format(const database& db) {
 }
 
 file_stamp read_lines(const std::filesystem::path& file, const std::function<void(std::string_view line)>& each) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return {};
-    fail_errno("cannot open " + file.string());
-  }
-  const base::unique_fd guard(fd);
   struct stat st {};
-  if (::fstat(fd, &st) != 0) fail_errno("cannot stat " + file.string());
-  if (!S_ISREG(st.st_mode)) throw std::system_error(EINVAL, std::generic_category(), file.string() + " is not a file");
-  check_mode(file, static_cast<std::uint32_t>(st.st_mode));
+  const base::unique_fd guard = open_checked(file, st);
+  if (!guard.valid()) return {};
+  const int fd = guard.get();
   std::vector<char> buffer(1 << 20);
   std::string partial;  // a line cut by the end of a piece
   for (;;) {
