@@ -135,18 +135,6 @@ def lines_longer_than(octets: int) -> str:
 # ---------------------------------------------------------------- the client
 
 
-def _thread_stacks(pid: int) -> str:
-    """Every thread's stack of a process that will not stop (gdb, when the
-    machine has it), for the failure message."""
-    if not shutil.which("gdb"):
-        return "(no gdb: no stacks)"
-    try:
-        out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"],
-                             capture_output=True, text=True, timeout=120)
-        return "stacks:\n" + (out.stdout[-12000:] if "#0" in out.stdout else out.stderr[-2000:])
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"(gdb failed: {e})"
-
 class ProtocolError(AssertionError):
     pass
 
@@ -375,6 +363,19 @@ def _show(line: str | bytes) -> str:
 
 
 # ---------------------------------------------------------------- the server
+
+def _thread_stacks(pid: int) -> str:
+    """Every thread's stack of a process that will not stop (gdb, when the
+    machine has it), for the failure message."""
+    if not shutil.which("gdb"):
+        return "(no gdb: no stacks)"
+    try:
+        out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"],
+                             capture_output=True, text=True, timeout=120)
+        return "stacks:\n" + (out.stdout[-12000:] if "#0" in out.stdout else out.stderr[-2000:])
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"(gdb failed: {e})"
+
 
 class Server:
     """One running sdpsd. Stopped by Site.close() whatever happens."""
