@@ -204,10 +204,15 @@ class spool {
   virtual ~spool() = default;
   /// The punt's name ("finchley").
   virtual const std::string& punt() const = 0;
-  /// A lock() of this punt for `who` follows in this login, after the
-  /// other punts' (the lock module calls it on every punt first, in
-  /// locking order): start what can be done ahead, such as a connection.
-  /// Must not block. The default does nothing.
+  /// A lock() of this punt for `who` follows in this login (the lock
+  /// module calls it on every punt first, in locking order): start what
+  /// can be done ahead, up to the lock itself (remote_spool starts the
+  /// back end's login), so that the punts work side by side. When a punt
+  /// says in_use, the lock module releases every punt (unlock(), which
+  /// must also end a lock prepared and not taken) and, with more than one
+  /// punt, locks them again one after another in order, without
+  /// prepare(): two sessions that took a punt each ahead cannot hold each
+  /// other up. Must not block. The default does nothing.
   virtual void prepare(session& s, const identity& who) { (void)s, (void)who; }
   /// Locks `who` on this punt: a host login excludes every other session
   /// of the host, a user login excludes the same user and host logins.
@@ -215,7 +220,8 @@ class spool {
   /// and is released if the holder dies) and is kept in the session until
   /// unlock() or the session's end.
   virtual awaitable<lock_status> lock(session& s, const identity& who) = 0;
-  /// Releases what lock() and open() hold for the session. Idempotent.
+  /// Releases what prepare(), lock() and open() hold for the session.
+  /// Idempotent; called for punts that were prepared and never locked too.
   virtual void unlock(session& s) = 0;
 
   /// A health probe of this punt whose check() runs on `ex` (the core

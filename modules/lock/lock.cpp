@@ -58,17 +58,20 @@ void lock_module::undo_login(session& s, login_stage) {
 }
 
 void lock_module::release(session& s, held& h, const char* why) {
-  if (h.spools.empty()) return;
-  // Newest first, the reverse of the locking order.
-  for (auto it = h.spools.rbegin(); it != h.spools.rend(); ++it) {
+  if (!h.started) return;
+  // Newest first, the reverse of the locking order; every punt of the
+  // login, not only those locked: prepare() may have started a lock that
+  // nobody took (unlock() is idempotent).
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
     try {
       (*it)->unlock(s);
     } catch (const std::exception& e) {
       log_.error("session ", s.id(), ": unlocking punt ", (*it)->punt(), ": ", e.what());
     }
   }
-  log_.debug("session ", s.id(), ": released ", h.spools.size(), " lock(s): ", why);
+  if (!h.spools.empty()) log_.debug("session ", s.id(), ": released ", h.spools.size(), " lock(s): ", why);
   h.spools.clear();
+  h.started = false;
 }
 
 awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_attempt& attempt) {
@@ -78,36 +81,50 @@ awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_at
   release(s, h, "a new login starts afresh");
   const identity& login = attempt.who();
   const std::string who = login.display();
-  // Every punt hears first that its lock follows: what can be done ahead
-  // (a back end's connection) goes on while earlier punts are locked.
+  // Every punt hears first that its lock follows, and may start it (a
+  // back end's login): the punts' locks are then taken side by side, and
+  // a login waits for the slowest, not the sum. A punt found in use then
+  // may be held by another session that waits for a punt this one took
+  // ahead: everything is released and locked again one punt after
+  // another, in the fixed order, where two such sessions cannot hold each
+  // other up (one of them gets every lock).
+  h.started = true;
   for (spool* sp : order_) sp->prepare(s, login);
-  for (spool* sp : order_) {
-    lock_status status = lock_status::unavailable;
-    try {
-      status = co_await sp->lock(s, login);
-    } catch (const spool_error& e) {
-      log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
-      status = lock_status::unavailable;
-    } catch (...) {
-      // Anything else is a fault, not a punt being down: give up the locks
-      // taken so far and let the core answer.
-      release(s, h, "locking failed");
-      throw;
-    }
-    switch (status) {
-      case lock_status::acquired:
+  for (bool in_order = false;;) {
+    bool again = false;
+    for (spool* sp : order_) {
+      lock_status status = lock_status::unavailable;
+      try {
+        status = co_await sp->lock(s, login);
+      } catch (const spool_error& e) {
+        log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
+        status = lock_status::unavailable;
+      } catch (...) {
+        // Anything else is a fault, not a punt being down: give up the
+        // locks taken so far and let the core answer.
+        release(s, h, "locking failed");
+        throw;
+      }
+      if (status == lock_status::acquired) {
         h.spools.push_back(sp);
-        break;
-      case lock_status::unavailable:
+      } else if (status == lock_status::unavailable) {
         log_.warning("session ", s.id(), ": punt ", sp->punt(), " is unavailable: mail held there is left out of ",
                      who, "'s maildrop for this session");
+      } else if (!in_order && order_.size() > 1) {
+        log_.debug("session ", s.id(), ": ", who, " is in use on punt ", sp->punt(),
+                   "; locking again, one punt after another");
+        release(s, h, "a punt was in use: locking again in order");
+        h.started = true;
+        again = in_order = true;
         break;
-      case lock_status::in_use:
+      } else {
         log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
         release(s, h, "the maildrop is in use");
         co_return login_verdict::refuse(
             response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")), "in use");
+      }
     }
+    if (!again) break;
   }
   co_return login_verdict::proceed();
 }

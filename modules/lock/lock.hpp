@@ -11,19 +11,23 @@ namespace sdps::lock {
 
 /// The `lock` module: the `lock` stage of a login (sdps/login.hpp), after
 /// the login was verified and authorized. It first tells every spool it
-/// covers that a lock follows (spool::prepare(), so a remote spool can
-/// connect to its back end ahead), then takes spool::lock() on each, one
-/// after another in a fixed order (punt name, then instance name), so that
-/// two sessions can never hold one punt each while waiting for the
-/// other's.
+/// covers that a lock follows (spool::prepare(): a remote spool starts its
+/// back end's login there, so the punts are locked side by side), then
+/// takes spool::lock() on each in a fixed order (punt name, then instance
+/// name).
 ///
-/// - a punt says in_use: the locks taken are released and the login is
-///   refused with `-ERR [IN-USE] maildrop already locked`;
+/// - a punt says in_use: every lock is released and, with more than one
+///   punt, they are taken again one after another in that order, with
+///   nothing prepared: two sessions that each took a punt ahead cannot
+///   hold each other up, since in order one of them gets every lock. A
+///   punt in use then refuses the login with `-ERR [IN-USE] maildrop
+///   already locked`, the locks taken released;
 /// - a punt is unavailable (or its lock() throws spool_error): it is
 ///   skipped and logged; its mail is missing from this session;
-/// - locks are released when a later stage refuses the login
-///   (undo_login), at quit (before the QUIT reply), when the login ends
-///   without the session (logout) and at disconnect.
+/// - locks (and locks prepared but not taken) are released when a later
+///   stage refuses the login (undo_login), at quit (before the QUIT
+///   reply), when the login ends without the session (logout) and at
+///   disconnect.
 ///
 /// Runs on the session's event loop; its only per-session state is the
 /// list of locks held, in a session slot.
@@ -49,6 +53,7 @@ class lock_module final : public sdps::module {
  private:
   struct held {
     std::vector<spool*> spools;  // in locking order
+    bool started = false;        // a login has prepared the punts
   };
   void release(session& s, held& h, const char* why);
 

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -59,6 +60,7 @@ struct fake_store {
   bool down = false;                          ///< every call throws spool_error / lock says unavailable
   bool lock_throws = false;                   ///< lock() throws spool_error
   std::optional<std::uint64_t> other_holder;  ///< a session outside the test holds the lock
+  std::function<void()> on_unlock;            ///< called at every unlock()
   std::set<std::uint64_t> holders;            ///< sessions holding the lock now
   std::set<std::string> stuck;                ///< uidls that remove() cannot remove
   bool remove_throws = false;                 ///< remove() throws spool_error
@@ -212,6 +214,7 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
   void unlock(session& s) override {
     store->note("unlock " + store->punt + " #" + std::to_string(s.id()));
     store->holders.erase(s.id());
+    if (store->on_unlock) store->on_unlock();
   }
 
   awaitable<std::shared_ptr<maildrop>> open(session& s, const identity&) override {

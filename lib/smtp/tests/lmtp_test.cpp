@@ -54,7 +54,7 @@ struct transcript {
             store_outcome o;
             o.result = p.recipients()[i].starts_with("full@") ? store_outcome::kind::failed
                                                               : store_outcome::kind::stored;
-            o.uidl = "U" + std::to_string(i);
+            o.uidl = std::string("U") + std::to_string(i);  // (not "U" + ...: a false -Wrestrict of GCC 12 at -O3)
             o.detail = o.result == store_outcome::kind::stored ? "on finchley" : "no punt can take it";
             p.stored(o);
           }

@@ -129,8 +129,12 @@ TEST_CASE("a second session of the host gets [IN-USE] until the first ends", "[l
   REQUIRE(t.login(second) == "-ERR [IN-USE] maildrop already locked\r\n");
   REQUIRE(second->state() == pop3_state::authorization);
   REQUIRE(second->login() == nullptr);
-  // Nothing was acquired (docklands, first in order, was in use).
-  REQUIRE(t.taken() == events{"prepare docklands #2", "prepare finchley #2", "in_use docklands #2"});
+  // Nothing was acquired (docklands, first in order, was in use): every
+  // punt is released (what prepare() may have started with it), and
+  // locked again in order, without prepare(), before the refusal.
+  REQUIRE(t.taken() == events{"prepare docklands #2", "prepare finchley #2", "in_use docklands #2",
+                              "unlock finchley #2", "unlock docklands #2", "in_use docklands #2",
+                              "unlock finchley #2", "unlock docklands #2"});
   REQUIRE(t.h.core_log().contains("login failed: host sample from 192.0.2.7: in use (lock)"));
   // The first session's QUIT gives the locks back before its reply.
   REQUIRE(t.h.send(first, "QUIT").rfind("+OK", 0) == 0);
@@ -149,13 +153,32 @@ TEST_CASE("in_use on a later punt releases the locks already taken", "[lock]") {
   auto s = t.h.connect();
   REQUIRE(t.login(s) == "-ERR [IN-USE] maildrop already locked\r\n");
   REQUIRE(t.taken() == events{"prepare docklands #1", "prepare finchley #1", "lock docklands #1",
-                              "in_use finchley #1", "unlock docklands #1"});
+                              "in_use finchley #1", "unlock finchley #1", "unlock docklands #1",
+                              "lock docklands #1", "in_use finchley #1", "unlock finchley #1",
+                              "unlock docklands #1"});
   REQUIRE(t.docklands->store->holders.empty());
   // Once the other session has gone, the same connection may log in again.
   t.finchley->store->other_holder.reset();
   REQUIRE(t.login(s) == "+OK sample has 2 messages (104 octets)\r\n");
   REQUIRE(t.docklands->store->holders.count(1) == 1);
   REQUIRE(t.finchley->store->holders.count(1) == 1);
+}
+
+TEST_CASE("a punt in use at the first try is locked again, in order, once everything is released", "[lock]") {
+  // Another session holds finchley while it waits for docklands, which
+  // this one locked (ahead, as a remote punt does): both would wait until
+  // both gave up. Released and taken again in order, one of them wins.
+  embedded t;
+  t.finchley->store->other_holder = 99;
+  t.docklands->store->on_unlock = [&t] { t.finchley->store->other_holder.reset(); };
+  auto s = t.h.connect();
+  REQUIRE(t.login(s) == "+OK sample has 2 messages (104 octets)\r\n");
+  REQUIRE(t.taken() == events{"prepare docklands #1", "prepare finchley #1", "lock docklands #1",
+                              "in_use finchley #1", "unlock finchley #1", "unlock docklands #1",
+                              "lock docklands #1", "lock finchley #1", "open finchley #1", "open docklands #1"});
+  REQUIRE(t.h.log_of("lock").contains("is in use on punt finchley; locking again, one punt after another"));
+  REQUIRE(t.finchley->store->holders.count(1) == 1);
+  REQUIRE(t.docklands->store->holders.count(1) == 1);
 }
 
 TEST_CASE("an unavailable punt is skipped and logged; the rest is served", "[lock]") {

@@ -48,10 +48,6 @@ void pool_stats::change(int delta) {
 
 // -- link_pool ----------------------------------------------------------------------
 
-link_pool::opening::opening(std::shared_ptr<backend_link> l) : link(std::move(l)), wake(link->get_executor()) {
-  wake.expires_at(std::chrono::steady_clock::time_point::max());
-}
-
 link_pool::link_pool(executor ex, link_options options, std::shared_ptr<const backend_secret> secret, logger& log,
                      pool_settings settings, std::shared_ptr<pool_stats> stats)
     : executor_(ex),
@@ -70,35 +66,6 @@ std::shared_ptr<backend_link> link_pool::make_link() {
   stats_->opened.add();
   return std::make_shared<backend_link>(executor_, options_, secret_, log_,
                                         "punt " + options_.punt + " link " + std::to_string(++next_link_));
-}
-
-void link_pool::prepare() {
-  if (closed_) return;
-  expire(std::chrono::steady_clock::now());
-  if (!idle_.empty() || open_ >= settings_.max_links) return;
-  for (const auto& job : opening_)
-    if (!job->claimed) return;  // one is on its way already
-  auto job = std::make_shared<opening>(make_link());
-  opening_.push_back(job);
-  asio::co_spawn(executor_, open_ahead(shared_from_this(), job), asio::detached);
-}
-
-awaitable<void> link_pool::open_ahead(std::shared_ptr<link_pool> self, std::shared_ptr<opening> job) {
-  try {
-    co_await job->link->open();
-  } catch (...) {
-    job->error = std::current_exception();
-  }
-  job->done = true;
-  job->wake.cancel();
-  if (job->claimed) co_return;  // the login that claimed it takes it from here
-  self->opening_.remove(job);
-  if (job->error || self->closed_) {
-    self->drop(job->link, false);
-    self->wake_one();
-  } else {
-    self->put_idle(job->link);
-  }
 }
 
 awaitable<std::shared_ptr<backend_link>> link_pool::take(bool fresh) {
@@ -120,27 +87,6 @@ awaitable<std::shared_ptr<backend_link>> link_pool::take(bool fresh) {
       log_.debug(link->tag(), ": closed by the back end while idle; not used");
       stats_->replaced.add();
       drop(link, false);
-    }
-    std::shared_ptr<opening> ahead;
-    if (!fresh)
-      for (const auto& job : opening_)
-        if (!job->claimed) {
-          ahead = job;
-          break;
-        }
-    if (ahead) {
-      ahead->claimed = true;
-      while (!ahead->done) {
-        boost::system::error_code ignored;
-        co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-      }
-      opening_.remove(ahead);
-      if (ahead->error) {
-        drop(ahead->link, false);
-        wake_one();
-        std::rethrow_exception(ahead->error);
-      }
-      co_return lend(std::move(ahead->link));
     }
     if (open_ < settings_.max_links) {
       std::shared_ptr<backend_link> link = make_link();
@@ -301,7 +247,6 @@ void link_pool::close_all() {
   closed_ = true;
   for (auto& entry : idle_) entry.link->close("the front end is stopping");
   idle_.clear();
-  for (auto& job : opening_) job->link->close("the front end is stopping");
   boost::system::error_code ignored;
   expiry_.cancel(ignored);
   for (auto& waiter : waiters_) waiter->cancel(ignored);

@@ -17,7 +17,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,15 +78,9 @@ class link_pool : public std::enable_shared_from_this<link_pool> {
   link_pool(const link_pool&) = delete;
   link_pool& operator=(const link_pool&) = delete;
 
-  /// A login follows (spool::prepare): with no link idle or being opened,
-  /// and room for one, starts opening one (connection, TLS, the back end's
-  /// greeting) so that take() finds it ready. The link is the pool's, not
-  /// the caller's: whichever login takes first gets it. Never blocks.
-  void prepare();
-
   /// A link for one login, lent to the caller until give_back(): the
-  /// newest idle link that is still fit (idle_check), else one being
-  /// opened, else a new one (opened here), else waits up to
+  /// newest idle link that is still fit (idle_check), else a new one
+  /// (opened here), else waits up to
   /// settings.wait for one to come back or close. `fresh`: skip the idle
   /// ones (the caller found one dead). The link is open (greeting read);
   /// trusted() tells whether XAUTH is still to be done. Throws spool_error:
@@ -114,18 +107,7 @@ class link_pool : public std::enable_shared_from_this<link_pool> {
     std::shared_ptr<backend_link> link;
     std::chrono::steady_clock::time_point since;
   };
-  /// A link prepare() is opening for whichever login takes it first.
-  struct opening {
-    explicit opening(std::shared_ptr<backend_link> l);
-    std::shared_ptr<backend_link> link;
-    bool claimed = false;
-    bool done = false;
-    std::exception_ptr error;
-    asio::steady_timer wake;  ///< cancelled when done
-  };
-
   std::shared_ptr<backend_link> make_link();
-  static awaitable<void> open_ahead(std::shared_ptr<link_pool> self, std::shared_ptr<opening> job);
   static awaitable<void> reset(std::shared_ptr<link_pool> self, std::shared_ptr<backend_link> link,
                                std::shared_ptr<returning> done);
   /// Lends `link` to a login.
@@ -152,7 +134,6 @@ class link_pool : public std::enable_shared_from_this<link_pool> {
 
   std::size_t open_ = 0;            ///< lent, idle or being opened
   std::deque<idle_link> idle_;      ///< oldest first; taken newest first
-  std::list<std::shared_ptr<opening>> opening_;
   std::deque<std::shared_ptr<asio::steady_timer>> waiters_;
   asio::steady_timer expiry_;
   bool expiry_armed_ = false;

@@ -281,6 +281,7 @@ std::atomic<std::uint64_t> next_instance{1};
 remote_spool::session_state::~session_state() {
   // The session is over however it ended: the login ends on the back end
   // (XRESET, in the background) and the link goes back to the pool.
+  abandon(*this);
   if (link && pool) pool->give_back(std::move(link));
 }
 
@@ -292,11 +293,6 @@ link_pool& remote_spool::pool(session& s, session_state& state) {
     });
   }
   return *state.pool;
-}
-
-void remote_spool::prepare(session& s, const identity&) {
-  auto& state = s.slot(state_);
-  pool(s, state).prepare();
 }
 
 remote_spool::remote_spool(module_config& config)
@@ -357,16 +353,8 @@ remote_spool::remote_spool(module_config& config)
   stats_ = std::make_shared<pool_stats>(options_.punt, *metrics_);
 }
 
-awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
-  // Slots live until after the disconnect event, which never runs beside
-  // this call: the reference stays good across the suspensions below.
-  auto& state = s.slot(state_);
-  link_pool& links = pool(s, state);
-  if (state.link) links.give_back(std::move(state.link));
-  state.link.reset();
-  state.held.reset();
-  state.listing.clear();
-  const std::string who = login.display();
+awaitable<remote_spool::attempt_result> remote_spool::attempt(std::shared_ptr<link_pool> links, std::string who,
+                                                               std::uint64_t session) {
   // A session that just ended through another front end may release its
   // lock on the back end a moment after its client was told +OK: [IN-USE]
   // is retried for in_use_wait before it is believed.
@@ -379,7 +367,7 @@ awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
     std::uint64_t replies = 0;
     bool reused = false;
     try {
-      if (!link) link = co_await links.take(replaced);
+      if (!link) link = co_await links->take(replaced);
       replies = link->replies();
       reused = link->trusted();
       const auto asked = std::chrono::steady_clock::now();
@@ -391,53 +379,127 @@ awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
       // meanwhile (a restart) fails at once, before any answer: the login
       // is tried once more on a new link, and the client never knows.
       const bool dead_idle_link = link && reused && !replaced && link->replies() == replies && !link->timed_out();
-      if (link) links.give_back(std::move(link));
+      if (link) links->give_back(std::move(link));
       link.reset();
       if (dead_idle_link) {
-        log_.info("session ", s.id(), ": punt ", options_.punt, ": a kept link failed at once (", e.what(),
+        log_.info("session ", session, ": punt ", options_.punt, ": a kept link failed at once (", e.what(),
                   "); logging in on a new one");
         stats_->replaced.add();
         replaced = true;
         continue;
       }
       metrics_->add("sdps_backend_link_errors_total", {{"punt", options_.punt}});
-      log_.warning("session ", s.id(), ": ", e.what());
-      co_return lock_status::unavailable;
+      log_.warning("session ", session, ": ", e.what());
+      co_return attempt_result{};
     }
     if (outcome.status != lock_status::in_use || std::chrono::steady_clock::now() + pause > give_up) break;
     // A link that can be reset is as it was before PASS: the retry goes on
     // it. Any other was ended by the refusal.
     if (!link->resettable()) {
-      links.give_back(std::move(link));
+      links->give_back(std::move(link));
       link.reset();
     }
-    asio::steady_timer wait(s.get_executor());
+    asio::steady_timer wait(co_await asio::this_coro::executor);
     wait.expires_after(pause);
     boost::system::error_code ignored;
     co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     pause *= 2;
   }
+  attempt_result result;
+  result.status = outcome.status;
   switch (outcome.status) {
     case lock_status::acquired:
-      state.link = link;
-      state.held = session_count::hold(holders_);
-      state.listing = std::move(outcome.listing);
-      link->start_keepalive();
-      s.log().debug("punt ", options_.punt, ": logged in as ", who, " on the back end (", link->tag(), "), ",
-                    state.listing.size(), " message(s)");
+      result.link = std::move(link);
+      result.listing = std::move(outcome.listing);
       break;
     case lock_status::in_use:
-      s.log().info("punt ", options_.punt, ": ", who, " is locked on the back end: ", outcome.detail);
-      links.give_back(std::move(link));
+      log_.info("session ", session, ": punt ", options_.punt, ": ", who,
+                " is locked on the back end: ", outcome.detail);
+      links->give_back(std::move(link));
       break;
     case lock_status::unavailable:
       metrics_->add("sdps_backend_link_errors_total", {{"punt", options_.punt}});
-      log_.warning("session ", s.id(), ": punt ", options_.punt, " (back end ", options_.display,
+      log_.warning("session ", session, ": punt ", options_.punt, " (back end ", options_.display,
                    "): ", outcome.detail);
-      links.give_back(std::move(link));
+      links->give_back(std::move(link));
       break;
   }
-  co_return outcome.status;
+  co_return result;
+}
+
+void remote_spool::abandon(session_state& state) {
+  const std::shared_ptr<login_ahead> ahead = std::move(state.ahead);
+  state.ahead.reset();
+  if (!ahead) return;
+  ahead->abandoned = true;
+  // Not done yet: the login gives its link back when it completes.
+  if (ahead->done && ahead->result.link && state.pool) state.pool->give_back(std::move(ahead->result.link));
+}
+
+void remote_spool::prepare(session& s, const identity& who) {
+  auto& state = s.slot(state_);
+  abandon(state);
+  if (state.link && state.pool) state.pool->give_back(std::move(state.link));
+  state.link.reset();
+  state.held.reset();
+  state.listing.clear();
+  const std::shared_ptr<link_pool> links = (pool(s, state), state.pool);
+  auto ahead = std::make_shared<login_ahead>(s.get_executor());
+  state.ahead = ahead;
+  // The coroutine owns what it uses but the module, which outlives every
+  // event loop: it may complete after the session has gone.
+  asio::co_spawn(
+      s.get_executor(),
+      [](remote_spool* self, std::shared_ptr<link_pool> links, std::shared_ptr<login_ahead> ahead, std::string who,
+         std::uint64_t session) -> awaitable<void> {
+        attempt_result result;
+        try {
+          result = co_await self->attempt(links, std::move(who), session);
+        } catch (const std::exception& e) {
+          self->log_.error("session ", session, ": punt ", self->options_.punt, ": logging in: ", e.what());
+        }
+        ahead->done = true;
+        if (ahead->abandoned) {
+          if (result.link) links->give_back(std::move(result.link));
+        } else {
+          ahead->result = std::move(result);
+        }
+        ahead->wake.cancel();
+      }(this, links, ahead, who.display(), s.id()),
+      asio::detached);
+}
+
+awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
+  // Slots live until after the disconnect event, which never runs beside
+  // this call: the reference stays good across the suspensions below.
+  auto& state = s.slot(state_);
+  attempt_result result;
+  if (const std::shared_ptr<login_ahead> ahead = state.ahead) {
+    // prepare() started this login: wait for what it came to.
+    while (!ahead->done) {
+      boost::system::error_code ignored;
+      co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    if (state.ahead != ahead) co_return lock_status::unavailable;  // abandoned meanwhile (a new login)
+    state.ahead.reset();
+    result = std::move(ahead->result);
+  } else {
+    link_pool& links = pool(s, state);
+    if (state.link) links.give_back(std::move(state.link));
+    state.link.reset();
+    state.held.reset();
+    state.listing.clear();
+    result = co_await attempt(state.pool, login.display(), s.id());
+  }
+  if (result.status == lock_status::acquired) {
+    state.link = std::move(result.link);
+    state.held = session_count::hold(holders_);
+    state.listing = std::move(result.listing);
+    state.link->start_keepalive();
+    s.log().debug("punt ", options_.punt, ": logged in as ", login.display(), " on the back end (",
+                  state.link->tag(), "), ", state.listing.size(), " message(s)");
+  }
+  co_return result.status;
 }
 
 awaitable<verdict> remote_spool::on_event(session& s, event e) {
@@ -459,6 +521,7 @@ awaitable<verdict> remote_spool::on_event(session& s, event e) {
 void remote_spool::unlock(session& s) {
   auto* state = s.find_slot(state_);
   if (!state) return;
+  abandon(*state);
   state->held.reset();
   state->listing.clear();
   if (!state->link || !state->pool) return;

@@ -92,11 +92,13 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
 
   // sdps::spool
   const std::string& punt() const override { return options_.punt; }
-  /// A lock() of this punt follows in this login: with no link idle in
-  /// this event loop's pool, starts opening one (the connection and its
-  /// greeting). The lock module prepares every punt before it locks the
-  /// first, so a login that needs new links waits for one connection, not
-  /// the sum of all.
+  /// A lock() of this punt follows in this login: starts the whole login
+  /// on the back end at once (a link from the pool, USER, PASS, XLIST, and
+  /// [IN-USE] retried as lock() says), so that every punt's back end works
+  /// on it at the same time and a login over N punts waits for the
+  /// slowest, not the sum. lock() then takes what it came to. A login
+  /// started here and not taken by lock() (the session refused, ended) is
+  /// ended on the back end (XRESET) when it completes.
   void prepare(session& s, const identity& who) override;
   /// Borrows a link from this event loop's pool (waiting up to link_wait
   /// when every link is lent), authenticates it if it is new (XAUTH, CAPA),
@@ -128,8 +130,25 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   awaitable<std::shared_ptr<sdps::maildrop>> open(session& s, const identity& who) override;
 
  private:
+  /// What one attempt to log in on the back end came to.
+  struct attempt_result {
+    lock_status status = lock_status::unavailable;
+    std::shared_ptr<backend_link> link;  // lent to the session, when acquired
+    std::vector<listing_entry> listing;
+  };
+  /// A login prepare() started: lock() waits for it, or the session
+  /// abandons it and the link goes back to the pool when it completes.
+  struct login_ahead {
+    explicit login_ahead(const executor& ex) : wake(ex) { wake.expires_at(std::chrono::steady_clock::time_point::max()); }
+    attempt_result result;
+    bool done = false;
+    bool abandoned = false;
+    asio::steady_timer wake;  ///< cancelled when done
+  };
   struct session_state {
     std::shared_ptr<link_pool> pool;
+    /// The login prepare() started, until lock() takes it.
+    std::shared_ptr<login_ahead> ahead;
     std::shared_ptr<backend_link> link;
     std::vector<listing_entry> listing;
     /// The link's reset, after unlock(); quit waits for it.
@@ -140,6 +159,13 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
 
   /// This event loop's pool (kept in the session's state).
   link_pool& pool(session& s, session_state& state);
+  /// Logs in as `who` on a link of `links`: the lock, the listing. A kept
+  /// link found dead at once is replaced (once); [IN-USE] is retried for
+  /// in_use_wait. Owns its arguments: it may run on after its session
+  /// (prepare()).
+  awaitable<attempt_result> attempt(std::shared_ptr<link_pool> links, std::string who, std::uint64_t session);
+  /// A login prepare() started and nobody will take: its link goes back.
+  static void abandon(session_state& state);
 
   link_options options_;
   pool_settings pool_settings_;

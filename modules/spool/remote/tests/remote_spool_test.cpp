@@ -67,6 +67,9 @@ struct script {
   std::vector<stored> messages;
   std::string update_reply;  // XUPDATE's reply; by default "+OK N 0", N = the DELEs received
   std::size_t die_after = SIZE_MAX;  // commands answered before the connection drops
+  /// Replies that answer a PASS wait until this says yes (polled every
+  /// 5ms, for at most 2s): a back end that waits for another's login.
+  std::function<bool()> answer_pass_when;
   /// A connection that logged in before closes, unanswered, when it is
   /// sent the next login (a back end restarted just then).
   bool drop_reused = false;
@@ -245,6 +248,11 @@ awaitable<void> serve(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared
       }
     }
     if (lines) sc->batches.push_back(lines);
+    if (sc->answer_pass_when && out.find("+OK in\r\n") != std::string::npos)
+      for (int i = 0; i < 400 && !sc->answer_pass_when(); ++i) {
+        asio::steady_timer wait(socket->get_executor(), std::chrono::milliseconds(5));
+        co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
     co_await asio::async_write(*socket, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     if (quit) {
@@ -578,45 +586,102 @@ TEST_CASE("remote_spool settings are checked at start-up") {
   CHECK(ok.punt() == "finchley");
 }
 
-TEST_CASE("with two remote punts, both connections open at once; the locks are still taken in order") {
+namespace {
+
+/// A front end's chain over two remote punts, finchley and docklands (in
+/// chain order), each with one message, their back ends sharing a journal.
+struct two_punts {
   secret_file secret;
   harness h;
-  auto journal = std::make_shared<std::vector<std::string>>();
+  std::shared_ptr<std::vector<std::string>> journal = std::make_shared<std::vector<std::string>>();
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors;
-  std::vector<std::shared_ptr<script>> backs;
-  h.add<fake_auth>("auth");
-  h.add<lock::lock_module>("lock");
-  // Chain order finchley, docklands; locking (and so connecting) order is by punt name.
-  for (const std::string punt : {"finchley", "docklands"}) {
-    auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(
-        h.io(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    auto back = std::make_shared<script>();
-    back->punt = punt;
-    back->journal = journal;
-    back->messages.push_back({"u-" + punt, punt == "finchley" ? 10 : 20, "Subject: " + punt + "\r\n\r\nx\r\n"});
-    asio::co_spawn(h.io(), accept_loop(acceptor, back), asio::detached);
-    h.add<remote::remote_spool>(punt, "{backend: 127.0.0.1:" + std::to_string(acceptor->local_endpoint().port()) +
-                                          ", secret: " + secret.path.string() + "}");
-    acceptors.push_back(acceptor);
-    backs.push_back(back);
+  std::map<std::string, std::shared_ptr<script>> backs;
+
+  explicit two_punts(const std::string& extra = "") {
+    h.add<fake_auth>("auth");
+    h.add<lock::lock_module>("lock");
+    for (const std::string punt : {"finchley", "docklands"}) {
+      auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(
+          h.io(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+      auto back = std::make_shared<script>();
+      back->punt = punt;
+      back->journal = journal;
+      back->messages.push_back({"u-" + punt, punt == "finchley" ? 10 : 20, "Subject: " + punt + "\r\n\r\nx\r\n"});
+      asio::co_spawn(h.io(), accept_loop(acceptor, back), asio::detached);
+      h.add<remote::remote_spool>(punt, "{backend: 127.0.0.1:" + std::to_string(acceptor->local_endpoint().port()) +
+                                            ", secret: " + secret.path.string() + extra + "}");
+      acceptors.push_back(acceptor);
+      backs[punt] = back;
+    }
+    h.add<merge::merge_module>("merge");
+    h.add<commands::commands_module>("commands");
+    h.start();
   }
-  h.add<merge::merge_module>("merge");
-  h.add<commands::commands_module>("commands");
-  h.start();
-  auto s = h.connect();
-  h.send(s, "USER sample");
-  CHECK(h.send(s, "PASS pw").starts_with("+OK sample has 2 messages"));
-  const auto at = [&](const std::string& event) {
-    return std::find(journal->begin(), journal->end(), event) - journal->begin();
+  ~two_punts() {
+    for (auto& a : acceptors) a->close();
+  }
+  std::string login(const std::shared_ptr<client>& s) {
+    h.send(s, "USER sample");
+    return h.send(s, "PASS pw");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("with two remote punts, both back ends log in side by side") {
+  two_punts t(", read_timeout: 3s");
+  // Each back end answers PASS only once the other has received its own:
+  // logins taken one after another would wait for each other (and fail
+  // at read_timeout).
+  const auto received_pass = [&t](const std::string& punt) {
+    return count_of(t.backs[punt]->received, "PASS") > 0;
   };
-  REQUIRE(at("finchley connected") < static_cast<long>(journal->size()));
-  // finchley's connection was opened before docklands' login went out ...
-  CHECK(at("finchley connected") < at("docklands PASS"));
-  // ... and docklands (first by name) was locked first.
-  CHECK(at("docklands PASS") < at("finchley PASS"));
-  CHECK(h.send(s, "UIDL") == "+OK unique-id listing follows\r\n1 u-finchley\r\n2 u-docklands\r\n.\r\n");
-  h.disconnect(s);
-  for (auto& a : acceptors) a->close();
+  t.backs["finchley"]->answer_pass_when = [&] { return received_pass("docklands"); };
+  t.backs["docklands"]->answer_pass_when = [&] { return received_pass("finchley"); };
+  auto s = t.h.connect();
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(t.login(s).starts_with("+OK sample has 2 messages"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  CHECK(t.h.send(s, "UIDL") == "+OK unique-id listing follows\r\n1 u-finchley\r\n2 u-docklands\r\n.\r\n");
+  t.h.disconnect(s);
+}
+
+TEST_CASE("with two remote punts, a punt still in use after in_use_wait is locked again in order") {
+  two_punts t(", in_use_wait: 400ms");
+  // Another session holds finchley for 500ms: the login ahead retries it
+  // until about 310ms and gives up; everything is released (docklands'
+  // login reset) and locked again in order, where finchley's retries
+  // (from about 310ms to 710ms) find it free.
+  auto& finchley = *t.backs["finchley"];
+  finchley.locks["sample"] = 999;
+  asio::steady_timer release(t.h.io(), std::chrono::milliseconds(500));
+  release.async_wait([&finchley](boost::system::error_code) { finchley.locks.erase("sample"); });
+  auto s = t.h.connect();
+  CHECK(t.login(s).starts_with("+OK sample has 2 messages"));
+  CHECK(count_of(t.backs["docklands"]->received, "PASS") == 2);
+  CHECK(count_of(t.backs["docklands"]->received, "XRESET") == 1);
+  CHECK(count_of(finchley.received, "PASS") >= 4);
+  const auto at = [&](const std::string& event, std::size_t from = 0) {
+    return std::find(t.journal->begin() + static_cast<long>(from), t.journal->end(), event) - t.journal->begin();
+  };
+  const auto second_docklands_pass = at("docklands PASS", static_cast<std::size_t>(at("docklands PASS")) + 1);
+  CHECK(second_docklands_pass < static_cast<long>(t.journal->size()));
+  CHECK(at("docklands XRESET") < second_docklands_pass);
+  CHECK(finchley.locks.count("sample") == 1);
+  CHECK(finchley.locks.at("sample") != 999);
+  t.h.disconnect(s);
+}
+
+TEST_CASE("a login prepared ahead that the session leaves untaken is reset on its back end") {
+  two_punts t;
+  // docklands refuses (a session elsewhere holds it, for good): finchley's
+  // login, started ahead, is not kept.
+  t.backs["docklands"]->locks["sample"] = 999;
+  auto s = t.h.connect();
+  CHECK(t.login(s) == "-ERR [IN-USE] maildrop already locked\r\n");
+  run_until(t.h, [&] { return !t.backs["finchley"]->locks.count("sample"); });
+  CHECK(count_of(t.backs["finchley"]->received, "XRESET") >= 1);
+  t.h.disconnect(s);
 }
 
 TEST_CASE("the probe: XAUTH on a new link, CAPA on the one it keeps") {
