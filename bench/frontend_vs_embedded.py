@@ -4,6 +4,7 @@ mail, in one run: sessions per second and RETR throughput, side by side and
 as ratios. Prints figures; asserts nothing about speed.
 
     bench/frontend_vs_embedded.py [--build-dir build] [--seconds 3] [--rounds 3] [--no-loadgen]
+                                  [--baseline OTHER-BUILD-DIR]
 
 Needs a build with sdpsd, sdps and the modules (scripts/demo makes one in
 build/; use a RelWithDebInfo or Release build, not the sanitizer one).
@@ -24,6 +25,12 @@ the two servers measured alternately so drift hits both alike):
                spends per session. Their ratio is the capacity of a
                front-end machine relative to an embedded one, with the
                back ends on their punts as deployed.
+  baseline     with --baseline, a third server in every round: a front end
+               run by another build tree's sdpsd (with that tree's modules)
+               on the same configuration and back ends, so that a change
+               to the front end is measured against the code before it in
+               the same minutes (runs minutes apart on one machine differ
+               by more than most changes);
   loadgen      the same comparison with the C++ load generator
                (bench/README.md, sdps-loadgen, when the build has it): its
                `login` workload (USER, PASS, STAT, QUIT) and `full` one
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +67,8 @@ def parse_args():
     p.add_argument("--big", type=int, default=8, help="messages in the RETR throughput maildrop")
     p.add_argument("--big-size", type=int, default=1 << 20, help="octets per big message")
     p.add_argument("--no-loadgen", action="store_true", help="skip the sdps-loadgen runs")
+    p.add_argument("--baseline", help="another build tree: its sdpsd runs a second front end on the same "
+                                      "configuration and back ends, measured in the same rounds")
     return p.parse_args()
 
 
@@ -203,6 +213,31 @@ def loadgen(port: int, workload: str, clients: int, seconds: float, users: Path,
 
 # ---------------------------------------------------------------- the run
 
+def start_baseline(config: Path, log: Path) -> tuple[subprocess.Popen, int]:
+    """--baseline: that tree's sdpsd on the front end's configuration (the
+    modules beside that sdpsd, not ours), on a free loopback port."""
+    sdpsd = Path(ARGS.baseline).resolve() / "bin" / "sdpsd"
+    if not sdpsd.exists():
+        raise RuntimeError(f"--baseline: {sdpsd} not found")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(sdpsd), "-c", str(config), "--listen", f"127.0.0.1:{port}"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"--baseline: sdpsd did not start; see {log}")
+            time.sleep(0.05)
+
+
 def populate(site: Site, hosts: int) -> None:
     punts = ("finchley", "docklands")
     for i in range(hosts):
@@ -238,9 +273,14 @@ def main() -> int:
             front = fe.start()
             targets = {"embedded": embedded.port, "front end": front.port}
             print(f"embedded on port {embedded.port}, front end on port {front.port}", flush=True)
+            backends = {f"back end {p}": b.pid for p, b in fe.backends.items()}
             processes = {"embedded": {"embedded": embedded.pid},
-                         "front end": {"front end": front.pid,
-                                       **{f"back end {p}": b.pid for p, b in fe.backends.items()}}}
+                         "front end": {"front end": front.pid, **backends}}
+            if ARGS.baseline:
+                baseline = start_baseline(fe.frontend_config("frontend"), site.root / "baseline.log")
+                targets["baseline"] = baseline_port = baseline[1]
+                processes["baseline"] = {"front end": baseline[0].pid, **backends}
+                print(f"baseline front end ({ARGS.baseline}) on port {baseline_port}", flush=True)
             cpu = {name: {} for name in targets}
             loadgen_rows = []
             for port in targets.values():        # warm up: caches, first logins
@@ -252,13 +292,12 @@ def main() -> int:
                     for name, port in targets.items():
                         runs[name].append(sessions_per_second(port, n, ARGS.seconds, processes[name], cpu[name]))
                 rows.append((f"sessions/s, {n} client{'s' if n > 1 else ''}",
-                             statistics.median(runs["embedded"]), statistics.median(runs["front end"])))
+                             {name: statistics.median(r) for name, r in runs.items()}))
             runs = {name: [] for name in targets}
             for _ in range(ARGS.rounds):
                 for name, port in targets.items():
                     runs[name].append(retr_mib_per_second(port, ARGS.big, ARGS.seconds))
-            rows.append(("RETR MiB/s, 1 client", statistics.median(runs["embedded"]),
-                         statistics.median(runs["front end"])))
+            rows.append(("RETR MiB/s, 1 client", {name: statistics.median(r) for name, r in runs.items()}))
             if not ARGS.no_loadgen and binary("sdps-loadgen").exists():
                 users = site.root / "loadgen-users"
                 users.write_text("".join(f"h{i} {PASSWORD}\n" for i in range(max(clients))))
@@ -278,13 +317,19 @@ def main() -> int:
         finally:
             for server in list(fe.paused):
                 fe.cont(server)
+            if ARGS.baseline and "baseline" in targets:
+                baseline[0].terminate()
+                baseline[0].wait(timeout=30)
 
     print()
     print(f"sdps: front end over 2 back ends vs the embedded default, same mail, one machine "
           f"({os.cpu_count()} CPUs); medians of {ARGS.rounds} x {ARGS.seconds:g}s")
-    print(f"{'':28}{'embedded':>12}{'front end':>12}{'ratio':>9}")
-    for label, a, b in rows:
-        print(f"{label:28}{a:12.1f}{b:12.1f}{b / a if a else float('nan'):9.2f}")
+    base = "baseline" in cpu
+    print(f"{'':28}{'embedded':>12}{'front end':>12}{'ratio':>9}" + (f"{'baseline':>12}{'ratio':>9}" if base else ""))
+    for label, r in rows:
+        a, b = r["embedded"], r["front end"]
+        print(f"{label:28}{a:12.1f}{b:12.1f}{b / a if a else float('nan'):9.2f}" +
+              (f"{r['baseline']:12.1f}{r['baseline'] / a if a else float('nan'):9.2f}" if base else ""))
     print("(ratio = front end / embedded; on one machine the front end shares the CPUs with its back ends)")
     print()
     print("CPU time per session, in the sessions/s runs (microseconds):")
@@ -297,6 +342,9 @@ def main() -> int:
     print(f"front-end machine capacity vs an embedded one (embedded CPU / front-end CPU per session): "
           f"{emb / front_cpu:.2f}")
     print(f"all three processes together vs the embedded one: {emb / total:.2f}")
+    if base:
+        print(f"baseline front end ({ARGS.baseline}): {per['baseline']['front end']:.0f} us per session, "
+              f"capacity {emb / per['baseline']['front end']:.2f}")
     if loadgen_rows:
         print()
         print("sdps-loadgen (one C++ thread for every client), sessions/s and server CPU per session (microseconds):")
@@ -309,6 +357,10 @@ def main() -> int:
             print(f"{label:22}{rate['embedded']:10.1f}{rate['front end']:11.1f}"
                   f"{rate['front end'] / rate['embedded']:7.2f}   {emb_cpu:14.0f}{fe_cpu:11.0f}"
                   f"{fe_cpu / emb_cpu:7.2f}{all_cpu:13.0f}")
+            if base:
+                b_cpu = 1e6 * cost["baseline"]["front end"]
+                print(f"{'  baseline':22}{'':10}{rate['baseline']:11.1f}{rate['baseline'] / rate['embedded']:7.2f}"
+                      f"   {'':14}{b_cpu:11.0f}{b_cpu / emb_cpu:7.2f}{1e6 * sum(cost['baseline'].values()):13.0f}")
         print("(CPU ratio = front end / embedded: its inverse is a front-end machine's capacity; "
               "'+ back ends' adds both back ends' CPU)")
     for name in cpu:
