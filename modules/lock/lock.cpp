@@ -89,7 +89,12 @@ awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_at
   // another, in the fixed order, where two such sessions cannot hold each
   // other up (one of them gets every lock).
   h.started = true;
-  for (spool* sp : order_) sp->prepare(s, login);
+  try {
+    for (spool* sp : order_) sp->prepare(s, login);
+  } catch (...) {
+    release(s, h, "preparing the locks failed");
+    throw;
+  }
   for (bool in_order = false;;) {
     bool again = false;
     for (spool* sp : order_) {

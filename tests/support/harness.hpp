@@ -61,6 +61,7 @@ struct fake_store {
   bool lock_throws = false;                   ///< lock() throws spool_error
   std::optional<std::uint64_t> other_holder;  ///< a session outside the test holds the lock
   std::function<void()> on_unlock;            ///< called at every unlock()
+  bool prepare_throws = false;                ///< prepare() throws (after noting it)
   std::set<std::uint64_t> holders;            ///< sessions holding the lock now
   std::set<std::string> stuck;                ///< uidls that remove() cannot remove
   bool remove_throws = false;                 ///< remove() throws spool_error
@@ -184,6 +185,7 @@ class fake_spool final : public sdps::module, public spool, public maildrop_sour
   void prepare(session& s, const identity& who) override {
     store->prepared.push_back(who.display() + " #" + std::to_string(s.id()));
     store->note("prepare " + store->punt + " #" + std::to_string(s.id()));
+    if (store->prepare_throws) throw std::runtime_error(store->punt + ": prepare failed");
   }
   awaitable<lock_status> lock(session& s, const identity&) override {
     const std::shared_ptr<fake_store> st = store;  // owned across the suspension

@@ -181,6 +181,16 @@ TEST_CASE("a punt in use at the first try is locked again, in order, once everyt
   REQUIRE(t.docklands->store->holders.count(1) == 1);
 }
 
+TEST_CASE("a prepare() that throws leaves nothing prepared behind", "[lock]") {
+  embedded t;
+  t.finchley->store->prepare_throws = true;  // after docklands (first by name) was prepared
+  auto s = t.h.connect();
+  REQUIRE(t.login(s).rfind("-ERR", 0) == 0);
+  REQUIRE(t.taken() == events{"prepare docklands #1", "prepare finchley #1", "unlock finchley #1",
+                              "unlock docklands #1"});
+  REQUIRE(s->login() == nullptr);
+}
+
 TEST_CASE("an unavailable punt is skipped and logged; the rest is served", "[lock]") {
   SECTION("lock says unavailable") {
     embedded t;

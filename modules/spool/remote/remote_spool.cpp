@@ -354,7 +354,9 @@ remote_spool::remote_spool(module_config& config)
 }
 
 awaitable<remote_spool::attempt_result> remote_spool::attempt(std::shared_ptr<link_pool> links, std::string who,
-                                                               std::uint64_t session) {
+                                                               std::uint64_t session,
+                                                               std::shared_ptr<login_ahead> ahead) {
+  const auto abandoned = [&ahead] { return ahead && ahead->abandoned; };
   // A session that just ended through another front end may release its
   // lock on the back end a moment after its client was told +OK: [IN-USE]
   // is retried for in_use_wait before it is believed.
@@ -368,6 +370,10 @@ awaitable<remote_spool::attempt_result> remote_spool::attempt(std::shared_ptr<li
     bool reused = false;
     try {
       if (!link) link = co_await links->take(replaced);
+      if (abandoned()) {
+        links->give_back(std::move(link));
+        co_return attempt_result{};
+      }
       replies = link->replies();
       reused = link->trusted();
       const auto asked = std::chrono::steady_clock::now();
@@ -391,8 +397,13 @@ awaitable<remote_spool::attempt_result> remote_spool::attempt(std::shared_ptr<li
       metrics_->add("sdps_backend_link_errors_total", {{"punt", options_.punt}});
       log_.warning("session ", session, ": ", e.what());
       co_return attempt_result{};
+    } catch (...) {
+      if (link) links->give_back(std::move(link));
+      throw;
     }
-    if (outcome.status != lock_status::in_use || std::chrono::steady_clock::now() + pause > give_up) break;
+    if (outcome.status != lock_status::in_use || abandoned() ||
+        std::chrono::steady_clock::now() + pause > give_up)
+      break;
     // A link that can be reset is as it was before PASS: the retry goes on
     // it. Any other was ended by the refusal.
     if (!link->resettable()) {
@@ -432,8 +443,37 @@ void remote_spool::abandon(session_state& state) {
   state.ahead.reset();
   if (!ahead) return;
   ahead->abandoned = true;
-  // Not done yet: the login gives its link back when it completes.
-  if (ahead->done && ahead->result.link && state.pool) state.pool->give_back(std::move(ahead->result.link));
+  // Not done yet: the login stops at its next step, or gives its link back
+  // when it completes.
+  if (ahead->done && ahead->result.link && state.pool)
+    ahead->returning = state.pool->give_back(std::move(ahead->result.link));
+  // The ones that have ended on the back end need no more waiting.
+  std::erase_if(state.abandoned, [](const std::shared_ptr<login_ahead>& a) {
+    return a->done && (!a->returning || a->returning->done);
+  });
+  state.abandoned.push_back(ahead);
+}
+
+awaitable<void> remote_spool::settle(session_state& state) {
+  const auto wait_for = [](const std::shared_ptr<link_pool::returning>& returning) -> awaitable<void> {
+    while (returning && !returning->done) {
+      boost::system::error_code ignored;
+      co_await returning->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+  };
+  // Moved out first: the state may change while this waits.
+  const std::shared_ptr<link_pool::returning> returning = std::move(state.returning);
+  state.returning.reset();
+  const std::vector<std::shared_ptr<login_ahead>> abandoned = std::move(state.abandoned);
+  state.abandoned.clear();
+  co_await wait_for(returning);
+  for (const auto& ahead : abandoned) {
+    while (!ahead->done) {
+      boost::system::error_code ignored;
+      co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    co_await wait_for(ahead->returning);
+  }
 }
 
 void remote_spool::prepare(session& s, const identity& who) {
@@ -443,7 +483,8 @@ void remote_spool::prepare(session& s, const identity& who) {
   state.link.reset();
   state.held.reset();
   state.listing.clear();
-  const std::shared_ptr<link_pool> links = (pool(s, state), state.pool);
+  pool(s, state);
+  const std::shared_ptr<link_pool> links = state.pool;
   auto ahead = std::make_shared<login_ahead>(s.get_executor());
   state.ahead = ahead;
   // The coroutine owns what it uses but the module, which outlives every
@@ -454,13 +495,13 @@ void remote_spool::prepare(session& s, const identity& who) {
          std::uint64_t session) -> awaitable<void> {
         attempt_result result;
         try {
-          result = co_await self->attempt(links, std::move(who), session);
+          result = co_await self->attempt(links, std::move(who), session, ahead);
         } catch (const std::exception& e) {
           self->log_.error("session ", session, ": punt ", self->options_.punt, ": logging in: ", e.what());
         }
         ahead->done = true;
         if (ahead->abandoned) {
-          if (result.link) links->give_back(std::move(result.link));
+          if (result.link) ahead->returning = links->give_back(std::move(result.link));
         } else {
           ahead->result = std::move(result);
         }
@@ -485,11 +526,18 @@ awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
     result = std::move(ahead->result);
   } else {
     link_pool& links = pool(s, state);
-    if (state.link) links.give_back(std::move(state.link));
+    if (state.link) {
+      co_await settle(state);  // (state.returning is about to be replaced)
+      state.returning = links.give_back(std::move(state.link));
+    }
     state.link.reset();
     state.held.reset();
     state.listing.clear();
-    result = co_await attempt(state.pool, login.display(), s.id());
+    // The lock module locks again in order after releasing everything:
+    // this session's own logins on the back end (reset, or abandoned
+    // while under way) must have ended, or PASS would find its own lock.
+    co_await settle(state);
+    result = co_await attempt(state.pool, login.display(), s.id(), nullptr);
   }
   if (result.status == lock_status::acquired) {
     state.link = std::move(result.link);
@@ -508,13 +556,9 @@ awaitable<verdict> remote_spool::on_event(session& s, event e) {
   // once), and the client is answered once its locks are free.
   if (e != event::quit) co_return verdict::next();
   unlock(s);
-  auto* state = s.find_slot(state_);
-  const std::shared_ptr<link_pool::returning> returning = state ? std::move(state->returning) : nullptr;
-  if (returning)
-    while (!returning->done) {
-      boost::system::error_code ignored;
-      co_await returning->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
+  // Slots live until after the disconnect event, which never runs beside
+  // this call.
+  if (auto* state = s.find_slot(state_)) co_await settle(*state);
   co_return verdict::next();
 }
 

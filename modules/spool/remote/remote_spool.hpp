@@ -142,13 +142,19 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
     explicit login_ahead(const executor& ex) : wake(ex) { wake.expires_at(std::chrono::steady_clock::time_point::max()); }
     attempt_result result;
     bool done = false;
-    bool abandoned = false;
+    bool abandoned = false;   ///< the login stops at its next step and gives its link back
     asio::steady_timer wake;  ///< cancelled when done
+    /// Abandoned with a login made: its reset, which a later login of the
+    /// session on this punt (or its QUIT) waits for.
+    std::shared_ptr<link_pool::returning> returning;
   };
   struct session_state {
     std::shared_ptr<link_pool> pool;
     /// The login prepare() started, until lock() takes it.
     std::shared_ptr<login_ahead> ahead;
+    /// Logins started ahead and abandoned, until they have ended on the
+    /// back end (settle()).
+    std::vector<std::shared_ptr<login_ahead>> abandoned;
     std::shared_ptr<backend_link> link;
     std::vector<listing_entry> listing;
     /// The link's reset, after unlock(); quit waits for it.
@@ -162,10 +168,15 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   /// Logs in as `who` on a link of `links`: the lock, the listing. A kept
   /// link found dead at once is replaced (once); [IN-USE] is retried for
   /// in_use_wait. Owns its arguments: it may run on after its session
-  /// (prepare()).
-  awaitable<attempt_result> attempt(std::shared_ptr<link_pool> links, std::string who, std::uint64_t session);
+  /// (prepare()); once `ahead` is abandoned it stops at its next step.
+  awaitable<attempt_result> attempt(std::shared_ptr<link_pool> links, std::string who, std::uint64_t session,
+                                    std::shared_ptr<login_ahead> ahead);
   /// A login prepare() started and nobody will take: its link goes back.
   static void abandon(session_state& state);
+  /// Waits until every login this session made on this punt's back end
+  /// has ended there (the resets given back, logins abandoned ahead), so
+  /// that what follows finds the maildrop free of this session.
+  static awaitable<void> settle(session_state& state);
 
   link_options options_;
   pool_settings pool_settings_;

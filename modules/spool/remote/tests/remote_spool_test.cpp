@@ -68,8 +68,10 @@ struct script {
   std::string update_reply;  // XUPDATE's reply; by default "+OK N 0", N = the DELEs received
   std::size_t die_after = SIZE_MAX;  // commands answered before the connection drops
   /// Replies that answer a PASS wait until this says yes (polled every
-  /// 5ms, for at most 2s): a back end that waits for another's login.
+  /// 5ms, for at most answer_pass_limit): a back end that waits for
+  /// something else to happen first.
   std::function<bool()> answer_pass_when;
+  std::chrono::milliseconds answer_pass_limit{2000};
   /// A connection that logged in before closes, unanswered, when it is
   /// sent the next login (a back end restarted just then).
   bool drop_reused = false;
@@ -249,7 +251,8 @@ awaitable<void> serve(std::shared_ptr<asio::ip::tcp::socket> socket, std::shared
     }
     if (lines) sc->batches.push_back(lines);
     if (sc->answer_pass_when && out.find("+OK in\r\n") != std::string::npos)
-      for (int i = 0; i < 400 && !sc->answer_pass_when(); ++i) {
+      for (auto waited = std::chrono::milliseconds(0); waited < sc->answer_pass_limit && !sc->answer_pass_when();
+           waited += std::chrono::milliseconds(5)) {
         asio::steady_timer wait(socket->get_executor(), std::chrono::milliseconds(5));
         co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
@@ -629,15 +632,16 @@ struct two_punts {
 }  // namespace
 
 TEST_CASE("with two remote punts, both back ends log in side by side") {
-  two_punts t(", read_timeout: 3s");
-  // Each back end answers PASS only once the other has received its own:
-  // logins taken one after another would wait for each other (and fail
-  // at read_timeout).
+  two_punts t(", read_timeout: 1s");
+  // Each back end answers PASS only once the other has received its own
+  // (or after 3s): logins taken one after another would wait for each
+  // other, and the first would fail at read_timeout.
   const auto received_pass = [&t](const std::string& punt) {
     return count_of(t.backs[punt]->received, "PASS") > 0;
   };
   t.backs["finchley"]->answer_pass_when = [&] { return received_pass("docklands"); };
   t.backs["docklands"]->answer_pass_when = [&] { return received_pass("finchley"); };
+  t.backs["finchley"]->answer_pass_limit = t.backs["docklands"]->answer_pass_limit = std::chrono::seconds(3);
   auto s = t.h.connect();
   const auto start = std::chrono::steady_clock::now();
   CHECK(t.login(s).starts_with("+OK sample has 2 messages"));
@@ -673,15 +677,32 @@ TEST_CASE("with two remote punts, a punt still in use after in_use_wait is locke
 }
 
 TEST_CASE("a login prepared ahead that the session leaves untaken is reset on its back end") {
-  two_punts t;
-  // docklands refuses (a session elsewhere holds it, for good): finchley's
-  // login, started ahead, is not kept.
-  t.backs["docklands"]->locks["sample"] = 999;
-  auto s = t.h.connect();
-  CHECK(t.login(s) == "-ERR [IN-USE] maildrop already locked\r\n");
-  run_until(t.h, [&] { return !t.backs["finchley"]->locks.count("sample"); });
-  CHECK(count_of(t.backs["finchley"]->received, "XRESET") >= 1);
-  t.h.disconnect(s);
+  SECTION("abandoned after it completed") {
+    two_punts t;
+    // docklands refuses (a session elsewhere holds it, for good):
+    // finchley's login, started ahead and made, is not kept.
+    t.backs["docklands"]->locks["sample"] = 999;
+    auto s = t.h.connect();
+    CHECK(t.login(s) == "-ERR [IN-USE] maildrop already locked\r\n");
+    run_until(t.h, [&] { return !t.backs["finchley"]->locks.count("sample"); });
+    CHECK(count_of(t.backs["finchley"]->received, "XRESET") == 1);
+    CHECK(count_of(t.backs["finchley"]->received, "PASS") == 1);
+    t.h.disconnect(s);
+  }
+  SECTION("abandoned while it waited for the back end, which answers later") {
+    two_punts t;
+    t.backs["docklands"]->locks["sample"] = 999;
+    // finchley answers PASS only once the lock module has given up on the
+    // first pass (abandoning finchley's login): the login completes
+    // abandoned, and its own coroutine resets it.
+    t.backs["finchley"]->answer_pass_when = [&t] { return t.h.log_of("lock").contains("locking again"); };
+    auto s = t.h.connect();
+    CHECK(t.login(s) == "-ERR [IN-USE] maildrop already locked\r\n");
+    run_until(t.h, [&] { return count_of(t.backs["finchley"]->received, "XRESET") == 1; });
+    CHECK(!t.backs["finchley"]->locks.count("sample"));
+    CHECK(count_of(t.backs["finchley"]->received, "PASS") == 1);
+    t.h.disconnect(s);
+  }
 }
 
 TEST_CASE("the probe: XAUTH on a new link, CAPA on the one it keeps") {
