@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -213,31 +212,6 @@ def loadgen(port: int, workload: str, clients: int, seconds: float, users: Path,
 
 # ---------------------------------------------------------------- the run
 
-def start_baseline(config: Path, log: Path) -> tuple[subprocess.Popen, int]:
-    """--baseline: that tree's sdpsd on the front end's configuration (the
-    modules beside that sdpsd, not ours), on a free loopback port."""
-    sdpsd = Path(ARGS.baseline).resolve() / "bin" / "sdpsd"
-    if not sdpsd.exists():
-        raise RuntimeError(f"--baseline: {sdpsd} not found")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(sdpsd), "-c", str(config), "--listen", f"127.0.0.1:{port}"],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"--baseline: sdpsd did not start; see {log}")
-            time.sleep(0.05)
-
-
 def populate(site: Site, hosts: int) -> None:
     punts = ("finchley", "docklands")
     for i in range(hosts):
@@ -277,10 +251,15 @@ def main() -> int:
             processes = {"embedded": {"embedded": embedded.pid},
                          "front end": {"front end": front.pid, **backends}}
             if ARGS.baseline:
-                baseline = start_baseline(fe.frontend_config("frontend"), site.root / "baseline.log")
-                targets["baseline"] = baseline_port = baseline[1]
-                processes["baseline"] = {"front end": baseline[0].pid, **backends}
-                print(f"baseline front end ({ARGS.baseline}) on port {baseline_port}", flush=True)
+                # That tree's sdpsd, with the modules beside it, on the same
+                # configuration and back ends.
+                sdpsd = Path(ARGS.baseline).resolve() / "bin" / "sdpsd"
+                if not sdpsd.exists():
+                    raise RuntimeError(f"--baseline: {sdpsd} not found")
+                baseline = fe.start(program=sdpsd)
+                targets["baseline"] = baseline.port
+                processes["baseline"] = {"front end": baseline.pid, **backends}
+                print(f"baseline front end ({ARGS.baseline}) on port {baseline.port}", flush=True)
             cpu = {name: {} for name in targets}
             loadgen_rows = []
             for port in targets.values():        # warm up: caches, first logins
@@ -317,9 +296,6 @@ def main() -> int:
         finally:
             for server in list(fe.paused):
                 fe.cont(server)
-            if ARGS.baseline and "baseline" in targets:
-                baseline[0].terminate()
-                baseline[0].wait(timeout=30)
 
     print()
     print(f"sdps: front end over 2 back ends vs the embedded default, same mail, one machine "
@@ -336,7 +312,8 @@ def main() -> int:
     per = {name: {proc: 1e6 * secs / cpu[name]["sessions"] for proc, secs in cpu[name].items()
                   if proc not in ("sessions", "in use")} for name in cpu}
     for name in per:
-        print("  " + ", ".join(f"{proc} {us:.0f}" for proc, us in per[name].items()))
+        print("  " + ("baseline: " if name == "baseline" else "") +
+              ", ".join(f"{proc} {us:.0f}" for proc, us in per[name].items()))
     emb, front_cpu = per["embedded"]["embedded"], per["front end"]["front end"]
     total = sum(per["front end"].values())
     print(f"front-end machine capacity vs an embedded one (embedded CPU / front-end CPU per session): "

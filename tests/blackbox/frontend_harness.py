@@ -403,11 +403,12 @@ class FrontEndSite:
     # -- processes
 
     def _server(self, config: Path, listen: Sequence[str], extra_args: Sequence[str] = (),
-                env: dict | None = None, listen_tls: Sequence[str] = ()) -> Server:
+                env: dict | None = None, listen_tls: Sequence[str] = (), program: Path | None = None) -> Server:
         """Starts sdpsd on `config`; it counts as ours even if it fails to start."""
         known = len(self.site.servers)
         try:
-            server = Server(_View(self.site, config), listen, extra_args, env, listen_tls=listen_tls)
+            server = Server(_View(self.site, config), listen, extra_args, env, listen_tls=listen_tls,
+                            program=program)
         finally:
             self.ours.extend(self.site.servers[known:])
         return server
@@ -430,11 +431,13 @@ class FrontEndSite:
                 self.start_backend(punt)
 
     def start(self, listen: Sequence[str] = ("127.0.0.1:0",), extra_args: Sequence[str] = (),
-              env: dict | None = None, *, name: str = "frontend", secret: str = SECRET) -> Server:
-        """A front end (the back ends first, if they are not running)."""
+              env: dict | None = None, *, name: str = "frontend", secret: str = SECRET,
+              program: Path | None = None) -> Server:
+        """A front end (the back ends first, if they are not running);
+        `program`: another sdpsd than the build tree's (Server)."""
         self.start_backends()
         config = self.frontend_config(name, secret=secret)
-        server = self._server(config, listen, extra_args, env)
+        server = self._server(config, listen, extra_args, env, program=program)
         self.frontends.append(server)
         return server
 

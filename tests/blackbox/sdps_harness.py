@@ -381,11 +381,13 @@ class Server:
     """One running sdpsd. Stopped by Site.close() whatever happens."""
 
     def __init__(self, site: "Site", listen: Sequence[str], extra_args: Sequence[str], env: dict | None,
-                 *, listen_tls: Sequence[str] = (), preexec=None):
+                 *, listen_tls: Sequence[str] = (), preexec=None, program: Path | None = None):
+        """`program`: another sdpsd than the build tree's (a benchmark's
+        baseline), with the modules found beside it."""
         self.site = site
         self.log_path = site.root / f"sdpsd.{len(site.servers)}.log"
         self.log_file = open(self.log_path, "wb")
-        args = [str(binary("sdpsd")), "-c", str(site.config)]
+        args = [str(program or binary("sdpsd")), "-c", str(site.config)]
         for address in listen:
             args += ["--listen", address]
         for address in listen_tls:

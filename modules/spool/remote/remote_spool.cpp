@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <utility>
 
 namespace sdps::remote {
 
@@ -278,13 +279,6 @@ namespace {
 std::atomic<std::uint64_t> next_instance{1};
 }  // namespace
 
-remote_spool::session_state::~session_state() {
-  // The session is over however it ended: the login ends on the back end
-  // (XRESET, in the background) and the link goes back to the pool.
-  abandon(*this);
-  if (link && pool) pool->give_back(std::move(link));
-}
-
 link_pool& remote_spool::pool(session& s, session_state& state) {
   if (!state.pool) {
     const executor ex = s.get_executor();
@@ -438,51 +432,55 @@ awaitable<remote_spool::attempt_result> remote_spool::attempt(std::shared_ptr<li
   co_return result;
 }
 
-void remote_spool::abandon(session_state& state) {
-  const std::shared_ptr<login_ahead> ahead = std::move(state.ahead);
-  state.ahead.reset();
-  if (!ahead) return;
-  ahead->abandoned = true;
-  // Not done yet: the login stops at its next step, or gives its link back
-  // when it completes.
-  if (ahead->done && ahead->result.link && state.pool)
-    ahead->returning = state.pool->give_back(std::move(ahead->result.link));
-  // The ones that have ended on the back end need no more waiting.
-  std::erase_if(state.abandoned, [](const std::shared_ptr<login_ahead>& a) {
-    return a->done && (!a->returning || a->returning->done);
-  });
-  state.abandoned.push_back(ahead);
+namespace {
+
+/// Waits until `job` is done: a link's reset (link_pool::returning) or a
+/// login started ahead, each with a timer cancelled when done. Null: at once.
+template <typename Job>
+awaitable<void> until_done(const std::shared_ptr<Job>& job) {
+  while (job && !job->done) {
+    boost::system::error_code ignored;
+    co_await job->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+}
+
+/// Done on the back end: nothing left to wait for.
+bool ended(const std::shared_ptr<link_pool::returning>& r) { return !r || r->done; }
+
+}  // namespace
+
+void remote_spool::release(session_state& state) {
+  std::erase_if(state.returning, ended);
+  std::erase_if(state.abandoned, [](const std::shared_ptr<login_ahead>& a) { return a->done && ended(a->returning); });
+  if (const std::shared_ptr<login_ahead> ahead = std::exchange(state.ahead, nullptr)) {
+    ahead->abandoned = true;
+    // Not done yet: the login stops at its next step, or gives its link
+    // back when it completes.
+    if (ahead->done && ahead->result.link && state.pool)
+      ahead->returning = state.pool->give_back(std::move(ahead->result.link));
+    state.abandoned.push_back(ahead);
+  }
+  state.held.reset();
+  state.listing.clear();
+  if (state.link && state.pool)
+    if (auto reset = state.pool->give_back(std::move(state.link))) state.returning.push_back(std::move(reset));
+  state.link.reset();
 }
 
 awaitable<void> remote_spool::settle(session_state& state) {
-  const auto wait_for = [](const std::shared_ptr<link_pool::returning>& returning) -> awaitable<void> {
-    while (returning && !returning->done) {
-      boost::system::error_code ignored;
-      co_await returning->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
-  };
-  // Moved out first: the state may change while this waits.
-  const std::shared_ptr<link_pool::returning> returning = std::move(state.returning);
-  state.returning.reset();
-  const std::vector<std::shared_ptr<login_ahead>> abandoned = std::move(state.abandoned);
-  state.abandoned.clear();
-  co_await wait_for(returning);
+  // Taken out first: the state may change while this waits.
+  const auto returning = std::exchange(state.returning, {});
+  const auto abandoned = std::exchange(state.abandoned, {});
+  for (const auto& reset : returning) co_await until_done(reset);
   for (const auto& ahead : abandoned) {
-    while (!ahead->done) {
-      boost::system::error_code ignored;
-      co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
-    co_await wait_for(ahead->returning);
+    co_await until_done(ahead);
+    co_await until_done(ahead->returning);
   }
 }
 
 void remote_spool::prepare(session& s, const identity& who) {
   auto& state = s.slot(state_);
-  abandon(state);
-  if (state.link && state.pool) state.pool->give_back(std::move(state.link));
-  state.link.reset();
-  state.held.reset();
-  state.listing.clear();
+  release(state);
   pool(s, state);
   const std::shared_ptr<link_pool> links = state.pool;
   auto ahead = std::make_shared<login_ahead>(s.get_executor());
@@ -517,22 +515,13 @@ awaitable<lock_status> remote_spool::lock(session& s, const identity& login) {
   attempt_result result;
   if (const std::shared_ptr<login_ahead> ahead = state.ahead) {
     // prepare() started this login: wait for what it came to.
-    while (!ahead->done) {
-      boost::system::error_code ignored;
-      co_await ahead->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
+    co_await until_done(ahead);
     if (state.ahead != ahead) co_return lock_status::unavailable;  // abandoned meanwhile (a new login)
     state.ahead.reset();
     result = std::move(ahead->result);
   } else {
-    link_pool& links = pool(s, state);
-    if (state.link) {
-      co_await settle(state);  // (state.returning is about to be replaced)
-      state.returning = links.give_back(std::move(state.link));
-    }
-    state.link.reset();
-    state.held.reset();
-    state.listing.clear();
+    pool(s, state);
+    release(state);
     // The lock module locks again in order after releasing everything:
     // this session's own logins on the back end (reset, or abandoned
     // while under way) must have ended, or PASS would find its own lock.
@@ -563,14 +552,7 @@ awaitable<verdict> remote_spool::on_event(session& s, event e) {
 }
 
 void remote_spool::unlock(session& s) {
-  auto* state = s.find_slot(state_);
-  if (!state) return;
-  abandon(*state);
-  state->held.reset();
-  state->listing.clear();
-  if (!state->link || !state->pool) return;
-  state->returning = state->pool->give_back(std::move(state->link));
-  state->link.reset();
+  if (auto* state = s.find_slot(state_)) release(*state);
 }
 
 std::unique_ptr<punt_probe> remote_spool::make_probe(executor ex) {

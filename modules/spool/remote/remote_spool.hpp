@@ -157,10 +157,11 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
     std::vector<std::shared_ptr<login_ahead>> abandoned;
     std::shared_ptr<backend_link> link;
     std::vector<listing_entry> listing;
-    /// The link's reset, after unlock(); quit waits for it.
-    std::shared_ptr<link_pool::returning> returning;
+    /// The resets of links this session gave back (release()); quit and a
+    /// login in order wait for them (settle()).
+    std::vector<std::shared_ptr<link_pool::returning>> returning;
     session_count::hold held;  // while `link` is lent to this session's login
-    ~session_state();
+    ~session_state() { release(*this); }
   };
 
   /// This event loop's pool (kept in the session's state).
@@ -171,8 +172,11 @@ class remote_spool final : public sdps::module, public sdps::spool, public sdps:
   /// (prepare()); once `ahead` is abandoned it stops at its next step.
   awaitable<attempt_result> attempt(std::shared_ptr<link_pool> links, std::string who, std::uint64_t session,
                                     std::shared_ptr<login_ahead> ahead);
-  /// A login prepare() started and nobody will take: its link goes back.
-  static void abandon(session_state& state);
+  /// Everything this session holds on the back end goes back: the login
+  /// prepare() started (abandoned: it stops, or is reset as it completes)
+  /// and the link lent to it (reset in the background). unlock(), a new
+  /// login's start, and the session's end.
+  static void release(session_state& state);
   /// Waits until every login this session made on this punt's back end
   /// has ended there (the resets given back, logins abandoned ahead), so
   /// that what follows finds the maildrop free of this session.
