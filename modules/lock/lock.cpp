@@ -74,6 +74,35 @@ void lock_module::release(session& s, held& h, const char* why) {
   h.started = false;
 }
 
+awaitable<spool*> lock_module::lock_each(session& s, held& h, const identity& login, const std::string& who) {
+  for (spool* sp : order_) {
+    lock_status status = lock_status::unavailable;
+    try {
+      status = co_await sp->lock(s, login);
+    } catch (const spool_error& e) {
+      log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
+      status = lock_status::unavailable;
+    } catch (...) {
+      // Anything else is a fault, not a punt being down: give up the locks
+      // taken so far and let the core answer.
+      release(s, h, "locking failed");
+      throw;
+    }
+    switch (status) {
+      case lock_status::acquired:
+        h.spools.push_back(sp);
+        break;
+      case lock_status::unavailable:
+        log_.warning("session ", s.id(), ": punt ", sp->punt(), " is unavailable: mail held there is left out of ",
+                     who, "'s maildrop for this session");
+        break;
+      case lock_status::in_use:
+        co_return sp;
+    }
+  }
+  co_return nullptr;
+}
+
 awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_attempt& attempt) {
   // Slots live until after the disconnect event, which never runs beside
   // this call: the reference stays good across the suspensions below.
@@ -95,41 +124,19 @@ awaitable<login_verdict> lock_module::on_login(session& s, login_stage, login_at
     release(s, h, "preparing the locks failed");
     throw;
   }
-  for (bool in_order = false;;) {
-    bool again = false;
-    for (spool* sp : order_) {
-      lock_status status = lock_status::unavailable;
-      try {
-        status = co_await sp->lock(s, login);
-      } catch (const spool_error& e) {
-        log_.warning("session ", s.id(), ": locking ", who, " on punt ", sp->punt(), ": ", e.what());
-        status = lock_status::unavailable;
-      } catch (...) {
-        // Anything else is a fault, not a punt being down: give up the
-        // locks taken so far and let the core answer.
-        release(s, h, "locking failed");
-        throw;
-      }
-      if (status == lock_status::acquired) {
-        h.spools.push_back(sp);
-      } else if (status == lock_status::unavailable) {
-        log_.warning("session ", s.id(), ": punt ", sp->punt(), " is unavailable: mail held there is left out of ",
-                     who, "'s maildrop for this session");
-      } else if (!in_order && order_.size() > 1) {
-        log_.debug("session ", s.id(), ": ", who, " is in use on punt ", sp->punt(),
-                   "; locking again, one punt after another");
-        release(s, h, "a punt was in use: locking again in order");
-        h.started = true;
-        again = in_order = true;
-        break;
-      } else {
-        log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", sp->punt());
-        release(s, h, "the maildrop is in use");
-        co_return login_verdict::refuse(
-            response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")), "in use");
-      }
-    }
-    if (!again) break;
+  spool* busy = co_await lock_each(s, h, login, who);
+  if (busy && order_.size() > 1) {
+    log_.debug("session ", s.id(), ": ", who, " is in use on punt ", busy->punt(),
+               "; locking again, one punt after another");
+    release(s, h, "a punt was in use: locking again in order");
+    h.started = true;
+    busy = co_await lock_each(s, h, login, who);
+  }
+  if (busy) {
+    log_.info("session ", s.id(), ": ", who, " is locked by another session on punt ", busy->punt());
+    release(s, h, "the maildrop is in use");
+    co_return login_verdict::refuse(
+        response::err(pop3::with_code(pop3::response_code::in_use, "maildrop already locked")), "in use");
   }
   co_return login_verdict::proceed();
 }

@@ -56,6 +56,9 @@ class lock_module final : public sdps::module {
     bool started = false;        // a login has prepared the punts
   };
   void release(session& s, held& h, const char* why);
+  /// lock() on every punt in order, keeping those acquired in `h`; stops
+  /// at the first punt in use and returns it (null: none was).
+  awaitable<spool*> lock_each(session& s, held& h, const identity& login, const std::string& who);
 
   logger& log_;
   std::string instance_;
